@@ -1,0 +1,133 @@
+//! External services. Each stage talks to one trait; every trait has an offline
+//! implementation that works with no keys and a real client for the paid service.
+//! Retry policy does not live here: clients class their errors and return.
+
+mod error;
+
+pub use error::ProviderError;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What the script stage asks a writer for. All template fields are already rendered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScriptRequest {
+    pub topic: String,
+    /// The rendered prompt (real writers) — the offline writer uses topic and vars.
+    pub prompt: String,
+    /// Target narration length in seconds.
+    pub seconds: u32,
+    /// Call to action the script must end with, when the recipe gives one.
+    pub cta: Option<String>,
+    /// Models in priority order; the first is primary, the rest are fallbacks.
+    pub models: Vec<String>,
+    pub temperature: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// A finished script: a hook, the body sentences and the call to action are spoken in
+/// that order; title, caption and hashtags go to the draft and the notice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Script {
+    pub hook: String,
+    pub sentences: Vec<String>,
+    pub cta: String,
+    pub title: String,
+    pub caption: String,
+    pub hashtags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl Script {
+    /// Every line that is spoken, in order.
+    pub fn spoken(&self) -> Vec<&str> {
+        std::iter::once(self.hook.as_str())
+            .chain(self.sentences.iter().map(String::as_str))
+            .chain(std::iter::once(self.cta.as_str()))
+            .filter(|s| !s.trim().is_empty())
+            .collect()
+    }
+}
+
+/// What a paid call cost, recorded per job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// In the provider's credits (USD for OpenRouter), when reported.
+    pub cost: Option<f64>,
+}
+
+#[async_trait]
+pub trait ScriptWriter: Send + Sync {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError>;
+}
+
+/// What the footage stage asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FootageRequest {
+    pub query: String,
+    pub clips: u32,
+    /// Each clip should last at least this long, in seconds.
+    pub min_clip_seconds: f64,
+    /// Clip source ids already used elsewhere in the batch; avoid them where possible.
+    pub avoid: Vec<String>,
+    /// A stable number per job, so generated footage differs between jobs.
+    pub variant: u64,
+}
+
+/// One downloaded or generated clip, with the credit the draft must carry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Clip {
+    pub path: PathBuf,
+    /// `pexels:123`, `local:file.mp4`, `generated:mandelbrot-3`.
+    pub source_id: String,
+    pub duration: f64,
+    pub credit: Option<Credit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Credit {
+    pub creator: String,
+    pub creator_url: String,
+    pub url: String,
+}
+
+#[async_trait]
+pub trait FootageSource: Send + Sync {
+    /// Writes the clips into `dir` (which exists and is empty) and returns them.
+    async fn fetch(&self, request: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError>;
+}
+
+/// What the voice stage asks for: the spoken lines in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VoiceRequest {
+    pub lines: Vec<String>,
+}
+
+/// Narration audio plus word timings, which drive the captions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Narration {
+    pub audio: PathBuf,
+    pub duration: f64,
+    pub words: Vec<WordTiming>,
+    /// Characters billed, for TTS services that bill by character.
+    pub characters: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WordTiming {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+#[async_trait]
+pub trait Voice: Send + Sync {
+    /// Writes the narration into `dir` (which exists and is empty).
+    async fn speak(&self, request: &VoiceRequest, dir: &Path) -> Result<Narration, ProviderError>;
+}

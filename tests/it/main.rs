@@ -1,0 +1,2 @@
+//! The one integration-test binary. Each module covers one area; shared helpers live in
+//! `support`.
