@@ -5,3 +5,4 @@
 //! [`stages`] through [`providers`] and [`media`].
 
 pub mod providers;
+pub mod secret;

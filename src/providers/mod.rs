@@ -3,8 +3,10 @@
 //! Retry policy does not live here: clients class their errors and return.
 
 mod error;
+mod retry;
 
 pub use error::ProviderError;
+pub use retry::RetryPolicy;
 
 use std::path::{Path, PathBuf};
 
@@ -100,7 +102,8 @@ pub struct Credit {
 #[async_trait]
 pub trait FootageSource: Send + Sync {
     /// Writes the clips into `dir` (which exists and is empty) and returns them.
-    async fn fetch(&self, request: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError>;
+    async fn fetch(&self, request: &FootageRequest, dir: &Path)
+    -> Result<Vec<Clip>, ProviderError>;
 }
 
 /// What the voice stage asks for: the spoken lines in order.
@@ -130,4 +133,95 @@ pub struct WordTiming {
 pub trait Voice: Send + Sync {
     /// Writes the narration into `dir` (which exists and is empty).
     async fn speak(&self, request: &VoiceRequest, dir: &Path) -> Result<Narration, ProviderError>;
+}
+
+/// A rendered video to keep reachable for a while (the draft notice links to it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostRequest {
+    pub path: PathBuf,
+    /// Object key, e.g. `space-facts/3f2a….mp4`.
+    pub key: String,
+    pub content_type: String,
+    /// Unix seconds after which the copy must be gone.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hosted {
+    /// Where it is, for deletion: `r2://bucket/key` or a local path.
+    pub location: String,
+    /// A link a person can open until `expires_at`.
+    pub url: String,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait Host: Send + Sync {
+    async fn put(&self, request: &HostRequest) -> Result<Hosted, ProviderError>;
+    /// Deletes one hosted copy; deleting what is already gone succeeds.
+    async fn delete(&self, location: &str) -> Result<(), ProviderError>;
+    /// Locations whose expiry is at or before `now` (unix seconds).
+    async fn expired(&self, now: i64) -> Result<Vec<String>, ProviderError>;
+}
+
+/// A finished video going to the creator's inbox as a draft. Never a published post.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DraftRequest {
+    pub video: PathBuf,
+    pub job_id: String,
+    pub recipe: String,
+    /// The account name the recipe publishes to (`publish.tiktok.account`).
+    pub account: String,
+    pub title: String,
+    pub caption: String,
+    pub hashtags: Vec<String>,
+    pub credits: Vec<Credit>,
+    /// What the ledger recorded of an earlier attempt for this same draft, if any.
+    pub previous: Option<EffectProgress>,
+}
+
+/// A step of a side effect already recorded in the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EffectProgress {
+    /// The service's id for the effect (TikTok `publish_id`, a message id, a path).
+    pub external_id: String,
+    /// How far it got: `initialized`, `uploaded`, `delivered`.
+    pub phase: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DraftReceipt {
+    pub external_id: String,
+    /// Final state as the service reports it, e.g. `SEND_TO_USER_INBOX`.
+    pub status: String,
+}
+
+/// Persists progress of a side effect the moment it happens, so a crash mid-way can be
+/// resumed instead of repeated.
+#[async_trait]
+pub trait EffectLog: Send + Sync {
+    async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError>;
+}
+
+#[async_trait]
+pub trait Drafts: Send + Sync {
+    async fn send(
+        &self,
+        request: &DraftRequest,
+        log: &dyn EffectLog,
+    ) -> Result<DraftReceipt, ProviderError>;
+}
+
+/// The notice a creator gets when a draft is waiting (or a job failed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Notice {
+    /// Where to send it (`notify.telegram.chat`).
+    pub chat: String,
+    pub text: String,
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Returns the service's message id (or a local identifier).
+    async fn send(&self, notice: &Notice) -> Result<String, ProviderError>;
 }
