@@ -4,5 +4,10 @@
 //! recipe into jobs, [`plan`] diffs them against the [`store`], and [`engine`] runs the
 //! [`stages`] through [`providers`] and [`media`].
 
+pub mod cli;
+pub mod expand;
+pub mod plan;
 pub mod providers;
+pub mod recipe;
 pub mod secret;
+pub mod store;
