@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod expand;
+pub mod media;
 pub mod plan;
 pub mod providers;
 pub mod recipe;
