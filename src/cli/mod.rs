@@ -3,6 +3,7 @@
 
 mod jobs;
 mod plan;
+mod run;
 mod schema;
 mod validate;
 
@@ -47,6 +48,11 @@ pub enum Command {
     },
     /// Show what a run would do: new, changed, done, failed and removed jobs.
     Plan {
+        #[arg(default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run every job that has work: new, changed, failed and interrupted ones.
+    Run {
         #[arg(default_value = "recipes")]
         paths: Vec<PathBuf>,
     },
@@ -176,6 +182,7 @@ pub async fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate { paths } => validate::run(&paths, cli.json),
         Command::Plan { paths } => plan::run(&paths, &cli.state_dir, cli.json).await,
+        Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
     }

@@ -3,6 +3,8 @@
 //! Retry policy does not live here: clients class their errors and return.
 
 mod error;
+pub mod local;
+pub mod offline;
 mod retry;
 
 pub use error::ProviderError;

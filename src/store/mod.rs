@@ -1,7 +1,10 @@
 //! The job store: sqlx over SQLite (WAL) with embedded migrations. Statements use `$n`
 //! placeholders, integer timestamps and JSON as text, so the same SQL serves Postgres.
 
+mod artifacts;
 mod migrations;
+
+pub use artifacts::{Artifact, Effect};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
