@@ -19,3 +19,5 @@ pub use probe::{
 };
 pub use render::{RenderSpec, render, render_args};
 pub use tools::{INSTALL_HINT, MissingTool, MissingTools, Tools};
+
+pub(crate) use tools::{media_url, run};

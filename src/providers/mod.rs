@@ -3,6 +3,7 @@
 //! Retry policy does not live here: clients class their errors and return.
 
 mod error;
+pub mod offline;
 mod retry;
 
 pub use error::ProviderError;
