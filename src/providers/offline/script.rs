@@ -438,29 +438,3 @@ mod tests {
         );
     }
 }
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    #[test]
-    fn scratch_dist() {
-        let mut c = std::collections::BTreeMap::new();
-        for i in 0..200 {
-            let r = ScriptRequest {
-                topic: format!("topic {i}"),
-                prompt: String::new(),
-                seconds: 45,
-                cta: None,
-                models: vec![],
-                temperature: None,
-                seed: None,
-            };
-            let s = compose(&r);
-            *c.entry((
-                s.cta.clone(),
-                s.caption.split(' ').next().unwrap().to_string(),
-            ))
-            .or_insert(0) += 1;
-        }
-        eprintln!("SCRATCH {c:#?}");
-    }
-}
