@@ -374,7 +374,7 @@ impl ElevenLabs {
         ProviderError::permanent(
             SERVICE,
             format!(
-                "elevenlabs rejected the API key (`{KEY_VAR}`): {message}; check the key (sent in the `xi-api-key` header)"
+                "rejected the API key (`{KEY_VAR}`): {message}; check the key (sent in the `xi-api-key` header)"
             ),
         )
     }

@@ -211,7 +211,7 @@ impl OpenRouter {
             401 => ProviderError::permanent(
                 SERVICE,
                 format!(
-                    "openrouter rejected the API key (`{KEY_VAR}`): {message}; check the key or create a new one"
+                    "rejected the API key (`{KEY_VAR}`): {message}; check the key or create a new one"
                 ),
             ),
             402 if reason == Some("in_flight_budget_exhausted") => ProviderError::retry_after(

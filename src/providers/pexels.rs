@@ -160,7 +160,7 @@ impl Pexels {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::permanent(
                 SERVICE,
                 format!(
-                    "pexels rejected the API key (`{KEY_VAR}`): {message}; check the key (sent as is, without `Bearer`)"
+                    "rejected the API key (`{KEY_VAR}`): {message}; check the key (sent as is, without `Bearer`)"
                 ),
             ),
             StatusCode::TOO_MANY_REQUESTS => {

@@ -1,2 +1,8 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
+
+mod fakes;
+mod providers_elevenlabs;
+mod providers_keys;
+mod providers_openrouter;
+mod providers_pexels;
