@@ -104,7 +104,7 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Statuses worth another try: the server timed out, is overloaded or limited us.
-pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+fn is_retryable_status(status: StatusCode) -> bool {
     status.is_server_error()
         || matches!(
             status,

@@ -182,14 +182,10 @@ impl OpenRouter {
 
     /// Classes an error envelope (`{"error": {code, message, metadata}}`), whether it came
     /// with an error status or inside an HTTP 200.
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        error: Option<&ApiError>,
-    ) -> ProviderError {
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, error: &ApiError) -> ProviderError {
         let code = error
-            .and_then(|e| e.code.as_ref())
+            .code
+            .as_ref()
             .and_then(code_number)
             .and_then(|c| StatusCode::from_u16(c).ok())
             .filter(|c| !c.is_success())
@@ -200,12 +196,8 @@ impl OpenRouter {
         } else {
             code
         };
-        let message = error
-            .map(|e| http::scrub(e.message.trim(), &self.key))
-            .unwrap_or_default();
-        let reason = error
-            .and_then(|e| e.metadata.get("reason"))
-            .and_then(Value::as_str);
+        let message = http::scrub(error.message.trim(), &self.key);
+        let reason = error.metadata.get("reason").and_then(Value::as_str);
         let wait = http::retry_after(headers);
         match code.as_u16() {
             401 => ProviderError::permanent(
@@ -239,23 +231,23 @@ impl OpenRouter {
         }
     }
 
+    /// An error status; a body that is not the documented envelope (a proxy's page) is
+    /// classed by the status alone.
     fn error_from_body(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
     ) -> ProviderError {
-        match serde_json::from_slice::<ErrorEnvelope>(body) {
-            Ok(ErrorEnvelope { error: Some(error) }) => {
-                self.classify(status, headers, Some(&error))
-            }
-            _ => http::classify_status(
-                SERVICE,
-                status,
-                http::retry_after(headers),
-                &http::scrub(&http::snippet(body), &self.key),
-            ),
-        }
+        let error = serde_json::from_slice::<ErrorEnvelope>(body)
+            .ok()
+            .and_then(|envelope| envelope.error)
+            .unwrap_or_else(|| ApiError {
+                code: None,
+                message: http::snippet(body),
+                metadata: serde_json::Map::new(),
+            });
+        self.classify(status, headers, &error)
     }
 }
 
@@ -289,7 +281,7 @@ impl ScriptWriter for OpenRouter {
         })?;
         // Errors after the model started come back as HTTP 200 with an `error` object.
         if let Some(error) = &completion.error {
-            return Err(self.classify(status, &headers, Some(error)));
+            return Err(self.classify(status, &headers, error));
         }
         let Some(choice) = completion.choices.first() else {
             return Err(ProviderError::retryable(
@@ -298,7 +290,7 @@ impl ScriptWriter for OpenRouter {
             ));
         };
         if let Some(error) = &choice.error {
-            return Err(self.classify(status, &headers, Some(error)));
+            return Err(self.classify(status, &headers, error));
         }
         match choice.finish_reason.as_deref() {
             Some("length") => {
@@ -342,7 +334,8 @@ impl ScriptWriter for OpenRouter {
         script.usage = Some(Usage {
             model: completion
                 .model
-                .unwrap_or_else(|| request.models[0].clone()),
+                .or_else(|| request.models.first().cloned())
+                .unwrap_or_default(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             cost: usage.cost,
@@ -402,7 +395,7 @@ struct RawScript {
 /// Parses and checks the model's JSON. The recipe's call to action, when it has one, is
 /// spoken word for word: the model is told to copy it, and we do not rely on that.
 fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
-    let raw: RawScript = serde_json::from_str(content).map_err(|e| e.to_string())?;
+    let raw: RawScript = serde_json::from_str(unfence(content)).map_err(|e| e.to_string())?;
     let hook = raw.hook.trim().to_owned();
     if hook.is_empty() {
         return Err("`hook` is empty".to_owned());
@@ -448,6 +441,22 @@ fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
         hashtags,
         usage: None,
     })
+}
+
+/// The JSON inside a Markdown code fence, which models that ignore the schema like to add.
+fn unfence(content: &str) -> &str {
+    let content = content.trim();
+    let Some(inner) = content
+        .strip_prefix("```")
+        .and_then(|rest| rest.strip_suffix("```"))
+    else {
+        return content;
+    };
+    // Drop the info string (`json`) on the opening line.
+    inner
+        .split_once('\n')
+        .map_or(inner, |(_, body)| body)
+        .trim()
 }
 
 #[derive(Deserialize)]
@@ -535,6 +544,13 @@ mod tests {
         assert_eq!(script.hook, "Black holes eat light.");
         assert_eq!(script.cta, "Follow!");
         assert_eq!(script.hashtags, ["space", "facts"]);
+    }
+
+    #[test]
+    fn a_fenced_reply_is_read() {
+        let fenced = format!("```json\n{}\n```", reply(3));
+        assert_eq!(parse_script(&fenced, None).unwrap().title, "Black holes");
+        assert_eq!(unfence("{\"a\": 1}"), "{\"a\": 1}");
     }
 
     #[test]
