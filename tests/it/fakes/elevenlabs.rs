@@ -62,6 +62,8 @@ impl Scenario {
 }
 
 pub async fn start() -> Fake<Scenario> {
+    // Made before serving, so no request waits on ffmpeg and trips a client timeout.
+    audio();
     Fake::start(KEY, "", |shared| {
         Router::new().fallback(handle).with_state(shared)
     })

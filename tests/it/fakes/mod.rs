@@ -10,7 +10,7 @@ pub mod pexels;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -27,7 +27,8 @@ pub struct Seen {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub at: Instant,
+    /// Wall-clock arrival, comparable with the unix times fakes hand out.
+    pub at: SystemTime,
 }
 
 impl Seen {
@@ -38,7 +39,7 @@ impl Seen {
             query: uri.query().unwrap_or_default().to_owned(),
             headers,
             body,
-            at: Instant::now(),
+            at: SystemTime::now(),
         }
     }
 
@@ -163,6 +164,16 @@ impl<S> Drop for Fake<S> {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Unix seconds at least `wait` from now (rounded up).
+pub fn unix_in(wait: Duration) -> u64 {
+    let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + wait;
+    at.as_secs() + u64::from(at.subsec_nanos() > 0)
+}
+
+pub fn unix(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
 /// Quick retries for tests: three attempts, millisecond backoff, server waits honoured up

@@ -20,15 +20,15 @@ pub const KEY: &str = "pexels-fake-563492ad6f91700001000001";
 pub enum Scenario {
     /// The normal answer, to let a later scenario hit the request after it.
     Normal,
-    /// A normal search answer, but reporting the quota as exhausted until `reset_in` from
-    /// now.
+    /// A normal search answer, but reporting the quota as exhausted until `reset_at`
+    /// (unix seconds).
     QuotaExhausted {
-        reset_in: Duration,
+        reset_at: u64,
     },
-    /// A normal search answer whose quota resets `reset_in` from now.
+    /// A normal search answer whose quota resets at `reset_at`.
     QuotaReset {
         remaining: u64,
-        reset_in: Duration,
+        reset_at: u64,
     },
     /// 429, with no rate-limit headers, as documented.
     TooManyRequests,
@@ -47,6 +47,8 @@ pub enum Scenario {
 }
 
 pub async fn start() -> Fake<Scenario> {
+    // Made before serving, so no request waits on ffmpeg and trips a client timeout.
+    clip();
     Fake::start(KEY, "", |shared| {
         Router::new().fallback(handle).with_state(shared)
     })
@@ -124,11 +126,11 @@ async fn search(shared: &Shared<Scenario>, seen: &Seen) -> Response {
     let ok = |remaining: u64, reset: u64| rate_headers(json(200, &results), remaining, reset);
     match shared.next() {
         None | Some(Scenario::Normal) => ok(19_000, now() + 3600),
-        Some(Scenario::QuotaExhausted { reset_in }) => ok(0, now_plus(reset_in)),
+        Some(Scenario::QuotaExhausted { reset_at }) => ok(0, reset_at),
         Some(Scenario::QuotaReset {
             remaining,
-            reset_in,
-        }) => ok(remaining, now_plus(reset_in)),
+            reset_at,
+        }) => ok(remaining, reset_at),
         Some(Scenario::TooManyRequests) => error(429, "Too Many Requests"),
         Some(Scenario::Status(status)) => error(status, "the fake says no"),
         Some(Scenario::EchoKey) => error(401, &format!("bad key {auth}")),
@@ -378,10 +380,4 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// Rounded up, so the reset is never earlier than asked.
-fn now_plus(wait: Duration) -> u64 {
-    let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + wait;
-    at.as_secs() + u64::from(at.subsec_nanos() > 0)
 }
