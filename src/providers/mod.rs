@@ -5,6 +5,8 @@
 pub mod elevenlabs;
 mod error;
 mod http;
+pub mod local;
+pub mod offline;
 pub mod openrouter;
 pub mod pexels;
 mod probe;
