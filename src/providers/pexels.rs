@@ -304,9 +304,10 @@ impl Pexels {
             // A server that ignores `Range` sends the whole file again.
             status if status.is_success() => (false, response.content_length()),
             status => {
+                let wait = http::retry_after(response.headers());
                 let body = http::read_body(SERVICE, response).await.unwrap_or_default();
                 let message = format!("downloading clip {}: {}", pick.id, http::snippet(&body));
-                return Err(http::classify_status(SERVICE, status, None, &message));
+                return Err(http::classify_status(SERVICE, status, wait, &message));
             }
         };
         let mut file = tokio::fs::OpenOptions::new()
