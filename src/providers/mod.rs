@@ -2,12 +2,18 @@
 //! implementation that works with no keys and a real client for the paid service.
 //! Retry policy does not live here: clients class their errors and return.
 
+pub mod elevenlabs;
 mod error;
+mod http;
 pub mod local;
 pub mod offline;
+pub mod openrouter;
+pub mod pexels;
+mod probe;
 mod retry;
 
 pub use error::ProviderError;
+pub use http::{SetupError, Timeouts};
 pub use retry::RetryPolicy;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,261 @@
+//! What the HTTP clients share: building a `reqwest::Client` with timeouts, reading keys and
+//! base URLs from the environment, and turning HTTP failures into classed
+//! [`ProviderError`]s, so every service answers 429 or a timeout the same way.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Response, StatusCode};
+
+use super::ProviderError;
+use crate::secret::Secret;
+
+const USER_AGENT: &str = concat!("tiktok-factory/", env!("CARGO_PKG_VERSION"));
+
+/// A client that cannot be built from the environment it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error("`{0}` is not set; export it in the environment")]
+    MissingKey(&'static str),
+    #[error("`{name}` is not a usable base url (`{value}`): {reason}")]
+    BadBaseUrl {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot start the http client: {0}")]
+    Client(String),
+}
+
+/// How long a client waits. `request` covers the whole exchange, body included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, SetupError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .build()
+        .map_err(|e| SetupError::Client(chain(&e)))
+}
+
+/// The key in `name`, or an error naming the variable to set.
+pub(crate) fn key_from_env(name: &'static str) -> Result<Secret, SetupError> {
+    Secret::from_env(name).ok_or(SetupError::MissingKey(name))
+}
+
+/// The base URL in `name`, or `default` when it is unset or empty.
+pub(crate) fn base_from_env(name: &'static str, default: &str) -> Result<String, SetupError> {
+    let value = std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned());
+    check_base(name, &value)
+}
+
+/// Checks a base URL and drops its trailing slash, so paths can be appended with `/`.
+pub(crate) fn check_base(name: &'static str, value: &str) -> Result<String, SetupError> {
+    let bad = |reason: &str| SetupError::BadBaseUrl {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("only http and https are supported"));
+    }
+    // A key must never travel in a URL, and a base carrying a query would mangle every path.
+    if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("a base url takes no query string or credentials"));
+    }
+    Ok(value.trim().trim_end_matches('/').to_owned())
+}
+
+/// The header carrying the key, marked sensitive so reqwest never prints it.
+pub(crate) fn sensitive(value: &str) -> Result<HeaderValue, ProviderError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        ProviderError::permanent(
+            "http",
+            "the api key contains characters a header cannot carry",
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// The server's requested wait, from `Retry-After` in seconds or as an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    // A date already past means "now", not "no advice".
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Statuses worth another try: the server timed out, is overloaded or limited us.
+fn is_retryable_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS | StatusCode::TOO_EARLY
+        )
+}
+
+/// The default class for an HTTP error status: 408/425/429/5xx retry (after the server's
+/// wait when it gave one), any other 4xx is permanent.
+pub(crate) fn classify_status(
+    service: &'static str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    detail: &str,
+) -> ProviderError {
+    let message = if detail.is_empty() {
+        format!("http {status}")
+    } else {
+        format!("http {status}: {detail}")
+    };
+    if is_retryable_status(status) {
+        ProviderError::retry_after(service, message, retry_after)
+    } else {
+        ProviderError::permanent(service, message)
+    }
+}
+
+/// A failure to send a request or read its answer: timeouts, refused or dropped
+/// connections and cut-off bodies are retryable; a request we could not even build is not.
+pub(crate) fn classify_transport(
+    service: &'static str,
+    doing: &str,
+    error: reqwest::Error,
+) -> ProviderError {
+    let error = error.without_url();
+    if error.is_timeout() {
+        return ProviderError::retryable(service, format!("timed out {doing}"));
+    }
+    if error.is_builder() {
+        return ProviderError::permanent(service, format!("{doing}: {}", chain(&error)));
+    }
+    ProviderError::retryable(service, format!("{doing}: {}", chain(&error)))
+}
+
+/// The whole body; a connection dropped mid-body is retryable.
+pub(crate) async fn read_body(
+    service: &'static str,
+    response: Response,
+) -> Result<Vec<u8>, ProviderError> {
+    response
+        .bytes()
+        .await
+        .map(Vec::from)
+        .map_err(|e| classify_transport(service, "reading the response", e))
+}
+
+/// The start of a body for an error message, so a proxy's HTML page stays readable.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Removes the key from text a server sent back, in case it echoes what it received.
+pub(crate) fn scrub(text: &str, key: &Secret) -> String {
+    let value = key.expose();
+    if value.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(value, "[redacted]")
+    }
+}
+
+/// An error and its causes on one line: reqwest's own message alone is often just
+/// "error sending request".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn statuses_are_classed() {
+        let wait = Some(Duration::from_secs(2));
+        for status in [408, 425, 429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let error = classify_status("svc", status, wait, "busy");
+            assert_eq!(
+                error,
+                ProviderError::retry_after("svc", format!("http {status}: busy"), wait)
+            );
+        }
+        for status in [400, 401, 403, 404, 422] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(!classify_status("svc", status, wait, "").is_retryable());
+        }
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        assert_eq!(
+            check_base("X", "http://127.0.0.1:9/api/v1/").unwrap(),
+            "http://127.0.0.1:9/api/v1"
+        );
+        assert!(check_base("X", "ftp://example.test").is_err());
+        assert!(check_base("X", "https://example.test/?key=1").is_err());
+        assert!(check_base("X", "https://user:pw@example.test").is_err());
+        assert!(check_base("X", "not a url").is_err());
+    }
+
+    #[test]
+    fn scrub_and_snippet() {
+        let key = Secret::new("abc123");
+        assert_eq!(scrub("bad key abc123!", &key), "bad key [redacted]!");
+        assert_eq!(snippet(b"  short  "), "short");
+        assert_eq!(snippet("x".repeat(300).as_bytes()).chars().count(), 201);
+    }
+}

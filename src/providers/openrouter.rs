@@ -1,0 +1,623 @@
+//! The script writer backed by OpenRouter chat completions (any OpenAI-compatible base URL
+//! works). The model answers in a strict JSON schema; we still validate the result, because
+//! a provider may ignore the schema and a model may return nothing at all.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{self, SetupError, Timeouts};
+use super::{ProviderError, Script, ScriptRequest, ScriptWriter, Usage};
+use crate::secret::Secret;
+
+const SERVICE: &str = "openrouter";
+pub const KEY_VAR: &str = "OPENROUTER_API_KEY";
+pub const BASE_VAR: &str = "OPENROUTER_BASE_URL";
+pub const DEFAULT_BASE: &str = "https://openrouter.ai/api/v1";
+
+/// Sentence count bounds for the script body, as the schema tells the model.
+const MIN_SENTENCES: usize = 3;
+const MAX_SENTENCES: usize = 12;
+const MAX_HASHTAGS: usize = 10;
+
+/// How the client talks to the service; everything but the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRouterOptions {
+    /// Without a trailing slash; `/chat/completions` and `/key` are appended.
+    pub base_url: String,
+    pub timeouts: Timeouts,
+    /// Upper bound on the reply; a script needs far fewer tokens, the cap bounds cost.
+    pub max_tokens: u32,
+    /// Attribution headers (`X-OpenRouter-Title`, `HTTP-Referer`).
+    pub app_title: String,
+    pub app_url: Option<String>,
+}
+
+impl Default for OpenRouterOptions {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE.to_owned(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(10),
+                request: Duration::from_secs(120),
+            },
+            max_tokens: 1200,
+            app_title: "TikTok Factory".to_owned(),
+            app_url: None,
+        }
+    }
+}
+
+impl OpenRouterOptions {
+    /// Defaults, with the base URL from `OPENROUTER_BASE_URL` when set.
+    pub fn from_env() -> Result<Self, SetupError> {
+        Ok(Self {
+            base_url: http::base_from_env(BASE_VAR, DEFAULT_BASE)?,
+            ..Self::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenRouter {
+    http: reqwest::Client,
+    key: Secret,
+    options: OpenRouterOptions,
+}
+
+/// What `GET /key` says about the key in use, for `factory doctor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStatus {
+    pub label: String,
+    /// Credit limit of the key; `None` means unlimited.
+    pub limit: Option<f64>,
+    pub remaining: Option<f64>,
+    pub usage: Option<f64>,
+    pub is_free_tier: bool,
+}
+
+impl OpenRouter {
+    pub fn new(key: Secret, options: OpenRouterOptions) -> Result<Self, SetupError> {
+        let base_url = http::check_base(BASE_VAR, &options.base_url)?;
+        Ok(Self {
+            http: http::client(options.timeouts)?,
+            key,
+            options: OpenRouterOptions {
+                base_url,
+                ..options
+            },
+        })
+    }
+
+    /// The key from `OPENROUTER_API_KEY`, the base from `OPENROUTER_BASE_URL`.
+    pub fn from_env() -> Result<Self, SetupError> {
+        Self::new(http::key_from_env(KEY_VAR)?, OpenRouterOptions::from_env()?)
+    }
+
+    /// Checks the key and reports its limits without spending anything.
+    pub async fn key_status(&self) -> Result<KeyStatus, ProviderError> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            data: KeyData,
+        }
+        #[derive(Deserialize)]
+        struct KeyData {
+            #[serde(default)]
+            label: Option<String>,
+            #[serde(default)]
+            limit: Option<f64>,
+            #[serde(default)]
+            limit_remaining: Option<f64>,
+            #[serde(default)]
+            usage: Option<f64>,
+            #[serde(default)]
+            is_free_tier: bool,
+        }
+
+        let response = self
+            .http
+            .get(format!("{}/key", self.options.base_url))
+            .header(AUTHORIZATION, self.authorization()?)
+            .send()
+            .await
+            .map_err(|e| http::classify_transport(SERVICE, "asking about the key", e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = http::read_body(SERVICE, response).await?;
+        if !status.is_success() {
+            return Err(self.error_from_body(status, &headers, &body));
+        }
+        let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
+            ProviderError::retryable(SERVICE, format!("unreadable key status: {e}"))
+        })?;
+        Ok(KeyStatus {
+            label: envelope.data.label.unwrap_or_default(),
+            limit: envelope.data.limit,
+            remaining: envelope.data.limit_remaining,
+            usage: envelope.data.usage,
+            is_free_tier: envelope.data.is_free_tier,
+        })
+    }
+
+    fn authorization(&self) -> Result<reqwest::header::HeaderValue, ProviderError> {
+        http::sensitive(&format!("Bearer {}", self.key.expose()))
+    }
+
+    fn body(&self, request: &ScriptRequest) -> Result<Value, ProviderError> {
+        let Some(model) = request.models.first() else {
+            return Err(ProviderError::permanent(
+                SERVICE,
+                "no model given; set `script.model` in the recipe",
+            ));
+        };
+        let mut body = json!({
+            "model": model,
+            "messages": [
+                { "role": "system", "content": system_prompt(request) },
+                { "role": "user", "content": request.prompt },
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": { "name": "tiktok_script", "strict": true, "schema": script_schema() },
+            },
+            // Without this, a provider that ignores `response_format` may still be chosen.
+            "provider": { "require_parameters": true },
+            "max_tokens": self.options.max_tokens,
+        });
+        if request.models.len() > 1 {
+            body["models"] = json!(request.models);
+        }
+        if let Some(temperature) = request.temperature {
+            body["temperature"] = json!(temperature);
+        }
+        if let Some(seed) = request.seed {
+            body["seed"] = json!(seed);
+        }
+        Ok(body)
+    }
+
+    /// Classes an error envelope (`{"error": {code, message, metadata}}`), whether it came
+    /// with an error status or inside an HTTP 200.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, error: &ApiError) -> ProviderError {
+        let code = error
+            .code
+            .as_ref()
+            .and_then(code_number)
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .filter(|c| !c.is_success())
+            .unwrap_or(status);
+        // An error reported mid-generation without a usable code is an upstream failure.
+        let code = if code.is_success() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            code
+        };
+        let message = http::scrub(error.message.trim(), &self.key);
+        let reason = error.metadata.get("reason").and_then(Value::as_str);
+        let wait = http::retry_after(headers);
+        match code.as_u16() {
+            401 => ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "rejected the API key (`{KEY_VAR}`): {message}; check the key or create a new one"
+                ),
+            ),
+            402 if reason == Some("in_flight_budget_exhausted") => ProviderError::retry_after(
+                SERVICE,
+                format!("the in-flight budget is used up by other requests: {message}"),
+                wait,
+            ),
+            402 if reason == Some("weight_exceeds_budget") => ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "the request needs more credit than is left: {message}; lower `max_tokens` or add credits"
+                ),
+            ),
+            402 => ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "out of credits on the account or key (`{KEY_VAR}`): {message}; add credits or raise the key's limit"
+                ),
+            ),
+            403 => ProviderError::permanent(
+                SERVICE,
+                format!("the request was refused (moderation or permissions): {message}"),
+            ),
+            _ => http::classify_status(SERVICE, code, wait, &message),
+        }
+    }
+
+    /// An error status; a body that is not the documented envelope (a proxy's page) is
+    /// classed by the status alone.
+    fn error_from_body(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> ProviderError {
+        let error = serde_json::from_slice::<ErrorEnvelope>(body)
+            .ok()
+            .and_then(|envelope| envelope.error)
+            .unwrap_or_else(|| ApiError {
+                code: None,
+                message: http::snippet(body),
+                metadata: serde_json::Map::new(),
+            });
+        self.classify(status, headers, &error)
+    }
+}
+
+#[async_trait]
+impl ScriptWriter for OpenRouter {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
+        let body = self.body(request)?;
+        let mut call = self
+            .http
+            .post(format!("{}/chat/completions", self.options.base_url))
+            .header(AUTHORIZATION, self.authorization()?)
+            .header("X-OpenRouter-Title", &self.options.app_title)
+            .header("X-Title", &self.options.app_title)
+            .json(&body);
+        if let Some(url) = &self.options.app_url {
+            call = call.header("HTTP-Referer", url);
+        }
+        let response = call
+            .send()
+            .await
+            .map_err(|e| http::classify_transport(SERVICE, "asking for a script", e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = http::read_body(SERVICE, response).await?;
+        if !status.is_success() {
+            return Err(self.error_from_body(status, &headers, &bytes));
+        }
+        // A body cut short or mangled by a proxy is a transport problem, worth a retry.
+        let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::retryable(SERVICE, format!("the response is not valid JSON ({e})"))
+        })?;
+        // Errors after the model started come back as HTTP 200 with an `error` object.
+        if let Some(error) = &completion.error {
+            return Err(self.classify(status, &headers, error));
+        }
+        let Some(choice) = completion.choices.first() else {
+            return Err(ProviderError::retryable(
+                SERVICE,
+                "the response has no choices",
+            ));
+        };
+        if let Some(error) = &choice.error {
+            return Err(self.classify(status, &headers, error));
+        }
+        match choice.finish_reason.as_deref() {
+            Some("length") => {
+                return Err(ProviderError::permanent(
+                    SERVICE,
+                    format!(
+                        "the script was cut off at `max_tokens` ({}); raise it or ask for a shorter script",
+                        self.options.max_tokens
+                    ),
+                ));
+            }
+            Some("content_filter") => {
+                return Err(ProviderError::permanent(
+                    SERVICE,
+                    "the model's content filter stopped the script; change the prompt or topic",
+                ));
+            }
+            _ => {}
+        }
+        let content = choice
+            .message
+            .as_ref()
+            .and_then(|m| m.content.as_deref())
+            .map(str::trim)
+            .unwrap_or_default();
+        if content.is_empty() {
+            // Cold starts and scaling produce empty replies; the docs advise a retry.
+            return Err(ProviderError::retryable(
+                SERVICE,
+                "the model returned no content",
+            ));
+        }
+        let mut script = parse_script(content, request.cta.as_deref()).map_err(|problem| {
+            // A new sample usually fixes a malformed reply; the retry policy bounds the cost.
+            ProviderError::retryable(
+                SERVICE,
+                format!("the model's reply is not a usable script: {problem}"),
+            )
+        })?;
+        let usage = completion.usage.unwrap_or_default();
+        script.usage = Some(Usage {
+            model: completion
+                .model
+                .or_else(|| request.models.first().cloned())
+                .unwrap_or_default(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost: usage.cost,
+        });
+        Ok(script)
+    }
+}
+
+fn system_prompt(request: &ScriptRequest) -> String {
+    // About 2.5 spoken words per second is a comfortable voice-over pace.
+    let words = request.seconds.saturating_mul(5) / 2;
+    let cta = match &request.cta {
+        Some(cta) => format!("Set `cta` to exactly: {cta}"),
+        None => "Set `cta` to one short call to action.".to_owned(),
+    };
+    format!(
+        "You write voice-over scripts for vertical short videos. Reply with JSON only, matching the schema.\n\
+         The narration lasts about {seconds} seconds: about {words} words across hook, sentences and cta.\n\
+         `hook`: one gripping opening line. `sentences`: {MIN_SENTENCES} to {MAX_SENTENCES} short spoken sentences, \
+         no numbering, no emojis, no stage directions. {cta}\n\
+         `title`: a short title. `caption`: one or two sentences for the post. \
+         `hashtags`: up to {MAX_HASHTAGS} single words without the # sign.",
+        seconds = request.seconds,
+    )
+}
+
+/// The JSON schema the model must follow; strict mode wants every property required and no
+/// others allowed.
+fn script_schema() -> Value {
+    let text = json!({ "type": "string" });
+    json!({
+        "type": "object",
+        "properties": {
+            "hook": text,
+            "sentences": { "type": "array", "items": text, "minItems": MIN_SENTENCES, "maxItems": MAX_SENTENCES },
+            "cta": text,
+            "title": text,
+            "caption": text,
+            "hashtags": { "type": "array", "items": text, "maxItems": MAX_HASHTAGS },
+        },
+        "required": ["hook", "sentences", "cta", "title", "caption", "hashtags"],
+        "additionalProperties": false,
+    })
+}
+
+#[derive(Deserialize)]
+struct RawScript {
+    hook: String,
+    sentences: Vec<String>,
+    cta: String,
+    title: String,
+    caption: String,
+    #[serde(default)]
+    hashtags: Vec<String>,
+}
+
+/// Parses and checks the model's JSON. The recipe's call to action, when it has one, is
+/// spoken word for word: the model is told to copy it, and we do not rely on that.
+fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
+    let raw: RawScript = serde_json::from_str(unfence(content)).map_err(|e| e.to_string())?;
+    let hook = raw.hook.trim().to_owned();
+    if hook.is_empty() {
+        return Err("`hook` is empty".to_owned());
+    }
+    let sentences: Vec<String> = raw.sentences.iter().map(|s| s.trim().to_owned()).collect();
+    if sentences.iter().any(String::is_empty) {
+        return Err("a sentence is empty".to_owned());
+    }
+    if !(MIN_SENTENCES..=MAX_SENTENCES).contains(&sentences.len()) {
+        return Err(format!(
+            "{} sentences, expected {MIN_SENTENCES} to {MAX_SENTENCES}",
+            sentences.len()
+        ));
+    }
+    let cta = match cta {
+        Some(cta) => cta.trim().to_owned(),
+        None => raw.cta.trim().to_owned(),
+    };
+    if cta.is_empty() {
+        return Err("`cta` is empty".to_owned());
+    }
+    let title = raw.title.trim().to_owned();
+    if title.is_empty() {
+        return Err("`title` is empty".to_owned());
+    }
+    let mut hashtags: Vec<String> = Vec::new();
+    for tag in &raw.hashtags {
+        let tag = tag.trim().trim_start_matches('#').to_owned();
+        if tag.is_empty() || tag.chars().any(char::is_whitespace) {
+            return Err(format!("hashtag `{tag}` is not a single word"));
+        }
+        if !hashtags.contains(&tag) {
+            hashtags.push(tag);
+        }
+    }
+    hashtags.truncate(MAX_HASHTAGS);
+    Ok(Script {
+        hook,
+        sentences,
+        cta,
+        title,
+        caption: raw.caption.trim().to_owned(),
+        hashtags,
+        usage: None,
+    })
+}
+
+/// The JSON inside a Markdown code fence, which models that ignore the schema like to add.
+fn unfence(content: &str) -> &str {
+    let content = content.trim();
+    let Some(inner) = content
+        .strip_prefix("```")
+        .and_then(|rest| rest.strip_suffix("```"))
+    else {
+        return content;
+    };
+    // Drop the info string (`json`) on the opening line.
+    inner
+        .split_once('\n')
+        .map_or(inner, |(_, body)| body)
+        .trim()
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    /// A number per the docs; some compatible servers send a string.
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    metadata: serde_json::Map<String, Value>,
+}
+
+fn code_number(code: &Value) -> Option<u16> {
+    match code {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<TokenUsage>,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    message: Option<Message>,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    cost: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(sentences: usize) -> String {
+        json!({
+            "hook": " Black holes eat light. ",
+            "sentences": vec!["A sentence."; sentences],
+            "cta": "Follow!",
+            "title": "Black holes",
+            "caption": "Space is strange.",
+            "hashtags": ["#space", "facts", "space"],
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_valid_reply_is_trimmed_and_normalised() {
+        let script = parse_script(&reply(3), None).unwrap();
+        assert_eq!(script.hook, "Black holes eat light.");
+        assert_eq!(script.cta, "Follow!");
+        assert_eq!(script.hashtags, ["space", "facts"]);
+    }
+
+    #[test]
+    fn a_fenced_reply_is_read() {
+        let fenced = format!("```json\n{}\n```", reply(3));
+        assert_eq!(parse_script(&fenced, None).unwrap().title, "Black holes");
+        assert_eq!(unfence("{\"a\": 1}"), "{\"a\": 1}");
+    }
+
+    #[test]
+    fn the_recipe_cta_wins() {
+        let script = parse_script(&reply(4), Some("Follow for more space facts.")).unwrap();
+        assert_eq!(script.cta, "Follow for more space facts.");
+    }
+
+    #[test]
+    fn sentence_count_is_bounded() {
+        assert!(
+            parse_script(&reply(2), None)
+                .unwrap_err()
+                .contains("2 sentences")
+        );
+        assert!(
+            parse_script(&reply(13), None)
+                .unwrap_err()
+                .contains("13 sentences")
+        );
+        assert!(parse_script(&reply(12), None).is_ok());
+    }
+
+    #[test]
+    fn empty_fields_and_bad_json_are_rejected() {
+        let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
+        value["hook"] = json!("  ");
+        assert_eq!(
+            parse_script(&value.to_string(), None).unwrap_err(),
+            "`hook` is empty"
+        );
+        assert!(parse_script("{\"hook\": ", None).is_err());
+        let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
+        value["hashtags"] = json!(["two words"]);
+        assert!(
+            parse_script(&value.to_string(), None)
+                .unwrap_err()
+                .contains("two words")
+        );
+    }
+
+    #[test]
+    fn the_request_body_follows_the_contract() {
+        let client = OpenRouter::new(Secret::new("k"), OpenRouterOptions::default()).unwrap();
+        let request = ScriptRequest {
+            topic: "Black holes".into(),
+            prompt: "Write about black holes.".into(),
+            seconds: 40,
+            cta: None,
+            models: vec!["openai/gpt-4o-mini".into(), "meta/llama".into()],
+            temperature: Some(0.7),
+            seed: Some(42),
+        };
+        let body = client.body(&request).unwrap();
+        assert_eq!(body["model"], "openai/gpt-4o-mini");
+        assert_eq!(body["models"], json!(["openai/gpt-4o-mini", "meta/llama"]));
+        assert_eq!(body["messages"][1]["content"], "Write about black holes.");
+        assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+        assert_eq!(body["provider"]["require_parameters"], true);
+        assert_eq!(body["seed"], 42);
+        let single = ScriptRequest {
+            models: vec!["openai/gpt-4o-mini".into()],
+            temperature: None,
+            seed: None,
+            ..request
+        };
+        let body = client.body(&single).unwrap();
+        assert!(body.get("models").is_none() && body.get("seed").is_none());
+    }
+}
