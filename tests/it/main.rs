@@ -1,2 +1,5 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
+
+mod support;
+mod validate;
