@@ -1,5 +1,6 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod schema;
 mod support;
 mod validate;
