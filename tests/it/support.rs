@@ -98,6 +98,16 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Writes `text` to `dir/relative`, creating folders on the way.
+pub fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create fixture folder");
+    }
+    std::fs::write(&path, text).expect("write fixture");
+    path
+}
+
 /// Copies the sample recipes (with their project and topics files) into `dir/recipes`.
 pub fn copy_samples(dir: &Path) -> PathBuf {
     let to = dir.join("recipes");
