@@ -2,6 +2,7 @@
 //! `support`.
 
 mod job_id;
+mod plan;
 mod schema;
 mod support;
 mod validate;

@@ -98,6 +98,33 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Insta settings that print `dir` (as given and canonical) as `[TMP]`.
+pub fn tmp_filters(dir: &Path) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    let mut forms = vec![dir.to_path_buf()];
+    if let Ok(real) = dir.canonicalize() {
+        forms.push(real);
+    }
+    // Longest first, so a path is never half-replaced by a shorter form of it.
+    forms.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    forms.dedup();
+    for form in forms {
+        settings.add_filter(&escape_regex(&form.display().to_string()), "[TMP]");
+    }
+    settings
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Writes `text` to `dir/relative`, creating folders on the way.
 pub fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
     let path = dir.join(relative);
