@@ -482,7 +482,14 @@ fn reference(r: &Resolved, kind: &str, name: &str, pointer: &str, out: &mut Vec<
     } else {
         r.templates.keys().map(String::as_str).collect()
     };
-    if !known.contains(&name) {
+    // A definition the file has but that was dropped for its own mistakes (reported
+    // there) is not also reported as missing.
+    let pointer_of = format!("/{kind}s/{}", super::yaml::escape_pointer(name));
+    let written = r.source.map.contains(&pointer_of)
+        || r.project
+            .as_ref()
+            .is_some_and(|p| p.map.contains(&pointer_of));
+    if !known.contains(&name) && !written {
         let hint = did_you_mean(name, known.iter().copied()).or_else(|| {
             if known.is_empty() {
                 Some(format!(

@@ -90,23 +90,27 @@ impl Diagnostic {
             }
             return out;
         };
-        let mut diag = MietteDiagnostic::new(self.message.clone()).with_labels([LabeledSpan::at(
+        // The headline above already carries the message. miette gets none, so its own
+        // header is exactly one line to skip however long the message (it wraps long ones).
+        let mut diag = MietteDiagnostic::new(String::new()).with_labels([LabeledSpan::at(
             self.offset..self.offset + self.len.max(1),
             "here",
         )]);
         if let Some(hint) = &self.hint {
             diag = diag.with_help(hint.clone());
         }
+        // miette counts columns in bytes; the snippet's frame names our position instead,
+        // in characters like the headline, so the two agree on lines with non-ASCII text.
         let report = miette::Report::new(diag).with_source_code(NamedSource::new(
-            self.path.display().to_string(),
+            format!("{}:{}:{}", self.path.display(), self.line, self.column),
             source.to_string(),
         ));
         let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
             .with_width(100)
-            .with_context_lines(1);
+            .with_context_lines(1)
+            .without_primary_span_start();
         let mut snippet = String::new();
         if handler.render_report(&mut snippet, report.as_ref()).is_ok() {
-            // The headline already carries the message; keep the snippet and the hint.
             for line in snippet.lines().skip(1) {
                 out.push_str(line.trim_end());
                 out.push('\n');
@@ -146,18 +150,23 @@ impl SourceFile {
     }
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+/// The hint naming the closest of `candidates` to `word`, if it is a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
         .filter(|(d, _)| *d <= limit)
         .min()
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {

@@ -192,33 +192,73 @@ fn parse_file<T: DeserializeOwned>(
         diags.push(Diagnostic::file(path, "empty", "the file is empty"));
         return Err(diags);
     }
-    let (schema_diags, bad) = schema::check(kind, &doc.value, &file, &doc.map);
-    diags.extend(schema_diags);
+    let found = schema::check(kind, &doc.value, &file, &doc.map);
     let source = Source { file, map: doc.map };
-    let mut pruned = doc.value.clone();
-    for pointer in &bad {
-        prune(&mut pruned, pointer);
-    }
-    let typed = match serde_json::from_value::<T>(pruned) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            if bad.is_empty() {
-                diags.push(Diagnostic::new(
-                    &source.file,
-                    source.at(""),
-                    "invalid-value",
-                    e.to_string(),
-                ));
-            }
-            None
+    let typed = read_typed::<T>(&doc.value, &found);
+    if typed.is_none() && found.diags.is_empty() {
+        // The schema is generated from the types; this means they disagree.
+        if let Err(e) = serde_json::from_value::<T>(doc.value.clone()) {
+            diags.push(Diagnostic::new(
+                &source.file,
+                source.at(""),
+                "invalid-value",
+                e.to_string(),
+            ));
         }
-    };
+    }
+    diags.extend(found.diags);
     Ok(Parsed {
         typed,
         source,
         raw: doc.value,
         diags,
     })
+}
+
+/// The typed value with what the schema rejected pruned and misspelt choices assumed,
+/// so one broken definition does not hide the mistakes in the rest of the file.
+fn read_typed<T: DeserializeOwned>(value: &Value, found: &schema::Findings) -> Option<T> {
+    let mut value = value.clone();
+    for (pointer, choice) in &found.assumed {
+        if let Some(v) = value.pointer_mut(pointer) {
+            *v = Value::String(choice.clone());
+        }
+    }
+    if found.prune.iter().any(String::is_empty) {
+        return None;
+    }
+    // Deepest and last first, so removing a list item does not shift the ones still to go.
+    let mut pointers: Vec<Vec<PointerSegment<'_>>> = found
+        .prune
+        .iter()
+        .map(|p| p.split('/').skip(1).map(PointerSegment::of).collect())
+        .collect();
+    pointers.sort();
+    pointers.dedup();
+    for segments in pointers.iter().rev() {
+        let pointer: String = segments.iter().map(|s| format!("/{}", s.text())).collect();
+        prune(&mut value, &pointer);
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// A pointer segment that orders list indices numerically (`/9` before `/10`).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PointerSegment<'a> {
+    Index(usize),
+    Key(&'a str),
+}
+
+impl<'a> PointerSegment<'a> {
+    fn of(segment: &'a str) -> Self {
+        segment.parse().map_or(Self::Key(segment), Self::Index)
+    }
+    fn text(&self) -> String {
+        match self {
+            Self::Index(i) => i.to_string(),
+            Self::Key(k) => (*k).to_owned(),
+        }
+    }
 }
 
 /// Removes the value at `pointer` (an invalid one) so the rest can still be read.
@@ -283,6 +323,7 @@ pub fn load_partial(path: &Path) -> (Option<Resolved>, Vec<Diagnostic>) {
     };
     diags.extend(parsed.diags);
     let Some(recipe) = parsed.typed else {
+        diags.extend(check::secrets(&parsed.source, &parsed.raw));
         return (None, diags);
     };
     let (project, project_raw) = match project {

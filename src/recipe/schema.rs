@@ -3,10 +3,11 @@
 
 use std::sync::LazyLock;
 
-use jsonschema::error::ValidationErrorKind;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{JsonType, ValidationError};
 use serde_json::Value;
 
-use super::diagnostic::{Diagnostic, SourceFile, did_you_mean};
+use super::diagnostic::{Diagnostic, SourceFile, closest, did_you_mean};
 use super::types::{Project, Recipe};
 use super::yaml::{SourceMap, escape_pointer};
 
@@ -49,29 +50,85 @@ pub enum Kind {
     Project,
 }
 
-/// Every structural error: unknown and missing keys, wrong types, bad enum values. Also
-/// returns the pointers of the offending values, so the caller can prune them.
-pub fn check(
-    kind: Kind,
-    value: &Value,
-    file: &SourceFile,
-    map: &SourceMap,
-) -> (Vec<Diagnostic>, Vec<String>) {
+/// What the structural check found, and how to turn the document into something the
+/// types can read so the semantic checks still run.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub diags: Vec<Diagnostic>,
+    /// What to remove before the typed read: each rejected value, or, when the type
+    /// cannot do without it, the nearest enclosing value it can do without (a whole
+    /// voice, say). The empty pointer means nothing typed can be had.
+    pub prune: Vec<String>,
+    /// Misspelt choices and the choice they are one typo away from. The typed read
+    /// assumes that choice, so the settings next to it are still checked against it.
+    pub assumed: Vec<(String, String)>,
+}
+
+/// Every structural error: unknown and missing keys, wrong types, bad enum values.
+pub fn check(kind: Kind, value: &Value, file: &SourceFile, map: &SourceMap) -> Findings {
     let (validator, schema) = match kind {
         Kind::Recipe => (&*RECIPE, recipe_schema()),
         Kind::Project => (&*PROJECT, project_schema()),
     };
-    let mut out = Vec::new();
+    let mut found = Findings::default();
+    // Rejected values, and objects a required key is missing from.
     let mut bad = Vec::new();
+    let out = &mut found.diags;
+    let mut errors = Vec::new();
     for error in validator.iter_errors(value) {
+        unwrap_optional(error.to_owned(), &mut errors);
+    }
+    for error in errors {
         let pointer = error.instance_path.as_str().to_owned();
-        if !matches!(
-            error.kind,
-            ValidationErrorKind::AdditionalProperties { .. } | ValidationErrorKind::Required { .. }
-        ) {
+        let here = display_path(&pointer);
+        let choices = match &error.kind {
+            ValidationErrorKind::Enum { options } => options.as_array().map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            // Enums whose variants are documented become a `oneOf` of constants.
+            ValidationErrorKind::OneOfNotValid { context } => constants(context),
+            _ => None,
+        };
+        if let Some(choices) = choices {
+            let got = error.instance.as_str().unwrap_or_default();
+            let suggestion = closest(got, choices.iter().map(String::as_str)).map(str::to_owned);
+            let hint = suggestion.as_ref().map_or_else(
+                || {
+                    format!(
+                        "one of {}",
+                        choices
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                |c| format!("did you mean `{c}`?"),
+            );
+            match suggestion {
+                Some(c) => found.assumed.push((pointer.clone(), c)),
+                None => bad.push(pointer.clone()),
+            }
+            out.push(
+                Diagnostic::new(
+                    file,
+                    map.value(&pointer),
+                    "invalid-value",
+                    format!(
+                        "{} is not a valid value for {here}",
+                        describe(&error.instance)
+                    ),
+                )
+                .with_hint(hint),
+            );
+            continue;
+        }
+        if !matches!(error.kind, ValidationErrorKind::AdditionalProperties { .. }) {
             bad.push(pointer.clone());
         }
-        let here = display_path(&pointer);
         match &error.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = known_keys(&schema, value, &pointer);
@@ -112,11 +169,11 @@ pub fn check(
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
-                    jsonschema::error::TypeKind::Single(t) => t.to_string(),
-                    jsonschema::error::TypeKind::Multiple(set) => set
+                    TypeKind::Single(t) => yaml_type(*t).to_owned(),
+                    TypeKind::Multiple(set) => set
                         .iter()
-                        .map(|t| t.to_string())
-                        .filter(|t| t != "null")
+                        .filter(|t| *t != JsonType::Null)
+                        .map(yaml_type)
                         .collect::<Vec<_>>()
                         .join(" or "),
                 };
@@ -130,35 +187,6 @@ pub fn check(
                         describe(&error.instance)
                     ),
                 ));
-            }
-            ValidationErrorKind::Enum { options } => {
-                let choices: Vec<&str> = options
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let got = error.instance.as_str().unwrap_or_default();
-                let hint = did_you_mean(got, choices.iter().copied()).unwrap_or_else(|| {
-                    format!(
-                        "one of {}",
-                        choices
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                });
-                out.push(
-                    Diagnostic::new(
-                        file,
-                        map.value(&pointer),
-                        "invalid-value",
-                        format!(
-                            "{} is not a valid value for {here}",
-                            describe(&error.instance)
-                        ),
-                    )
-                    .with_hint(hint),
-                );
             }
             ValidationErrorKind::Minimum { limit } => out.push(Diagnostic::new(
                 file,
@@ -174,7 +202,79 @@ pub fn check(
             )),
         }
     }
-    (out, bad)
+    found.prune = bad
+        .into_iter()
+        .map(|mut pointer| {
+            while is_required(&schema, &pointer) {
+                pointer.truncate(pointer.rfind('/').unwrap_or(0));
+            }
+            pointer
+        })
+        .collect();
+    found
+}
+
+/// An optional section (`publish`, `notify`, …) is `anyOf: [section, null]`; a mistake
+/// inside it fails both branches, and is reported as the section's own errors, which
+/// point at the mistake, rather than as the `anyOf`, which points at the section.
+fn unwrap_optional(error: ValidationError<'static>, out: &mut Vec<ValidationError<'static>>) {
+    let is_null = |branch: &[ValidationError<'static>]| {
+        matches!(
+            branch,
+            [ValidationError {
+                kind: ValidationErrorKind::Type {
+                    kind: TypeKind::Single(JsonType::Null)
+                },
+                ..
+            }]
+        )
+    };
+    let section = match &error.kind {
+        ValidationErrorKind::AnyOf { context } if context.len() == 2 => context
+            .iter()
+            .position(|b| is_null(b))
+            .map(|null| 1 - null)
+            .filter(|&other| !context[other].is_empty()),
+        _ => None,
+    };
+    match (section, error.kind) {
+        (Some(i), ValidationErrorKind::AnyOf { mut context }) => {
+            for inner in context.swap_remove(i) {
+                unwrap_optional(inner, out);
+            }
+        }
+        (_, kind) => out.push(ValidationError { kind, ..error }),
+    }
+}
+
+/// Whether the object holding `pointer` cannot be read without it.
+fn is_required(schema: &Value, pointer: &str) -> bool {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    node_at(schema, parent)
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key.as_str())))
+}
+
+/// The allowed strings when every branch of a `oneOf` failed only for not being its
+/// constant; `None` for any other `oneOf`.
+fn constants(context: &[Vec<ValidationError<'static>>]) -> Option<Vec<String>> {
+    context
+        .iter()
+        .map(|branch| match branch.as_slice() {
+            [only] => match &only.kind {
+                ValidationErrorKind::Constant {
+                    expected_value: Value::String(c),
+                } => Some(c.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|c| !c.is_empty())
 }
 
 /// `/batch/matrix/voice/1` → "`batch.matrix.voice[1]`"; the root → "the recipe".
@@ -195,6 +295,19 @@ pub fn display_path(pointer: &str) -> String {
         }
     }
     format!("`{out}`")
+}
+
+/// JSON Schema's type names in the words YAML users know (and `describe` uses).
+fn yaml_type(t: JsonType) -> &'static str {
+    match t {
+        JsonType::Array => "list",
+        JsonType::Boolean => "boolean",
+        JsonType::Integer => "integer",
+        JsonType::Null => "null",
+        JsonType::Number => "number",
+        JsonType::Object => "mapping",
+        JsonType::String => "string",
+    }
 }
 
 fn article(word: &str) -> &'static str {
@@ -218,6 +331,15 @@ fn describe(value: &Value) -> String {
 
 /// The property names the schema allows at `pointer`, for hints.
 fn known_keys(schema: &Value, _instance: &Value, pointer: &str) -> Vec<String> {
+    node_at(schema, pointer)
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The schema of the value at `pointer`, references followed; null when unknown.
+fn node_at<'a>(schema: &'a Value, pointer: &str) -> &'a Value {
     let mut node = schema;
     for seg in pointer.split('/').skip(1) {
         node = resolve(schema, node);
@@ -228,14 +350,10 @@ fn known_keys(schema: &Value, _instance: &Value, pointer: &str) -> Vec<String> {
         } else if let Some(add) = node.get("additionalProperties") {
             node = add;
         } else {
-            return Vec::new();
+            return &Value::Null;
         }
     }
-    let node = resolve(schema, node);
-    node.get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+    resolve(schema, node)
 }
 
 /// Follows `$ref` and single-entry `anyOf` wrappers (how optional fields are written).

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{Budget, DuplicateKeyPolicy, Location, MessageFormatter, Options, Spanned};
 
 /// Where something sits in the source: 1-based line and column, 0-based byte range.
@@ -51,6 +52,11 @@ impl SourceMap {
             .unwrap_or_else(|| self.value(pointer))
     }
 
+    /// Whether the file has a value at exactly `pointer`.
+    pub fn contains(&self, pointer: &str) -> bool {
+        self.values.contains_key(pointer)
+    }
+
     /// Keys written twice in one mapping: (pointer of the entry, position of the repeat).
     pub fn duplicates(&self) -> &[(String, Pos)] {
         &self.duplicates
@@ -73,6 +79,11 @@ pub struct SyntaxError {
 
 /// Recipes are small; anything this large is a mistake or an attack.
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Recipes nest a handful of levels; deeper is a mistake or an attack.
+pub const MAX_DEPTH: usize = 32;
+/// Values after aliases are expanded: far above any real recipe, far below an alias bomb.
+pub const MAX_NODES: usize = 100_000;
+pub const MAX_ALIASES: usize = 1_000;
 
 pub fn parse(source: &str) -> Result<Document, SyntaxError> {
     if source.len() > MAX_BYTES {
@@ -89,24 +100,48 @@ pub fn parse(source: &str) -> Result<Document, SyntaxError> {
     // Duplicates are collected (all of them) instead of stopping at the first.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     let mut budget = Budget::default();
-    budget.max_depth = 32;
-    // A 10,000-job recipe has about 1,500 nodes; alias replays count towards this too,
-    // which is what bounds the time an alias bomb can take.
-    budget.max_nodes = 100_000;
-    budget.max_aliases = 1_000;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_aliases = MAX_ALIASES;
     budget.max_total_scalar_bytes = MAX_BYTES;
     options.budget = Some(budget);
     let node: Spanned<Node> =
         serde_saphyr::from_str_with_options(source, options).map_err(|e| SyntaxError {
-            message: serde_saphyr::DefaultMessageFormatter
-                .format_message(&e)
-                .into_owned(),
+            message: message(&e),
             pos: e.location().map(|l| pos_of(source, &l)).unwrap_or_default(),
         })?;
     let mut map = SourceMap::default();
     let mut pointer = String::new();
     let value = flatten(source, node, &mut pointer, &mut map);
     Ok(Document { value, map })
+}
+
+/// The parser's message, except for broken limits, which it only prints in debug form.
+fn message(e: &serde_saphyr::Error) -> String {
+    let mut inner = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    match inner {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. } => format!(
+                "the file nests deeper than {MAX_DEPTH} levels; recipes are only a few levels deep"
+            ),
+            BudgetBreach::Nodes { .. } | BudgetBreach::AliasAnchorRatio { .. } => format!(
+                "the file holds more than {MAX_NODES} values once aliases (`*name`) \
+                 are expanded; a recipe needs far fewer"
+            ),
+            BudgetBreach::Aliases { .. } => {
+                format!("the file uses more than {MAX_ALIASES} aliases (`*name`)")
+            }
+            other => format!("the file is too large or too complex to read ({other:?})"),
+        },
+        _ => serde_saphyr::DefaultMessageFormatter
+            .format_message(e)
+            .into_owned(),
+    }
 }
 
 fn pos_of(source: &str, loc: &Location) -> Pos {
@@ -375,12 +410,20 @@ mod tests {
             ));
         }
         let err = parse(&src).unwrap_err();
-        assert!(!err.message.is_empty());
+        assert!(err.message.contains("once aliases"), "{}", err.message);
     }
 
     #[test]
     fn deep_nesting_is_refused() {
         let src = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&src).is_err());
+        let depth = MAX_DEPTH + 1;
+        let src = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let err = parse(&src).unwrap_err();
+        assert!(
+            err.message.starts_with("the file nests deeper"),
+            "{}",
+            err.message
+        );
     }
 }

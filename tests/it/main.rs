@@ -3,7 +3,12 @@
 
 mod cli;
 mod fakes;
+mod job_id;
+mod plan;
 mod providers_elevenlabs;
 mod providers_keys;
 mod providers_openrouter;
 mod providers_pexels;
+mod schema;
+mod support;
+mod validate;
