@@ -17,10 +17,9 @@ const PHRASE_GAP_SECONDS: f64 = 0.3;
 const REFERENCE_WIDTH: f64 = 1080.0;
 const REFERENCE_HEIGHT: f64 = 1920.0;
 
-/// TikTok's overlays on a 1080×1920 frame: tabs and search along the top, the
-/// description and music ticker along the bottom, the like/comment/share column on the
-/// right. Captions stay clear of all three.
-const SAFE_TOP: f64 = 250.0;
+/// TikTok's overlays on a 1080×1920 frame: tabs and search along the top ~250 px, the
+/// description and music ticker along the bottom ~400 px, the like/comment/share column
+/// on the right. Captions stay clear of all three.
 const SAFE_BOTTOM: f64 = 400.0;
 const SAFE_RIGHT: f64 = 160.0;
 const SAFE_LEFT: f64 = 80.0;
@@ -118,8 +117,8 @@ fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
     let px = |value: f64, scale: f64| (value * scale).round() as i64;
     let (alignment, margin_v) = match style.position {
         // Alignment 5 centres vertically and ignores the vertical margin; the middle of
-        // the frame is well inside the safe band.
-        CaptionPosition::Center => (5, px(SAFE_TOP, y)),
+        // the frame is well inside the band between the top and bottom overlays.
+        CaptionPosition::Center => (5, 0),
         CaptionPosition::Lower => (2, px(SAFE_BOTTOM + 40.0, y)),
     };
     let colour = style.text_colour.ass();

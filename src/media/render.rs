@@ -80,8 +80,8 @@ impl RenderSpec {
                 self.width, self.height
             ));
         }
-        if !(1..=120).contains(&self.fps) {
-            return invalid(format!("frame rate {} is outside 1–120", self.fps));
+        if !(23..=60).contains(&self.fps) {
+            return invalid(format!("frame rate {} is outside TikTok's 23–60", self.fps));
         }
         if self.crf > 51 {
             return invalid(format!("crf {} is over 51", self.crf));
@@ -385,6 +385,9 @@ mod tests {
         bad.width = 1081;
         assert!(bad.validate().unwrap_err().to_string().contains("even"));
         bad = spec(1, 3.0);
+        bad.fps = 15;
+        assert!(bad.validate().unwrap_err().to_string().contains("23–60"));
+        bad = spec(1, 3.0);
         bad.preset = "fast -x".into();
         assert!(bad.validate().is_err());
         assert!(spec(1, 3.0).validate().is_ok());
@@ -493,6 +496,28 @@ mod tests {
         let info = render(&tools, &spec).await.unwrap();
         assert!((info.duration - 2.5).abs() < 0.1, "{}", info.duration);
         assert_eq!(info.video.unwrap().width, 540);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_render_leaves_nothing_behind() {
+        let tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, narration) = inputs(&tools, dir.path()).await;
+        let out = dir.path().join("out.mp4");
+        let spec = RenderSpec::new(clips, narration, 3.0, out.clone());
+        // A 1080×1920 render takes seconds; dropping it early kills ffmpeg mid-write.
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(300), render(&tools, &spec))
+                .await;
+        assert!(
+            cancelled.is_err(),
+            "the render finished before it could be cancelled"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "only the inputs remain: {names:?}");
     }
 
     #[tokio::test]

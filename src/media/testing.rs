@@ -1,5 +1,6 @@
 //! Helpers for tests that run the real tools on tiny generated inputs.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use super::Tools;
@@ -11,54 +12,32 @@ pub(crate) fn tools() -> Tools {
 
 /// Encodes `seconds` of a lavfi video source as H.264 with the index at the front.
 pub(crate) async fn clip(tools: &Tools, source: &str, seconds: f64, path: &Path) {
-    run(
-        &tools.ffmpeg,
-        [
-            "-nostdin".into(),
-            "-v".into(),
-            "error".into(),
-            "-f".into(),
-            "lavfi".into(),
-            "-i".into(),
-            source.into(),
-            "-t".into(),
-            seconds.to_string().into(),
-            "-c:v".into(),
-            "libx264".into(),
-            "-preset".into(),
-            "ultrafast".into(),
-            "-pix_fmt".into(),
-            "yuv420p".into(),
-            "-movflags".into(),
-            "+faststart".into(),
-            "-y".into(),
-            media_url(path),
-        ],
-    )
-    .await
-    .expect("test clip encodes");
+    let h264 = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+    ];
+    lavfi(tools, source, seconds, &h264, path).await;
 }
 
 /// Writes `seconds` of a lavfi audio source; the format follows the file extension.
 pub(crate) async fn audio(tools: &Tools, source: &str, seconds: f64, path: &Path) {
-    run(
-        &tools.ffmpeg,
-        [
-            "-nostdin".into(),
-            "-v".into(),
-            "error".into(),
-            "-f".into(),
-            "lavfi".into(),
-            "-i".into(),
-            source.into(),
-            "-t".into(),
-            seconds.to_string().into(),
-            "-y".into(),
-            media_url(path),
-        ],
-    )
-    .await
-    .expect("test audio encodes");
+    lavfi(tools, source, seconds, &[], path).await;
+}
+
+async fn lavfi(tools: &Tools, source: &str, seconds: f64, output_options: &[&str], path: &Path) {
+    let mut args: Vec<OsString> = ["-nostdin", "-v", "error", "-f", "lavfi", "-i", source, "-t"]
+        .map(OsString::from)
+        .to_vec();
+    args.push(seconds.to_string().into());
+    args.extend(output_options.iter().map(OsString::from));
+    args.extend(["-y".into(), media_url(path)]);
+    run(&tools.ffmpeg, args).await.expect("test input encodes");
 }
 
 /// One frame at `at` seconds, scaled to `width`×`height`, as raw RGB bytes.
