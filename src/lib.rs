@@ -4,5 +4,6 @@
 //! recipe into jobs, [`plan`] diffs them against the [`store`], and [`engine`] runs the
 //! [`stages`] through [`providers`] and [`media`].
 
+pub mod privacy;
 pub mod providers;
 pub mod secret;

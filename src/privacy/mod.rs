@@ -1,0 +1,3 @@
+//! What the privacy policy promises, in code: tokens encrypted at rest.
+
+pub mod crypto;
