@@ -3,7 +3,10 @@
 //! Retry policy does not live here: clients class their errors and return.
 
 mod error;
+pub mod r2;
 mod retry;
+pub mod telegram;
+pub mod tiktok;
 
 pub use error::ProviderError;
 pub use retry::RetryPolicy;
