@@ -18,7 +18,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -416,10 +416,15 @@ where
                 .raw_response()
                 .map_or(0, |response| response.status().as_u16());
             let code = error.code().unwrap_or("unknown");
-            let detail = error
-                .message()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
+            // Without an S3 error code (an answer the SDK could not read) the context is
+            // the only clue; it names the bucket and key, never the credentials.
+            let detail = match error.message() {
+                Some(message) => format!(": {message}"),
+                None => {
+                    let context = DisplayErrorContext(&error).to_string();
+                    format!(": {}", context.chars().take(300).collect::<String>())
+                }
+            };
             let message = format!("{operation} failed with `{code}` (HTTP {status}){detail}");
             let throttled = matches!(
                 code,

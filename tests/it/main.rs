@@ -1,2 +1,7 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
+
+mod fakes;
+mod publish_r2;
+mod publish_telegram;
+mod publish_tiktok;

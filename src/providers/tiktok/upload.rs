@@ -379,7 +379,9 @@ impl TikTokDrafts {
                             ));
                         }
                         403 => {
-                            return Err(restart("the upload URL has expired (HTTP 403)".to_owned()));
+                            return Err(restart(
+                                "the upload URL has expired (HTTP 403)".to_owned(),
+                            ));
                         }
                         404 => {
                             return Err(restart("the upload task is gone (HTTP 404)".to_owned()));
