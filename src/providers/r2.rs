@@ -404,7 +404,10 @@ where
             ProviderError::retryable(SERVICE, format!("{operation} timed out"))
         }
         SdkError::DispatchFailure(failure) => {
-            let message = format!("{operation}: cannot reach R2 ({failure:?})");
+            let message = format!(
+                "{operation}: cannot reach R2: {}",
+                DisplayErrorContext(&error)
+            );
             if failure.is_user() {
                 ProviderError::permanent(SERVICE, message)
             } else {

@@ -417,6 +417,31 @@ async fn init_errors_are_read_from_the_body_even_with_http_200() {
 }
 
 #[tokio::test]
+async fn tiktoks_own_init_rate_limit_comes_back_retryable() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| b.pending_cap = 100);
+    // A client that does not hold itself back, to meet TikTok's own limit.
+    let unlimited = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(DraftSettings {
+            inits_per_minute: 100,
+            ..fast()
+        });
+    let draft = request(video(setup.dir.path(), 1_000_000), None);
+    for _ in 0..6 {
+        unlimited.send(&draft, &MemoryLog::default()).await.unwrap();
+    }
+    let error = unlimited
+        .send(&draft, &MemoryLog::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("rate limit"), "{error}");
+    assert!(!is_pending_draft_cap(&error));
+    assert_eq!(setup.fake.inbox().len(), 6);
+}
+
+#[tokio::test]
 async fn processing_failure_is_permanent_and_names_the_reason() {
     let setup = setup(None).await;
     setup

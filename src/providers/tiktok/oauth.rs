@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use oauth2::url::Url;
+use oauth2::url::{Url, form_urlencoded};
 use oauth2::{CsrfToken, PkceCodeChallenge};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -148,21 +148,16 @@ impl OAuth {
 
     /// The page the user opens. Only `video.upload` is ever requested.
     pub fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
-        let mut url = match Url::parse(&self.config.auth_url(AUTHORIZE_PATH)) {
-            Ok(url) => url,
-            // The base URL was checked when the config was read; a hand-built config with
-            // a broken one still yields a URL the browser reports as broken.
-            Err(_) => return self.config.auth_url(AUTHORIZE_PATH),
-        };
-        url.query_pairs_mut()
+        let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("client_key", &self.config.client_key)
             .append_pair("scope", SCOPE)
             .append_pair("response_type", "code")
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("state", state)
             .append_pair("code_challenge", code_challenge)
-            .append_pair("code_challenge_method", "S256");
-        url.into()
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        format!("{}?{query}", self.config.auth_url(AUTHORIZE_PATH))
     }
 
     /// The whole desktop login: listens on 127.0.0.1, hands the authorize URL to `open`
@@ -198,10 +193,12 @@ impl OAuth {
         );
         open(&url);
 
-        let params =
-            tokio::time::timeout(options.timeout, receive_redirect(&listener, state.secret()))
-                .await
-                .map_err(|_| OAuthError::Timeout(options.timeout.as_secs()))??;
+        let params = tokio::time::timeout(
+            options.timeout,
+            receive_redirect(&listener, port, state.secret()),
+        )
+        .await
+        .map_err(|_| OAuthError::Timeout(options.timeout.as_secs()))??;
         if let Some(error) = params.get("error").filter(|e| !e.is_empty()) {
             return Err(OAuthError::Denied {
                 error: error.clone(),
@@ -379,13 +376,14 @@ fn transport(error: reqwest::Error) -> OAuthError {
 /// and returns its query parameters. Other requests (a favicon) get a 404.
 async fn receive_redirect(
     listener: &TcpListener,
+    port: u16,
     state: &str,
 ) -> Result<HashMap<String, String>, OAuthError> {
     loop {
         let (mut stream, _) = listener
             .accept()
             .await
-            .map_err(|source| OAuthError::Listen { port: 0, source })?;
+            .map_err(|source| OAuthError::Listen { port, source })?;
         let target =
             match tokio::time::timeout(Duration::from_secs(10), read_request_target(&mut stream))
                 .await

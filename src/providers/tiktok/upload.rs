@@ -436,7 +436,7 @@ impl TikTokDrafts {
                 "FAILED" => {
                     log.record(&progress(publish_id, PHASE_FAILED)).await?;
                     let reason = status.fail_reason.unwrap_or_default();
-                    let message = format!("TikTok could not take draft `{publish_id}`: `{reason}`");
+                    let message = format!("tiktok could not take draft `{publish_id}`: `{reason}`");
                     return Err(if reason == "internal" {
                         ProviderError::retryable(SERVICE, message)
                     } else {
@@ -638,7 +638,7 @@ impl ApiFailure {
             // The reference pages say `invalid_param`, the API sends `invalid_params`.
             "invalid_param" | "invalid_params" => ProviderError::permanent(
                 SERVICE,
-                format!("TikTok rejected the request to `{path}` (`{code}`){detail}"),
+                format!("the request to `{path}` was rejected (`{code}`){detail}"),
             ),
             _ if status == 429 => ProviderError::retry_after(
                 SERVICE,
