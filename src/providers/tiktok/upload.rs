@@ -288,7 +288,7 @@ impl TikTokDrafts {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(ApiFailure::Transport)?;
-        let envelope: Envelope<T> =
+        let envelope: Envelope =
             serde_json::from_str(&text).map_err(|_| ApiFailure::Malformed { status })?;
         let error = envelope.error.unwrap_or_default();
         // The envelope carries `error` on success too, as `"code": "ok"`; some failures
@@ -302,7 +302,10 @@ impl TikTokDrafts {
                 retry_after,
             });
         }
-        envelope.data.ok_or(ApiFailure::Malformed { status })
+        envelope
+            .data
+            .and_then(|data| serde_json::from_value(data).ok())
+            .ok_or(ApiFailure::Malformed { status })
     }
 
     async fn upload(
@@ -535,9 +538,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// `data` is read only once `error` says ok: failures often carry `"data": {}`.
 #[derive(Deserialize)]
-struct Envelope<T> {
-    data: Option<T>,
+struct Envelope {
+    data: Option<serde_json::Value>,
     error: Option<ApiErrorBody>,
 }
 

@@ -246,7 +246,9 @@ async fn not_found() -> Response {
 fn api_error(status: u16, code: &str, message: &str) -> Response {
     (
         StatusCode::from_u16(status).unwrap(),
-        axum::Json(json!({"error": {"code": code, "message": message, "log_id": "FAKELOG1"}})),
+        axum::Json(
+            json!({"data": {}, "error": {"code": code, "message": message, "log_id": "FAKELOG1"}}),
+        ),
     )
         .into_response()
 }
