@@ -4,6 +4,14 @@
 //! recipe into jobs, [`plan`] diffs them against the [`store`], and [`engine`] runs the
 //! [`stages`] through [`providers`] and [`media`].
 
+pub mod cli;
+pub mod engine;
+pub mod expand;
+pub mod media;
+pub mod plan;
 pub mod privacy;
 pub mod providers;
+pub mod recipe;
 pub mod secret;
+pub mod stages;
+pub mod store;

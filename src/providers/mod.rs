@@ -3,6 +3,8 @@
 //! Retry policy does not live here: clients class their errors and return.
 
 mod error;
+pub mod local;
+pub mod offline;
 pub mod r2;
 mod retry;
 pub mod telegram;

@@ -1,0 +1,117 @@
+//! `factory jobs list|show`: the store, read-only.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{CmdResult, Failure, JobsCommand, Outcome, out, out_json};
+use crate::store::{JobFilter, Store};
+
+pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResult {
+    let Some(store) = Store::open_read_only(state_dir).await? else {
+        return match command {
+            JobsCommand::List { .. } => {
+                if json {
+                    out_json(&json!({ "jobs": [] }));
+                } else {
+                    out("no jobs yet\n");
+                }
+                Ok(Outcome::Ok)
+            }
+            JobsCommand::Show { id } => Err(Failure::invalid(format!(
+                "job `{id}` is not in the store"
+            ))
+            .with_hint(format!(
+                "no store at `{}` yet; run a recipe first",
+                state_dir.display()
+            ))),
+        };
+    };
+    match command {
+        JobsCommand::List { recipe, status } => {
+            let status = status.map(|s| s.parse()).transpose().map_err(|e: String| {
+                Failure::invalid(e)
+                    .with_hint("one of pending, running, queued, done, failed, interrupted")
+            })?;
+            let jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
+            if json {
+                out_json(&json!({ "jobs": jobs }));
+            } else if jobs.is_empty() {
+                out("no jobs match\n");
+            } else {
+                let mut text = String::new();
+                for j in &jobs {
+                    text.push_str(&format!(
+                        "{}  {:<12} {:<11} {} · {}{}\n",
+                        j.id,
+                        j.recipe,
+                        j.status.as_str(),
+                        j.topic,
+                        j.voice,
+                        j.stage
+                            .as_deref()
+                            .map(|s| format!("  [{s}]"))
+                            .unwrap_or_default()
+                    ));
+                }
+                out(&text);
+            }
+        }
+        JobsCommand::Show { id } => {
+            let job = store.find_job(&id).await?;
+            let stages = store.stages(&job.id).await?;
+            let spec: serde_json::Value =
+                serde_json::from_str(&store.job_spec(&job.id).await?).unwrap_or_default();
+            if json {
+                out_json(&json!({ "job": job, "spec": spec, "stages": stages }));
+            } else {
+                let mut text = format!(
+                    "job {}\n  recipe   {}\n  topic    {}\n  voice    {}\n  status   {}{}\n  attempts {}\n",
+                    job.id,
+                    job.recipe,
+                    job.topic,
+                    job.voice,
+                    job.status.as_str(),
+                    job.stage
+                        .as_deref()
+                        .map(|s| format!(" (stage `{s}`)"))
+                        .unwrap_or_default(),
+                    job.attempts
+                );
+                if let Some(e) = &job.error {
+                    text.push_str(&format!("  error    {e}\n"));
+                }
+                if !stages.is_empty() {
+                    text.push_str("  stages\n");
+                    for s in &stages {
+                        let took = match (s.started_at, s.finished_at) {
+                            (Some(a), Some(b)) => format!("{}s", b - a),
+                            _ => "-".into(),
+                        };
+                        text.push_str(&format!(
+                            "    {:<9} {:<11} attempt {} {:>6}  {}\n",
+                            s.stage,
+                            s.status,
+                            s.attempt,
+                            took,
+                            s.artifact.as_deref().unwrap_or("")
+                        ));
+                    }
+                }
+                text.push_str(&format!(
+                    "  spec\n{}\n",
+                    indent(&serde_json::to_string_pretty(&spec).unwrap_or_default())
+                ));
+                out(&text);
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

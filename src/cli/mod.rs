@@ -1,0 +1,270 @@
+//! The command line: clap definitions, one file per command, and the mapping of
+//! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
+
+mod jobs;
+mod plan;
+mod run;
+mod schema;
+mod validate;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::expand::{self, Job};
+use crate::recipe::{self, Diagnostic, Resolved};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "factory",
+    version,
+    about = "Turn YAML recipes into vertical videos delivered as TikTok drafts"
+)]
+pub struct Cli {
+    /// Where the job store, cache, renders and drafts live.
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_STATE_DIR",
+        default_value = ".factory"
+    )]
+    pub state_dir: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check recipes and report every mistake with its file, line and column.
+    Validate {
+        /// Recipe files or folders (searched recursively).
+        #[arg(default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what a run would do: new, changed, done, failed and removed jobs.
+    Plan {
+        #[arg(default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run every job that has work: new, changed, failed and interrupted ones.
+    Run {
+        #[arg(default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Look at jobs in the store.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Print the JSON Schema of recipes (or of the project file).
+    Schema {
+        /// The schema of `factory.yaml` instead.
+        #[arg(long)]
+        project: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest last.
+    List {
+        #[arg(long)]
+        recipe: Option<String>,
+        /// pending, running, queued, done, failed or interrupted.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one job: its spec, stages, timings and artifacts.
+    Show {
+        /// A job id or an unambiguous prefix.
+        id: String,
+    },
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok = 0,
+    JobsFailed = 1,
+    Invalid = 2,
+    Environment = 3,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        ExitCode::from(o as u8)
+    }
+}
+
+/// A failure that ends the command: its message and exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Invalid,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn environment(message: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Environment,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NoSuchJob(_) | StoreError::Ambiguous(_) => Self::invalid(e.to_string()),
+            other => Self::environment(other.to_string()),
+        }
+    }
+}
+
+pub type CmdResult = Result<Outcome, Failure>;
+
+/// Parses arguments and runs; what `main` calls.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Outcome::Invalid.into()
+            } else {
+                Outcome::Ok.into()
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Outcome::Environment.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(outcome) => outcome.into(),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            if let Some(hint) = failure.hint {
+                eprintln!("  help: {hint}");
+            }
+            failure.outcome.into()
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Validate { paths } => validate::run(&paths, cli.json),
+        Command::Plan { paths } => plan::run(&paths, &cli.state_dir, cli.json).await,
+        Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
+        Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
+        Command::Schema { project } => schema::run(project),
+    }
+}
+
+/// A recipe that loaded and expanded.
+pub struct Expanded {
+    pub recipe: Resolved,
+    pub jobs: Vec<Job>,
+}
+
+/// Loads and expands every recipe under `paths`; diagnostics from all of them.
+pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
+    let files = match recipe::discover(paths) {
+        Ok(f) => f,
+        Err(d) => return (Vec::new(), vec![d]),
+    };
+    let mut ok = Vec::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for file in files {
+        match recipe::load_partial(&file) {
+            (Some(recipe), d) if d.is_empty() => match expand::expand(&recipe) {
+                Ok(jobs) => ok.push(Expanded { recipe, jobs }),
+                Err(d) => diags.extend(d),
+            },
+            (Some(recipe), d) => {
+                diags.extend(d);
+                // The recipe has other mistakes; still report its template mistakes.
+                if let Err(more) = expand::expand(&recipe) {
+                    diags.extend(
+                        more.into_iter()
+                            .filter(|d| expand::TEMPLATE_CODES.contains(&d.code)),
+                    );
+                }
+            }
+            (None, d) => diags.extend(d),
+        }
+    }
+    // Two recipes of one project report the project file's mistakes once.
+    let mut seen = std::collections::BTreeSet::new();
+    diags.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
+    diags.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    let mut names: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
+    for e in &ok {
+        if let Some(first) = names.insert(e.recipe.name.clone(), e.recipe.path.clone()) {
+            diags.push(
+                e.recipe
+                    .diag(
+                        recipe::Origin::Recipe,
+                        "/name",
+                        "duplicate-recipe",
+                        format!(
+                            "recipe name `{}` is also used by `{}`",
+                            e.recipe.name,
+                            first.display()
+                        ),
+                    )
+                    .with_hint("recipe names identify jobs in the store; make them unique"),
+            );
+        }
+    }
+    (ok, diags)
+}
+
+/// Prints diagnostics to stderr (human) and returns whether there were any.
+pub fn report(diags: &[Diagnostic]) -> bool {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{}", d.render());
+    }
+    !diags.is_empty()
+}
+
+/// Writes to stdout; a closed pipe (`factory plan | head`) is not an error.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+pub fn out_json(value: &impl serde::Serialize) {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    out(&text);
+}

@@ -1,0 +1,840 @@
+//! The engine: runs jobs stage by stage — script → footage → voice → captions → render
+//! → host → draft → notify — with per-stage concurrency budgets, the shared retry
+//! policy, the artifact cache, and every transition recorded in the store.
+
+pub mod cache;
+pub mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use crate::expand::Job;
+use crate::media::Tools;
+use crate::plan::Action;
+use crate::providers::{
+    Clip, DraftRequest, EffectLog, EffectProgress, FootageRequest, HostRequest, Narration, Notice,
+    ProviderError, RetryPolicy, Script, ScriptRequest, VoiceRequest,
+};
+use crate::stages::{self, Stage};
+use crate::store::{NewJob, Status, Store};
+use cache::{Cache, Hit, stage_key};
+use progress::Progress;
+
+/// How many of each kind of stage may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    pub scripts: usize,
+    pub footage: usize,
+    pub voices: usize,
+    pub renders: usize,
+    pub publish: usize,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            scripts: 4,
+            footage: cores,
+            voices: cores,
+            renders: (cores / 2).max(1),
+            publish: 2,
+        }
+    }
+}
+
+struct Limits {
+    scripts: Semaphore,
+    footage: Semaphore,
+    voices: Semaphore,
+    renders: Semaphore,
+    publish: Semaphore,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    /// Jobs finished in this run.
+    pub done: usize,
+    /// Of those, jobs whose every stage came from the cache.
+    pub reused: usize,
+    /// Jobs already done before this run (nothing executed).
+    pub already_done: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Stages that actually executed (not cache hits).
+    pub executed_stages: usize,
+    pub wall_seconds: f64,
+}
+
+pub struct Engine {
+    pub store: Store,
+    pub cache: Cache,
+    pub tools: Tools,
+    pub state_dir: PathBuf,
+    pub progress: Arc<Progress>,
+    pub retry: RetryPolicy,
+    limits: Limits,
+    cancel: watch::Receiver<bool>,
+}
+
+/// One recipe's jobs, with where the recipe lives.
+pub struct Batch {
+    pub recipe: String,
+    pub recipe_path: PathBuf,
+    pub dir: PathBuf,
+    pub jobs: Vec<(Job, Action)>,
+}
+
+#[derive(Debug)]
+enum JobEnd {
+    Done { executed: usize },
+    Failed,
+    Interrupted,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        tools: Tools,
+        state_dir: PathBuf,
+        progress: Arc<Progress>,
+        budgets: Budgets,
+        cancel: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            cache: Cache::new(state_dir.join("cache")),
+            store,
+            tools,
+            state_dir,
+            progress,
+            retry: RetryPolicy::default(),
+            limits: Limits {
+                scripts: Semaphore::new(budgets.scripts),
+                footage: Semaphore::new(budgets.footage),
+                voices: Semaphore::new(budgets.voices),
+                renders: Semaphore::new(budgets.renders),
+                publish: Semaphore::new(budgets.publish),
+            },
+            cancel,
+        }
+    }
+
+    /// Runs every job that has work; done jobs are skipped without touching a stage.
+    pub async fn run(self: &Arc<Self>, batches: Vec<Batch>) -> Summary {
+        let started = Instant::now();
+        let mut summary = Summary::default();
+        // A previous run that crashed left rows marked running; they resume now.
+        let _ = self.store.interrupt_running().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for batch in batches {
+            let info = Arc::new(BatchInfo {
+                recipe: batch.recipe,
+                recipe_path: batch.recipe_path,
+                dir: batch.dir,
+            });
+            for (job, action) in batch.jobs {
+                if !action.runs() {
+                    summary.already_done += 1;
+                    continue;
+                }
+                let engine = Arc::clone(self);
+                let info = Arc::clone(&info);
+                tasks.spawn(async move { engine.run_job(&info, &job).await });
+            }
+        }
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(JobEnd::Done { executed }) => {
+                    summary.done += 1;
+                    summary.executed_stages += executed;
+                    if executed == 0 {
+                        summary.reused += 1;
+                    }
+                }
+                Ok(JobEnd::Failed) | Err(_) => summary.failed += 1,
+                Ok(JobEnd::Interrupted) => summary.interrupted += 1,
+            }
+        }
+        self.progress.finish();
+        summary.wall_seconds = started.elapsed().as_secs_f64();
+        summary
+    }
+
+    async fn run_job(&self, b: &BatchInfo, job: &Job) -> JobEnd {
+        let id = job.id.to_string();
+        let spec_json = serde_json::to_string(&job.spec).unwrap_or_default();
+        let new = NewJob {
+            id: &id,
+            recipe: &b.recipe,
+            recipe_path: &b.recipe_path.to_string_lossy(),
+            cell: &job.cell,
+            spec: &spec_json,
+            topic: &job.spec.topic,
+            voice: &job.spec.voice_name,
+            status: Status::Pending,
+        };
+        if let Err(e) = self.store.upsert_job(&new).await {
+            self.progress.job(
+                &b.recipe,
+                &id,
+                &job.spec.topic,
+                "failed",
+                Some(&e.to_string()),
+            );
+            return JobEnd::Failed;
+        }
+        let mut run = JobRun {
+            engine: self,
+            b,
+            job,
+            id: id.clone(),
+            executed: 0,
+        };
+        match run.stages().await {
+            Ok(()) => {
+                let _ = self.store.set_status(&id, Status::Done, None, None).await;
+                self.progress
+                    .job(&b.recipe, &id, &job.spec.topic, "done", None);
+                JobEnd::Done {
+                    executed: run.executed,
+                }
+            }
+            Err((stage, StageError::Cancelled)) => {
+                let _ = self
+                    .store
+                    .set_status(&id, Status::Interrupted, Some(stage.name()), None)
+                    .await;
+                self.progress.job(
+                    &b.recipe,
+                    &id,
+                    &job.spec.topic,
+                    "interrupted",
+                    Some(stage.name()),
+                );
+                JobEnd::Interrupted
+            }
+            Err((stage, StageError::Failed(message))) => {
+                let _ = self
+                    .store
+                    .set_status(&id, Status::Failed, Some(stage.name()), Some(&message))
+                    .await;
+                self.progress.job(
+                    &b.recipe,
+                    &id,
+                    &job.spec.topic,
+                    "failed",
+                    Some(&format!("at `{}`: {message}", stage.name())),
+                );
+                JobEnd::Failed
+            }
+        }
+    }
+}
+
+struct BatchInfo {
+    recipe: String,
+    recipe_path: PathBuf,
+    dir: PathBuf,
+}
+
+#[derive(Debug)]
+enum StageError {
+    Failed(String),
+    Cancelled,
+}
+
+impl From<ProviderError> for StageError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Cancelled => Self::Cancelled,
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+struct JobRun<'a> {
+    engine: &'a Engine,
+    b: &'a BatchInfo,
+    job: &'a Job,
+    id: String,
+    executed: usize,
+}
+
+type StageResult<T> = Result<T, (Stage, StageError)>;
+
+impl JobRun<'_> {
+    async fn stages(&mut self) -> StageResult<()> {
+        let spec = &self.job.spec;
+        let e = self.engine;
+
+        // script
+        let script_key = stage_key("script", 1, &[&json!(spec.script), &json!(spec.topic)]);
+        let script_hit = self
+            .cached_or_run(
+                Stage::Script,
+                &script_key,
+                &e.limits.scripts,
+                None,
+                |work| async move {
+                    let writer = stages::script_writer(&spec.script)?;
+                    let request = ScriptRequest {
+                        topic: spec.topic.clone(),
+                        prompt: spec.script.prompt.clone().unwrap_or_default(),
+                        seconds: spec.script.seconds,
+                        cta: spec.script.cta.clone(),
+                        models: spec.script.models.clone(),
+                        temperature: spec.script.temperature,
+                        seed: spec.script.seed,
+                    };
+                    let script = e.retry.run(|_| writer.write(&request)).await?;
+                    let value = json!(script);
+                    write_json(&work.join("script.json"), &value).await?;
+                    Ok((
+                        "script.json".to_owned(),
+                        value,
+                        script.usage.as_ref().and_then(|u| u.cost),
+                    ))
+                },
+            )
+            .await?;
+        let script: Script = from_meta(&script_hit, Stage::Script)?;
+        let script = &script;
+        let job_id = self.id.clone();
+        let job_id = &job_id;
+
+        // footage: not keyed on the voice, so changing a voice reuses it.
+        let variant = u64::from_str_radix(
+            &stage_key(
+                "variant",
+                1,
+                &[&json!([&spec.recipe, &spec.topic, &spec.template])],
+            )[..12],
+            16,
+        )
+        .unwrap_or(0);
+        let footage_key = stage_key(
+            "footage",
+            1,
+            &[
+                &json!(spec.footage),
+                &json!(spec.topic),
+                &json!(variant),
+                &json!(spec.script.seconds),
+            ],
+        );
+        let dir = self.b.dir.clone();
+        let footage_hit = self
+            .cached_or_run(
+                Stage::Footage,
+                &footage_key,
+                &e.limits.footage,
+                None,
+                |work| {
+                    let dir = dir.clone();
+                    async move {
+                        let source = stages::footage_source(&spec.footage, &dir, &e.tools)?;
+                        let clips = spec.footage.clips.max(1);
+                        let request = FootageRequest {
+                            query: spec
+                                .footage
+                                .query
+                                .clone()
+                                .unwrap_or_else(|| spec.topic.clone()),
+                            clips,
+                            min_clip_seconds: (f64::from(spec.script.seconds) / f64::from(clips))
+                                .max(2.0),
+                            avoid: Vec::new(),
+                            variant,
+                        };
+                        let clips = e.retry.run(|_| source.fetch(&request, &work)).await?;
+                        let manifest = json!(clips);
+                        write_json(&work.join("clips.json"), &manifest).await?;
+                        Ok(("clips.json".to_owned(), manifest, None))
+                    }
+                },
+            )
+            .await?;
+        let clips: Vec<Clip> = from_meta(&footage_hit, Stage::Footage)?;
+        let clips = &clips;
+
+        // voice
+        let voice_key = stage_key("voice", 1, &[&json!(spec.voice), &json!(script.spoken())]);
+        let voice_hit = self
+            .cached_or_run(
+                Stage::Voice,
+                &voice_key,
+                &e.limits.voices,
+                None,
+                |work| async move {
+                    let voice = stages::voice(&spec.voice, &e.tools)?;
+                    let request = VoiceRequest {
+                        lines: script.spoken().into_iter().map(str::to_owned).collect(),
+                    };
+                    let narration = e.retry.run(|_| voice.speak(&request, &work)).await?;
+                    let main = narration
+                        .audio
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Ok((main, json!(narration), None))
+                },
+            )
+            .await?;
+        let narration: Narration = from_meta(&voice_hit, Stage::Voice)?;
+        let narration = &narration;
+
+        // captions
+        let captions_key = stage_key("captions", 1, &[&json!(spec.captions), &json!(voice_key)]);
+        let captions_hit = self
+            .cached_or_run(Stage::Captions, &captions_key, &e.limits.voices, None, |work| async move {
+                let ass = stages::captions(&spec.captions, &narration.words);
+                tokio::fs::write(work.join("captions.ass"), ass).await.map_err(|e| StageError::Failed(e.to_string()))?;
+                Ok(("captions.ass".to_owned(), json!({ "file": "captions.ass", "enabled": spec.captions.style != crate::recipe::CaptionStyleName::None }), None))
+            })
+            .await?;
+
+        // render
+        let music = match &spec.video.music {
+            Some(m) => Some(
+                file_digest(&self.b.dir.join(m))
+                    .await
+                    .map_err(|err| (Stage::Render, StageError::Failed(err)))?,
+            ),
+            None => None,
+        };
+        let render_key = stage_key(
+            "render",
+            1,
+            &[
+                &json!(spec.video),
+                &json!(footage_key),
+                &json!(voice_key),
+                &json!(captions_key),
+                &json!(music),
+            ],
+        );
+        let expires = crate::store::now() + i64::from(spec.publish.retention_days) * 86_400;
+        let dir = self.b.dir.clone();
+        let render_hit = self
+            .cached_or_run(
+                Stage::Render,
+                &render_key,
+                &e.limits.renders,
+                Some(expires),
+                |work| {
+                    let dir = dir.clone();
+                    let captions = (captions_hit.meta["enabled"] == Value::Bool(true))
+                        .then(|| captions_hit.dir.join("captions.ass"));
+                    async move {
+                        let out = work.join("video.mp4");
+                        stages::render(&e.tools, spec, clips, narration, captions, &dir, &out)
+                            .await?;
+                        Ok((
+                            "video.mp4".to_owned(),
+                            json!({ "file": "video.mp4", "seconds": narration.duration }),
+                            None,
+                        ))
+                    }
+                },
+            )
+            .await?;
+        let video = render_hit.dir.join("video.mp4");
+
+        // host, draft, notify: side effects, recorded in the ledger.
+        let host_key = stage_key("host", 1, &[&json!(render_key), &json!(spec.publish.host)]);
+        let hosted = self
+            .effect(Stage::Host, &host_key, |_log| {
+                let video = video.clone();
+                let key = format!("{}/{job_id}.mp4", spec.recipe);
+                async move {
+                    let host = stages::host(&spec.publish, &e.state_dir)?;
+                    let request = HostRequest {
+                        path: video,
+                        key,
+                        content_type: "video/mp4".into(),
+                        expires_at: expires,
+                    };
+                    let hosted = e.retry.run(|_| host.put(&request)).await?;
+                    Ok(json!(hosted))
+                }
+            })
+            .await?;
+
+        let title = spec.title.clone();
+        let caption = spec
+            .caption
+            .clone()
+            .unwrap_or_else(|| script.caption.clone());
+        let hashtags: Vec<String> = if spec.hashtags.is_empty() {
+            script.hashtags.clone()
+        } else {
+            spec.hashtags.clone()
+        };
+        let credits: Vec<_> = clips.iter().filter_map(|c| c.credit.clone()).collect();
+        let draft_key = stage_key(
+            "draft",
+            1,
+            &[
+                &json!(render_key),
+                &json!([&title, &caption, &hashtags]),
+                &json!(spec.publish.tiktok),
+            ],
+        );
+        let draft = self
+            .effect(Stage::Draft, &draft_key, |log| {
+                let request = DraftRequest {
+                    video: video.clone(),
+                    job_id: job_id.clone(),
+                    recipe: spec.recipe.clone(),
+                    account: spec
+                        .publish
+                        .tiktok
+                        .as_ref()
+                        .map(|t| t.account.clone())
+                        .unwrap_or_default(),
+                    title: title.clone(),
+                    caption: caption.clone(),
+                    hashtags: hashtags.clone(),
+                    credits: credits.clone(),
+                    previous: log.previous.clone(),
+                };
+                async move {
+                    let drafts = stages::drafts(&spec.publish, &e.state_dir)?;
+                    let receipt = e.retry.run(|_| drafts.send(&request, &*log)).await?;
+                    Ok(json!(receipt))
+                }
+            })
+            .await?;
+
+        let notify_key = stage_key("notify", 1, &[&json!(draft_key), &json!(spec.notify)]);
+        self.effect(Stage::Notify, &notify_key, |_log| {
+            let text = stages::notice_text(
+                &title,
+                &caption,
+                &hashtags,
+                &credits,
+                hosted["url"].as_str().unwrap_or_default(),
+                draft["external_id"].as_str().unwrap_or_default(),
+            );
+            async move {
+                let notifier = stages::notifier(spec.notify.as_ref())?;
+                let notice = Notice {
+                    chat: spec
+                        .notify
+                        .as_ref()
+                        .and_then(|n| n.telegram.as_ref())
+                        .map(|t| t.chat.clone())
+                        .unwrap_or_default(),
+                    text,
+                };
+                let id = e.retry.run(|_| notifier.send(&notice)).await?;
+                Ok(json!({ "message_id": id }))
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Returns the cached artifact for `key`, or runs `body` in a fresh work directory,
+    /// commits its output to the cache and records the stage.
+    async fn cached_or_run<F, Fut>(
+        &mut self,
+        stage: Stage,
+        key: &str,
+        limit: &Semaphore,
+        expires: Option<i64>,
+        body: F,
+    ) -> StageResult<Hit>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = Result<(String, Value, Option<f64>), StageError>>,
+    {
+        let e = self.engine;
+        let fail = |err: String| (stage, StageError::Failed(err));
+        if let Some(hit) = e
+            .cache
+            .get(&e.store, stage.name(), key)
+            .await
+            .map_err(|x| fail(x.to_string()))?
+        {
+            e.store
+                .stage_finished(&self.id, stage.name(), key, "cached", Some(key), None, None)
+                .await
+                .map_err(|x| fail(x.to_string()))?;
+            e.progress.stage(
+                &self.b.recipe,
+                &self.id,
+                &self.job.spec.topic,
+                stage.name(),
+                "cached",
+                None,
+            );
+            return Ok(hit);
+        }
+        let _permit = limit.acquire().await.map_err(|x| fail(x.to_string()))?;
+        self.check_cancel(stage)?;
+        e.store
+            .set_status(&self.id, Status::Running, Some(stage.name()), None)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        e.store
+            .stage_started(&self.id, stage.name(), key)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        e.progress.stage(
+            &self.b.recipe,
+            &self.id,
+            &self.job.spec.topic,
+            stage.name(),
+            "running",
+            None,
+        );
+        let work = e
+            .cache
+            .workdir(stage.name(), key)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        let mut cancel = e.cancel.clone();
+        let outcome = tokio::select! {
+            r = body(work.clone()) => r,
+            _ = cancel.wait_for(|c| *c) => Err(StageError::Cancelled),
+        };
+        let result = match outcome {
+            Ok((main, meta, cost)) => e
+                .cache
+                .commit(&e.store, stage.name(), key, &work, &main, &meta, expires)
+                .await
+                .map(|hit| (hit, cost))
+                .map_err(|x| StageError::Failed(x.to_string())),
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok((hit, cost)) => {
+                self.executed += 1;
+                e.store
+                    .stage_finished(&self.id, stage.name(), key, "done", Some(key), None, cost)
+                    .await
+                    .map_err(|x| fail(x.to_string()))?;
+                e.progress.stage(
+                    &self.b.recipe,
+                    &self.id,
+                    &self.job.spec.topic,
+                    stage.name(),
+                    "done",
+                    None,
+                );
+                Ok(hit)
+            }
+            Err(err) => {
+                let _ = tokio::fs::remove_dir_all(&work).await;
+                let (status, message) = match &err {
+                    StageError::Cancelled => ("interrupted", None),
+                    StageError::Failed(m) => ("failed", Some(m.as_str())),
+                };
+                let _ = e
+                    .store
+                    .stage_finished(&self.id, stage.name(), key, status, None, message, None)
+                    .await;
+                e.progress.stage(
+                    &self.b.recipe,
+                    &self.id,
+                    &self.job.spec.topic,
+                    stage.name(),
+                    status,
+                    message,
+                );
+                Err((stage, err))
+            }
+        }
+    }
+
+    /// Runs a side effect at most once per content key: the ledger is written before the
+    /// call and after it; a `done` row means it already happened and is not repeated.
+    async fn effect<F, Fut>(&mut self, stage: Stage, key: &str, body: F) -> StageResult<Value>
+    where
+        F: FnOnce(Arc<Ledger>) -> Fut,
+        Fut: Future<Output = Result<Value, StageError>>,
+    {
+        let e = self.engine;
+        let fail = |err: String| (stage, StageError::Failed(err));
+        let existing = e.store.effect(key).await.map_err(|x| fail(x.to_string()))?;
+        if let Some(done) = existing.as_ref().filter(|x| x.status == "done") {
+            e.store
+                .stage_finished(&self.id, stage.name(), key, "cached", None, None, None)
+                .await
+                .map_err(|x| fail(x.to_string()))?;
+            e.progress.stage(
+                &self.b.recipe,
+                &self.id,
+                &self.job.spec.topic,
+                stage.name(),
+                "cached",
+                None,
+            );
+            return Ok(done
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default());
+        }
+        let _permit = e
+            .limits
+            .publish
+            .acquire()
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        self.check_cancel(stage)?;
+        e.store
+            .set_status(&self.id, Status::Running, Some(stage.name()), None)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        e.store
+            .stage_started(&self.id, stage.name(), key)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        e.progress.stage(
+            &self.b.recipe,
+            &self.id,
+            &self.job.spec.topic,
+            stage.name(),
+            "running",
+            None,
+        );
+        let previous = existing.and_then(|x| {
+            let phase = x
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .and_then(|v| v["phase"].as_str().map(str::to_owned))?;
+            Some(EffectProgress {
+                external_id: x.external_id?,
+                phase,
+            })
+        });
+        e.store
+            .record_effect(key, &self.id, stage.name(), "started", None, None)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        let ledger = Arc::new(Ledger {
+            store: e.store.clone(),
+            key: key.to_owned(),
+            job: self.id.clone(),
+            kind: stage.name(),
+            previous,
+        });
+        let mut cancel = e.cancel.clone();
+        let outcome = tokio::select! {
+            r = body(ledger) => r,
+            _ = cancel.wait_for(|c| *c) => Err(StageError::Cancelled),
+        };
+        match outcome {
+            Ok(value) => {
+                let detail = value.to_string();
+                let external = value
+                    .get("external_id")
+                    .or_else(|| value.get("location"))
+                    .and_then(Value::as_str);
+                e.store
+                    .record_effect(key, &self.id, stage.name(), "done", external, Some(&detail))
+                    .await
+                    .map_err(|x| fail(x.to_string()))?;
+                self.executed += 1;
+                e.store
+                    .stage_finished(&self.id, stage.name(), key, "done", None, None, None)
+                    .await
+                    .map_err(|x| fail(x.to_string()))?;
+                e.progress.stage(
+                    &self.b.recipe,
+                    &self.id,
+                    &self.job.spec.topic,
+                    stage.name(),
+                    "done",
+                    None,
+                );
+                Ok(value)
+            }
+            Err(err) => {
+                let (status, message) = match &err {
+                    StageError::Cancelled => ("interrupted", None),
+                    StageError::Failed(m) => ("failed", Some(m.as_str())),
+                };
+                let _ = e
+                    .store
+                    .stage_finished(&self.id, stage.name(), key, status, None, message, None)
+                    .await;
+                e.progress.stage(
+                    &self.b.recipe,
+                    &self.id,
+                    &self.job.spec.topic,
+                    stage.name(),
+                    status,
+                    message,
+                );
+                Err((stage, err))
+            }
+        }
+    }
+
+    fn check_cancel(&self, stage: Stage) -> StageResult<()> {
+        if *self.engine.cancel.borrow() {
+            Err((stage, StageError::Cancelled))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The ledger handle a side effect records its progress through.
+pub struct Ledger {
+    store: Store,
+    key: String,
+    job: String,
+    kind: &'static str,
+    pub previous: Option<EffectProgress>,
+}
+
+#[async_trait::async_trait]
+impl EffectLog for Ledger {
+    async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError> {
+        let detail = json!({ "phase": progress.phase }).to_string();
+        self.store
+            .record_effect(
+                &self.key,
+                &self.job,
+                self.kind,
+                "started",
+                Some(&progress.external_id),
+                Some(&detail),
+            )
+            .await
+            .map_err(|e| ProviderError::permanent("store", e.to_string()))
+    }
+}
+
+fn from_meta<T: serde::de::DeserializeOwned>(hit: &Hit, stage: Stage) -> StageResult<T> {
+    serde_json::from_value(hit.meta.clone()).map_err(|e| {
+        (
+            stage,
+            StageError::Failed(format!("cached {} output is unreadable: {e}", stage.name())),
+        )
+    })
+}
+
+async fn write_json(path: &Path, value: &Value) -> Result<(), StageError> {
+    tokio::fs::write(path, serde_json::to_vec_pretty(value).unwrap_or_default())
+        .await
+        .map_err(|e| StageError::Failed(format!("cannot write `{}`: {e}", path.display())))
+}
+
+async fn file_digest(path: &Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}

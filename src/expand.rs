@@ -1,0 +1,659 @@
+//! Expansion: a resolved recipe becomes jobs. Each job is a [`JobSpec`] with every
+//! template string rendered, and a [`JobId`] derived from it.
+//!
+//! # The canonical form behind a JobId
+//!
+//! `JobId = first 16 hex digits of sha256("tiktok-factory/job/v1\n" + canonical JSON of
+//! the JobSpec)`. The canonical JSON has object keys sorted, no whitespace, and holds
+//! only resolved meaning: rendered strings, the full voice definition (not just its
+//! name), defaults filled in. So comments, key order, indentation, quoting style, YAML
+//! anchors or moving a definition into `factory.yaml` never change an id; changing
+//! anything a job would produce differently always does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::recipe::diagnostic::Diagnostic;
+use crate::recipe::{
+    CaptionsDef, Cell, FootageProvider, Notify, Origin, Publish, Resolved, ScriptProvider,
+    TemplateDef, VideoDef, VoiceDef,
+};
+
+/// Instructions one template render may spend; stops runaway loops in a recipe.
+const FUEL: u64 = 100_000;
+
+/// Diagnostic codes about template strings themselves, meaningful even when the
+/// recipe has other mistakes.
+pub const TEMPLATE_CODES: [&str; 3] = ["template-syntax", "undefined-variable", "reserved-var"];
+
+/// Names every job's template context provides besides the vars.
+const BUILTIN_VARS: [&str; 5] = ["topic", "voice", "template", "recipe", "seconds"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId([u8; 8]);
+
+impl JobId {
+    pub fn of(spec: &JobSpec) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tiktok-factory/job/v1\n");
+        hasher.update(canonical_json(&serde_json::to_value(spec).unwrap_or_default()).as_bytes());
+        let digest = hasher.finalize();
+        let mut id = [0; 8];
+        id.copy_from_slice(&digest[..8]);
+        Self(id)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = hex::decode(text).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// Everything a job needs, resolved. Serialized canonically, it is the job's identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub recipe: String,
+    pub topic: String,
+    pub voice_name: String,
+    pub template: String,
+    pub script: ScriptSpec,
+    pub footage: FootageSpec,
+    pub voice: VoiceDef,
+    pub captions: CaptionsDef,
+    pub video: VideoDef,
+    pub title: String,
+    pub caption: Option<String>,
+    pub hashtags: Vec<String>,
+    pub publish: Publish,
+    pub notify: Option<Notify>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScriptSpec {
+    pub provider: ScriptProvider,
+    /// Primary model first, then fallbacks.
+    pub models: Vec<String>,
+    pub prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub seed: Option<u64>,
+    pub seconds: u32,
+    pub cta: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FootageSpec {
+    pub provider: FootageProvider,
+    pub query: Option<String>,
+    /// Relative to the recipe directory.
+    pub dir: Option<String>,
+    pub clips: u32,
+}
+
+/// One job of a recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    /// The matrix cell: the same cell across edits is the "same" job, changed.
+    pub cell: String,
+    pub spec: JobSpec,
+}
+
+/// Stable text for a matrix cell.
+pub fn cell_key(topic: &str, voice: &str, template: &str) -> String {
+    serde_json::to_string(&[topic, voice, template]).unwrap_or_default()
+}
+
+/// JSON with object keys sorted at every level, whatever map type produced it.
+pub fn canonical_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                out.push('{');
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// A template string of a template definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Field {
+    Prompt,
+    Cta,
+    Query,
+    Title,
+    Caption,
+    Hashtag(usize),
+}
+
+impl Field {
+    fn pointer(self) -> String {
+        match self {
+            Self::Prompt => "/script/prompt".into(),
+            Self::Cta => "/script/cta".into(),
+            Self::Query => "/footage/query".into(),
+            Self::Title => "/title".into(),
+            Self::Caption => "/caption".into(),
+            Self::Hashtag(i) => format!("/hashtags/{i}"),
+        }
+    }
+}
+
+fn fields(t: &TemplateDef) -> Vec<(Field, &str)> {
+    let mut out = Vec::new();
+    if let Some(p) = &t.script.prompt {
+        out.push((Field::Prompt, p.as_str()));
+    }
+    if let Some(c) = &t.script.cta {
+        out.push((Field::Cta, c.as_str()));
+    }
+    if let Some(q) = &t.footage.query {
+        out.push((Field::Query, q.as_str()));
+    }
+    out.push((Field::Title, t.title.as_str()));
+    if let Some(c) = &t.caption {
+        out.push((Field::Caption, c.as_str()));
+    }
+    for (i, h) in t.hashtags.iter().enumerate() {
+        out.push((Field::Hashtag(i), h.as_str()));
+    }
+    out
+}
+
+fn template_name(template: &str, field: Field) -> String {
+    format!("{template}{}", field.pointer())
+}
+
+/// A matrix cell before rendering.
+struct CellPlan<'a> {
+    topic: &'a str,
+    voice: &'a str,
+    template: &'a str,
+    extra: Option<&'a BTreeMap<String, Value>>,
+    pointer: String,
+}
+
+/// Expands a resolved recipe into jobs, or reports every problem found on the way:
+/// template syntax errors, undefined variables, render failures, duplicate jobs.
+pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    // No loader: `include`/`import` cannot reach any file, inside the recipe dir or not.
+    let globals: BTreeSet<String> = env.globals().map(|(k, _)| k.to_owned()).collect();
+
+    let mut compiled: HashMap<String, bool> = HashMap::new();
+    for (name, t) in &r.templates {
+        for (field, text) in fields(&t.value) {
+            let key = template_name(name, field);
+            match env.add_template_owned(key.clone(), text.to_owned()) {
+                Ok(()) => {
+                    compiled.insert(key, true);
+                }
+                Err(e) => {
+                    let pointer = format!("{}{}", t.pointer, field.pointer());
+                    diags.push(template_error(
+                        r,
+                        t.origin,
+                        &pointer,
+                        text,
+                        &e,
+                        "template-syntax",
+                        None,
+                    ));
+                    compiled.insert(key, false);
+                }
+            }
+        }
+    }
+
+    let cells = cells(r);
+    if cells.is_empty() && diags.is_empty() {
+        diags.push(
+            r.diag_key(
+                Origin::Recipe,
+                "/batch/matrix",
+                "empty-batch",
+                "the batch expands to no jobs",
+            )
+            .with_hint("check `exclude`: it removes every combination"),
+        );
+    }
+
+    let base_vars = {
+        let mut v = r.vars.clone();
+        v.extend(r.recipe.batch.vars.clone());
+        v
+    };
+    for reserved in BUILTIN_VARS.iter().filter(|n| **n != "seconds") {
+        if base_vars.contains_key(*reserved) {
+            let origin = if r.recipe.batch.vars.contains_key(*reserved)
+                || r.recipe.vars.contains_key(*reserved)
+            {
+                Origin::Recipe
+            } else {
+                Origin::Project
+            };
+            let pointer = if r.recipe.batch.vars.contains_key(*reserved) {
+                format!("/batch/vars/{reserved}")
+            } else {
+                format!("/vars/{reserved}")
+            };
+            diags.push(r.diag_key(
+                origin,
+                &pointer,
+                "reserved-var",
+                format!("`{reserved}` is set by the matrix and cannot be a var"),
+            ));
+        }
+    }
+
+    // Undefined variables: every template string, against what a job's context can hold.
+    let mut known: BTreeSet<&str> = BUILTIN_VARS.iter().copied().collect();
+    known.extend(base_vars.keys().map(String::as_str));
+    for cell in &r.recipe.batch.matrix.include {
+        known.extend(cell.vars.keys().map(String::as_str));
+    }
+    for (name, t) in &r.templates {
+        for (field, text) in fields(&t.value) {
+            let key = template_name(name, field);
+            if compiled.get(&key) != Some(&true) {
+                continue;
+            }
+            let Ok(tmpl) = env.get_template(&key) else {
+                continue;
+            };
+            let mut vars: Vec<String> = tmpl.undeclared_variables(false).into_iter().collect();
+            vars.sort();
+            for var in vars {
+                if known.contains(var.as_str()) || globals.contains(&var) {
+                    continue;
+                }
+                let pointer = format!("{}{}", t.pointer, field.pointer());
+                let src = r.source(t.origin);
+                let pos = locate(src, &pointer, text, find_identifier(text, &var));
+                let hint = crate::recipe::diagnostic::did_you_mean(&var, known.iter().copied())
+                    .unwrap_or_else(|| {
+                        format!("define `{var}` under `vars:` (recipe, project file or batch)")
+                    });
+                diags.push(
+                    Diagnostic::new(
+                        &src.file,
+                        pos,
+                        "undefined-variable",
+                        format!("template variable `{var}` is not defined"),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(dedup(diags));
+    }
+
+    let mut jobs = Vec::with_capacity(cells.len());
+    let mut seen: HashMap<JobId, String> = HashMap::with_capacity(cells.len());
+    for cell in &cells {
+        match render_job(r, &env, &base_vars, cell) {
+            Ok(spec) => {
+                let id = JobId::of(&spec);
+                if let Some(first) = seen.get(&id) {
+                    let pos = r.source.at(&cell.pointer);
+                    diags.push(
+                        Diagnostic::new(&r.source.file, pos, "duplicate-job", format!(
+                            "this makes the same job as {} (topic `{}`, voice `{}`, template `{}`)",
+                            crate::recipe::schema::display_path(first), cell.topic, cell.voice, cell.template
+                        ))
+                        .with_hint("remove the repeated entry"),
+                    );
+                    continue;
+                }
+                seen.insert(id, cell.pointer.clone());
+                jobs.push(Job {
+                    id,
+                    cell: cell_key(cell.topic, cell.voice, cell.template),
+                    spec,
+                });
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.is_empty() {
+        Ok(jobs)
+    } else {
+        Err(dedup(diags))
+    }
+}
+
+fn dedup(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut seen = BTreeSet::new();
+    diags.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
+    diags
+}
+
+fn cells(r: &Resolved) -> Vec<CellPlan<'_>> {
+    let m = &r.recipe.batch.matrix;
+    let templates: Vec<&str> = if m.template.is_empty() {
+        r.recipe.batch.template.as_deref().into_iter().collect()
+    } else {
+        m.template.iter().map(String::as_str).collect()
+    };
+    let excluded = |topic: &str, voice: &str, template: &str| {
+        m.exclude.iter().any(|f| {
+            f.topic.as_deref().is_none_or(|t| t == topic)
+                && f.voice.as_deref().is_none_or(|v| v == voice)
+                && f.template.as_deref().is_none_or(|t| t == template)
+        })
+    };
+    let mut out = Vec::new();
+    for topic in &r.topics {
+        for voice in &m.voice {
+            for template in &templates {
+                if !excluded(&topic.text, voice, template) {
+                    out.push(CellPlan {
+                        topic: &topic.text,
+                        voice,
+                        template,
+                        extra: None,
+                        pointer: topic.pointer.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for (
+        i,
+        Cell {
+            topic,
+            voice,
+            template,
+            vars,
+        },
+    ) in m.include.iter().enumerate()
+    {
+        let voices: Vec<&str> = voice
+            .as_deref()
+            .map_or_else(|| m.voice.iter().map(String::as_str).collect(), |v| vec![v]);
+        let temps: Vec<&str> = template
+            .as_deref()
+            .map_or_else(|| templates.clone(), |t| vec![t]);
+        for v in &voices {
+            for t in &temps {
+                out.push(CellPlan {
+                    topic,
+                    voice: v,
+                    template: t,
+                    extra: Some(vars),
+                    pointer: format!("/batch/matrix/include/{i}"),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn render_job(
+    r: &Resolved,
+    env: &Environment<'_>,
+    base_vars: &BTreeMap<String, Value>,
+    cell: &CellPlan<'_>,
+) -> Result<JobSpec, Diagnostic> {
+    let (Some(t), Some(voice)) = (r.templates.get(cell.template), r.voices.get(cell.voice)) else {
+        return Err(r.diag(
+            Origin::Recipe,
+            &cell.pointer,
+            "undefined-reference",
+            "undefined voice or template",
+        ));
+    };
+    let def = &t.value;
+    let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
+    ctx.insert("seconds", Value::from(def.script.seconds));
+    for (k, v) in base_vars {
+        ctx.insert(k, v.clone());
+    }
+    if let Some(extra) = cell.extra {
+        for (k, v) in extra {
+            ctx.insert(k, v.clone());
+        }
+    }
+    ctx.insert("topic", Value::from(cell.topic));
+    ctx.insert("voice", Value::from(cell.voice));
+    ctx.insert("template", Value::from(cell.template));
+    ctx.insert("recipe", Value::from(r.name.as_str()));
+    let seconds =
+        ctx.get("seconds")
+            .and_then(Value::as_u64)
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|s| *s > 0 && *s <= def.video.max_seconds)
+            .ok_or_else(|| {
+                r.diag(Origin::Recipe, &cell.pointer, "out-of-range", format!(
+                "var `seconds` must be a whole number between 1 and `video.max_seconds` ({})",
+                def.video.max_seconds
+            ))
+            })?;
+    let ctx = minijinja::Value::from_serialize(&ctx);
+    let render = |field: Field| -> Result<String, Diagnostic> {
+        let name = template_name(cell.template, field);
+        let tmpl = env.get_template(&name).map_err(|e| {
+            r.diag(
+                t.origin,
+                &format!("{}{}", t.pointer, field.pointer()),
+                "template-render",
+                e.to_string(),
+            )
+        })?;
+        tmpl.render(&ctx).map(|s| s.trim().to_owned()).map_err(|e| {
+            let pointer = format!("{}{}", t.pointer, field.pointer());
+            let text = fields(def)
+                .into_iter()
+                .find(|(f, _)| *f == field)
+                .map_or("", |(_, s)| s);
+            template_error(
+                r,
+                t.origin,
+                &pointer,
+                text,
+                &e,
+                "template-render",
+                Some(cell.topic),
+            )
+        })
+    };
+    let opt = |present: bool, field: Field| -> Result<Option<String>, Diagnostic> {
+        if present {
+            render(field).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let cta = match opt(def.script.cta.is_some(), Field::Cta)? {
+        Some(c) => Some(c),
+        None => base_vars
+            .get("cta")
+            .or_else(|| cell.extra.and_then(|e| e.get("cta")))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    let mut hashtags = Vec::with_capacity(def.hashtags.len());
+    for i in 0..def.hashtags.len() {
+        let tag = render(Field::Hashtag(i))?;
+        let tag = tag.trim_start_matches('#').replace(char::is_whitespace, "");
+        if !tag.is_empty() {
+            hashtags.push(tag);
+        }
+    }
+    let s = &def.script;
+    Ok(JobSpec {
+        recipe: r.name.clone(),
+        topic: cell.topic.to_owned(),
+        voice_name: cell.voice.to_owned(),
+        template: cell.template.to_owned(),
+        script: ScriptSpec {
+            provider: s.provider,
+            models: s.model.iter().chain(&s.fallback_models).cloned().collect(),
+            prompt: opt(s.prompt.is_some(), Field::Prompt)?,
+            temperature: s.temperature,
+            seed: s.seed,
+            seconds,
+            cta,
+        },
+        footage: FootageSpec {
+            provider: def.footage.provider,
+            query: opt(def.footage.query.is_some(), Field::Query)?,
+            dir: def.footage.dir.clone(),
+            clips: def.footage.clips,
+        },
+        voice: voice.value.clone(),
+        captions: def.captions.clone(),
+        video: def.video.clone(),
+        title: render(Field::Title)?,
+        caption: opt(def.caption.is_some(), Field::Caption)?,
+        hashtags,
+        publish: r.publish.clone(),
+        notify: r.notify.clone(),
+    })
+}
+
+fn template_error(
+    r: &Resolved,
+    origin: Origin,
+    pointer: &str,
+    text: &str,
+    e: &minijinja::Error,
+    code: &'static str,
+    topic: Option<&str>,
+) -> Diagnostic {
+    let src = r.source(origin);
+    let range = e.range().unwrap_or(0..0);
+    let pos = locate(src, pointer, text, range);
+    let mut message = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
+    if code == "template-syntax" {
+        message = format!("template syntax error: {message}");
+    } else if let Some(topic) = topic {
+        message = format!("cannot render template for topic `{topic}`: {message}");
+    }
+    Diagnostic::new(&src.file, pos, code, message)
+}
+
+/// Byte range of the first use of `name` as an identifier in a template.
+fn find_identifier(text: &str, name: &str) -> std::ops::Range<usize> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(i) = text[from..].find(name) {
+        let start = from + i;
+        let end = start + name.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) && before != Some('.') {
+            return start..end;
+        }
+        from = end;
+    }
+    0..0
+}
+
+/// Maps a byte range inside a template string to the recipe file: finds the template's
+/// lines in the source after the string's start. Exact for plain, quoted and block
+/// scalars without escapes; falls back to the string's start otherwise.
+fn locate(
+    src: &crate::recipe::Source,
+    pointer: &str,
+    text: &str,
+    range: std::ops::Range<usize>,
+) -> crate::recipe::yaml::Pos {
+    let value = src.at(pointer);
+    let start = range.start.min(text.len());
+    let source = &*src.file.text;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count();
+    let mut cursor = value.offset;
+    for (i, line) in text.split('\n').enumerate() {
+        if line.is_empty() && i != line_no {
+            continue;
+        }
+        let Some(found) = source.get(cursor..).and_then(|s| s.find(line)) else {
+            return value;
+        };
+        let at = cursor + found;
+        if i == line_no {
+            let offset = at + (start - line_start);
+            let len = range.end.saturating_sub(range.start).max(1);
+            return src.file.pos_at(offset, len);
+        }
+        cursor = at + line.len();
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":1,"y":2}],"c":null}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn identifiers_match_whole_words_only() {
+        assert_eq!(find_identifier("{{ topics }} {{ topic }}", "topic"), 16..21);
+        assert_eq!(
+            find_identifier("{{ x.topic }} {{ topic }}", "topic"),
+            17..22
+        );
+    }
+
+    #[test]
+    fn job_id_round_trips_through_text() {
+        let id = JobId([1, 2, 3, 4, 5, 6, 7, 255]);
+        assert_eq!(id.to_string(), "01020304050607ff");
+        assert_eq!(JobId::parse("01020304050607ff"), Some(id));
+        assert_eq!(JobId::parse("xyz"), None);
+    }
+}

@@ -1,0 +1,516 @@
+//! Burned-in captions as an ASS script: one to three words on screen at a time, the word
+//! being spoken in another colour, kept inside the part of a vertical video that the
+//! app's buttons and description do not cover.
+
+use std::fmt::Write;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::providers::WordTiming;
+
+/// A pause at least this long ends a caption group even without punctuation: the
+/// speaker has moved on, so the words belong to different phrases.
+const PHRASE_GAP_SECONDS: f64 = 0.3;
+
+/// Style measurements are in pixels of a 1080×1920 frame and scale with the real one.
+const REFERENCE_WIDTH: f64 = 1080.0;
+const REFERENCE_HEIGHT: f64 = 1920.0;
+
+/// TikTok's overlays on a 1080×1920 frame: tabs and search along the top, the
+/// description and music ticker along the bottom, the like/comment/share column on the
+/// right. Captions stay clear of all three.
+const SAFE_TOP: f64 = 250.0;
+const SAFE_BOTTOM: f64 = 400.0;
+const SAFE_RIGHT: f64 = 160.0;
+const SAFE_LEFT: f64 = 80.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionPosition {
+    /// Centred on the frame, which is inside the safe area.
+    Center,
+    /// Just above the bottom overlay.
+    Lower,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rgb {
+    pub r: u8,
+    pub g: u8,
+    pub b: u8,
+}
+
+impl Rgb {
+    pub const WHITE: Self = Self::new(0xFF, 0xFF, 0xFF);
+    pub const BLACK: Self = Self::new(0, 0, 0);
+    pub const YELLOW: Self = Self::new(0xFF, 0xE0, 0x1A);
+
+    pub const fn new(r: u8, g: u8, b: u8) -> Self {
+        Self { r, g, b }
+    }
+
+    /// ASS colours are `&HAABBGGRR`, alpha 0 meaning opaque.
+    fn ass(self) -> String {
+        format!("&H00{:02X}{:02X}{:02X}", self.b, self.g, self.r)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptionStyle {
+    /// Words on screen at once, 1 to 3; other values are clamped into that range.
+    pub max_words: u8,
+    /// Colour the word being spoken with `highlight_colour`.
+    pub highlight_word: bool,
+    pub position: CaptionPosition,
+    pub font: String,
+    pub bold: bool,
+    /// Pixels on a 1920-pixel-high frame.
+    pub font_size: u32,
+    pub text_colour: Rgb,
+    pub highlight_colour: Rgb,
+    pub outline_colour: Rgb,
+    /// Outline thickness, in pixels on a 1920-pixel-high frame.
+    pub outline: u32,
+}
+
+impl Default for CaptionStyle {
+    /// Large bold white words with a thick black outline, centred, the spoken word in
+    /// yellow.
+    fn default() -> Self {
+        Self {
+            max_words: 3,
+            highlight_word: true,
+            position: CaptionPosition::Center,
+            font: "DejaVu Sans".to_string(),
+            bold: true,
+            font_size: 92,
+            text_colour: Rgb::WHITE,
+            highlight_colour: Rgb::YELLOW,
+            outline_colour: Rgb::BLACK,
+            outline: 7,
+        }
+    }
+}
+
+/// An ASS script for a `width`×`height` video showing `words` in groups of at most
+/// `style.max_words`. A group never spans a sentence end or a pause, stays up until the
+/// next group of its sentence starts, and (with `highlight_word`) is repeated once per
+/// word so that each word is coloured while it is spoken.
+pub fn ass(words: &[WordTiming], style: &CaptionStyle, width: u32, height: u32) -> String {
+    let mut script = header(style, width, height);
+    for event in events(words, style) {
+        // Writing into a String cannot fail.
+        let _ = writeln!(
+            script,
+            "Dialogue: 0,{},{},Caption,,0,0,0,,{}",
+            timestamp(event.start),
+            timestamp(event.end),
+            event.text
+        );
+    }
+    script
+}
+
+fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
+    let x = f64::from(width) / REFERENCE_WIDTH;
+    let y = f64::from(height) / REFERENCE_HEIGHT;
+    let px = |value: f64, scale: f64| (value * scale).round() as i64;
+    let (alignment, margin_v) = match style.position {
+        // Alignment 5 centres vertically and ignores the vertical margin; the middle of
+        // the frame is well inside the safe band.
+        CaptionPosition::Center => (5, px(SAFE_TOP, y)),
+        CaptionPosition::Lower => (2, px(SAFE_BOTTOM + 40.0, y)),
+    };
+    let colour = style.text_colour.ass();
+    format!(
+        "[Script Info]\n\
+         ScriptType: v4.00+\n\
+         PlayResX: {width}\n\
+         PlayResY: {height}\n\
+         WrapStyle: 0\n\
+         ScaledBorderAndShadow: yes\n\
+         \n\
+         [V4+ Styles]\n\
+         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
+         Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
+         Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n\
+         Style: Caption,{font},{size},{colour},{colour},{outline_colour},&H80000000,{bold},0,0,0,100,100,0,0,1,\
+         {outline},{shadow},{alignment},{margin_l},{margin_r},{margin_v},1\n\
+         \n\
+         [Events]\n\
+         Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n",
+        // A comma would end the field early.
+        font = style.font.replace(',', " "),
+        size = px(f64::from(style.font_size), y),
+        outline_colour = style.outline_colour.ass(),
+        bold = if style.bold { -1 } else { 0 },
+        outline = px(f64::from(style.outline), y),
+        shadow = px(2.0, y),
+        margin_l = px(SAFE_LEFT, x),
+        margin_r = px(SAFE_RIGHT, x),
+    )
+}
+
+/// One caption on screen, times in centiseconds (ASS precision).
+#[derive(Debug, PartialEq)]
+struct Event {
+    start: u64,
+    end: u64,
+    text: String,
+}
+
+struct Word<'a> {
+    timing: &'a WordTiming,
+    text: String,
+}
+
+fn events(words: &[WordTiming], style: &CaptionStyle) -> Vec<Event> {
+    let words: Vec<Word> = words
+        .iter()
+        .filter(|timing| !timing.word.trim().is_empty())
+        .map(|timing| Word {
+            timing,
+            text: escape(timing.word.trim()),
+        })
+        .collect();
+    let groups = groups(&words, usize::from(style.max_words.clamp(1, 3)));
+    let mut events = Vec::new();
+    for (index, group) in groups.iter().enumerate() {
+        let last = &words[group.range.end - 1];
+        // Within a phrase the group stays up until the next one replaces it, so the
+        // captions do not flicker between words.
+        let end = match groups.get(index + 1) {
+            Some(next) if !group.ends_phrase => words[next.range.start].timing.start,
+            _ => last.timing.end,
+        };
+        if style.highlight_word {
+            for i in group.range.clone() {
+                let word_end = if i + 1 < group.range.end {
+                    words[i + 1].timing.start
+                } else {
+                    end
+                };
+                push(
+                    &mut events,
+                    words[i].timing.start,
+                    word_end,
+                    line(&words, group, Some(i), style),
+                );
+            }
+        } else {
+            let start = words[group.range.start].timing.start;
+            push(&mut events, start, end, line(&words, group, None, style));
+        }
+    }
+    events
+}
+
+fn push(events: &mut Vec<Event>, start: f64, end: f64, text: String) {
+    let (start, end) = (centiseconds(start), centiseconds(end));
+    // Words too short to show at ASS precision, or with timings out of order, are
+    // covered by their neighbours' events.
+    if end > start {
+        events.push(Event { start, end, text });
+    }
+}
+
+fn line(words: &[Word], group: &Group, highlight: Option<usize>, style: &CaptionStyle) -> String {
+    let mut text = String::new();
+    for i in group.range.clone() {
+        if i > group.range.start {
+            text.push(' ');
+        }
+        if highlight == Some(i) {
+            let _ = write!(
+                text,
+                "{{\\1c{}&}}{}{{\\1c{}&}}",
+                style.highlight_colour.ass(),
+                words[i].text,
+                style.text_colour.ass()
+            );
+        } else {
+            text.push_str(&words[i].text);
+        }
+    }
+    text
+}
+
+#[derive(Debug, PartialEq)]
+struct Group {
+    range: Range<usize>,
+    /// A sentence end or a pause follows the group.
+    ends_phrase: bool,
+}
+
+/// Splits the words at sentence ends and pauses, then each phrase into groups of at most
+/// `max_words`, as even as possible (four words make two and two, not three and one).
+fn groups(words: &[Word], max_words: usize) -> Vec<Group> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 0..words.len() {
+        let phrase_ends = match words.get(i + 1) {
+            None => true,
+            Some(next) => {
+                ends_sentence(&words[i].timing.word)
+                    || next.timing.start - words[i].timing.end >= PHRASE_GAP_SECONDS
+            }
+        };
+        if !phrase_ends {
+            continue;
+        }
+        let len = i + 1 - start;
+        let parts = len.div_ceil(max_words);
+        let (base, extra) = (len / parts, len % parts);
+        for part in 0..parts {
+            let size = base + usize::from(part < extra);
+            groups.push(Group {
+                range: start..start + size,
+                ends_phrase: part + 1 == parts,
+            });
+            start += size;
+        }
+    }
+    groups
+}
+
+fn ends_sentence(word: &str) -> bool {
+    word.trim_end_matches(['"', '\'', ')', ']', '”', '’', '»'])
+        .ends_with(['.', '!', '?', '…'])
+}
+
+/// Makes a word literal text for libass: braces would open an override block, and a
+/// backslash before `N`, `n`, `h` or a brace would turn into a line break, a space or a
+/// brace. A word joiner after a backslash keeps it a plain, visible backslash.
+fn escape(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        match c {
+            '{' => out.push_str("\\{"),
+            '}' => out.push_str("\\}"),
+            '\\' => out.push_str("\\\u{2060}"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn centiseconds(seconds: f64) -> u64 {
+    (seconds.max(0.0) * 100.0).round() as u64
+}
+
+/// `H:MM:SS.cc`.
+fn timestamp(cs: u64) -> String {
+    format!(
+        "{}:{:02}:{:02}.{:02}",
+        cs / 360_000,
+        cs / 6_000 % 60,
+        cs / 100 % 60,
+        cs % 100
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words spoken back to back, each lasting `each` seconds, with `gap` after the
+    /// words whose index is listed.
+    fn timed(text: &str, each: f64, pauses: &[(usize, f64)]) -> Vec<WordTiming> {
+        let mut t = 0.0;
+        text.split_whitespace()
+            .enumerate()
+            .map(|(i, word)| {
+                let timing = WordTiming {
+                    word: word.to_string(),
+                    start: t,
+                    end: t + each,
+                };
+                t += each;
+                t += pauses
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map_or(0.0, |(_, gap)| *gap);
+                timing
+            })
+            .collect()
+    }
+
+    fn group_texts(words: &[WordTiming], max_words: usize) -> Vec<String> {
+        let words: Vec<Word> = words
+            .iter()
+            .map(|timing| Word {
+                timing,
+                text: timing.word.clone(),
+            })
+            .collect();
+        groups(&words, max_words)
+            .into_iter()
+            .map(|group| {
+                words[group.range]
+                    .iter()
+                    .map(|word| word.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_are_even_and_never_cross_a_sentence_end() {
+        let words = timed("Black holes bend light. They also spin. Fast!", 0.3, &[]);
+        assert_eq!(
+            group_texts(&words, 3),
+            ["Black holes", "bend light.", "They also spin.", "Fast!"]
+        );
+        assert_eq!(group_texts(&words, 1).len(), words.len());
+        assert_eq!(
+            group_texts(&words, 2),
+            ["Black holes", "bend light.", "They also", "spin.", "Fast!"]
+        );
+    }
+
+    #[test]
+    fn a_pause_splits_a_group_without_punctuation() {
+        let words = timed("one two three four", 0.25, &[(1, 0.5)]);
+        assert_eq!(group_texts(&words, 3), ["one two", "three four"]);
+        let words = timed("one two three four", 0.25, &[(1, 0.1)]);
+        assert_eq!(group_texts(&words, 3), ["one two", "three four"]);
+        let words = timed("one two three four five", 0.25, &[(1, 0.1)]);
+        assert_eq!(group_texts(&words, 3), ["one two three", "four five"]);
+    }
+
+    #[test]
+    fn each_word_is_highlighted_while_spoken_and_groups_hold_until_the_next() {
+        let words = timed("Stars are born. In clouds of gas", 0.5, &[(2, 0.4)]);
+        let style = CaptionStyle::default();
+        let events = events(&words, &style);
+        let hl = style.highlight_colour.ass();
+        let plain = style.text_colour.ass();
+        assert_eq!(events.len(), words.len());
+        assert_eq!(
+            events[0].text,
+            format!("{{\\1c{hl}&}}Stars{{\\1c{plain}&}} are born.")
+        );
+        assert_eq!(
+            events[2].text,
+            format!("Stars are {{\\1c{hl}&}}born.{{\\1c{plain}&}}")
+        );
+        // Back to back within a group, each event from its word's start.
+        for (event, word) in events.iter().zip(&words) {
+            assert_eq!(event.start, centiseconds(word.start));
+        }
+        assert_eq!(events[0].end, events[1].start);
+        // The sentence's last group ends with its last word, leaving the pause empty.
+        assert_eq!(events[2].end, 150);
+        assert_eq!(events[3].start, 190);
+        // "In clouds" then "of gas": the first group holds until the second starts.
+        assert_eq!(events[4].end, events[5].start);
+        assert_eq!(
+            events[4].text,
+            format!("In {{\\1c{hl}&}}clouds{{\\1c{plain}&}}")
+        );
+        assert_eq!(
+            events[5].text,
+            format!("{{\\1c{hl}&}}of{{\\1c{plain}&}} gas")
+        );
+        assert_eq!(events[6].end, 390);
+    }
+
+    #[test]
+    fn without_highlighting_each_group_is_one_event() {
+        let words = timed("one two three four five", 0.2, &[]);
+        let style = CaptionStyle {
+            highlight_word: false,
+            ..CaptionStyle::default()
+        };
+        let events = events(&words, &style);
+        assert_eq!(
+            events,
+            [
+                Event {
+                    start: 0,
+                    end: 60,
+                    text: "one two three".into()
+                },
+                Event {
+                    start: 60,
+                    end: 100,
+                    text: "four five".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_are_hours_minutes_seconds_centiseconds() {
+        assert_eq!(timestamp(centiseconds(3661.234)), "1:01:01.23");
+        assert_eq!(timestamp(centiseconds(0.005)), "0:00:00.01");
+        assert_eq!(timestamp(0), "0:00:00.00");
+    }
+
+    #[test]
+    fn special_characters_stay_literal() {
+        assert_eq!(escape("{\\b1}"), "\\{\\\u{2060}b1\\}");
+        assert_eq!(escape("a\\N"), "a\\\u{2060}N");
+        assert_eq!(escape("tab\there"), "tab here");
+        let words = timed("say {\\an8}hi\\ now", 0.3, &[]);
+        let script = ass(&words, &CaptionStyle::default(), 1080, 1920);
+        for dialogue in script.lines().filter(|l| l.starts_with("Dialogue:")) {
+            let text = dialogue.splitn(10, ',').nth(9).unwrap();
+            // Strip the two colour blocks; what is left must hold no unescaped brace and
+            // no backslash that libass would read as a command.
+            let rest: String = text
+                .replace("{\\1c&H001AE0FF&}", "")
+                .replace("{\\1c&H00FFFFFF&}", "");
+            let chars: Vec<char> = rest.chars().collect();
+            for (i, c) in chars.iter().enumerate() {
+                if *c == '{' || *c == '}' {
+                    assert_eq!(chars[i - 1], '\\', "{dialogue}");
+                }
+                if *c == '\\' {
+                    assert!(matches!(chars[i + 1], '{' | '}' | '\u{2060}'), "{dialogue}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_style_keeps_clear_of_the_app_overlays() {
+        let words = timed("hello", 0.5, &[]);
+        let style_line = |style: &CaptionStyle, w, h| {
+            ass(&words, style, w, h)
+                .lines()
+                .find(|l| l.starts_with("Style:"))
+                .unwrap()
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let centre = style_line(&CaptionStyle::default(), 1080, 1920);
+        assert_eq!(centre[1], "DejaVu Sans");
+        assert_eq!(centre[7], "-1", "bold");
+        assert_eq!(centre[18], "5", "middle centre");
+        assert!(
+            centre[20].parse::<u32>().unwrap() >= 150,
+            "right margin {}",
+            centre[20]
+        );
+        let lower = CaptionStyle {
+            position: CaptionPosition::Lower,
+            ..CaptionStyle::default()
+        };
+        let lower = style_line(&lower, 1080, 1920);
+        assert_eq!(lower[18], "2", "bottom centre");
+        assert!(
+            lower[21].parse::<u32>().unwrap() >= 400,
+            "bottom margin {}",
+            lower[21]
+        );
+        // Half the frame, half the measurements.
+        let small = style_line(&CaptionStyle::default(), 540, 960);
+        assert_eq!(small[2], "46");
+        assert_eq!(small[20], "80");
+    }
+}

@@ -1,0 +1,23 @@
+//! Everything that touches audio and video files: finding and running ffmpeg, ffprobe
+//! and espeak-ng, probing and verifying media, ASS captions, loudness, and the render.
+
+mod captions;
+mod error;
+mod loudness;
+mod probe;
+mod render;
+#[cfg(test)]
+pub(crate) mod testing;
+mod tools;
+
+pub use captions::{CaptionPosition, CaptionStyle, Rgb, ass};
+pub use error::MediaError;
+pub use loudness::integrated_lufs;
+pub use probe::{
+    AudioStream, Limits, MediaInfo, TIKTOK_MAX_SECONDS, VideoStream, check, check_tiktok, probe,
+    verify_media,
+};
+pub use render::{RenderSpec, render, render_args};
+pub use tools::{INSTALL_HINT, MissingTool, MissingTools, Tools};
+
+pub(crate) use tools::{media_url, run};

@@ -1,0 +1,440 @@
+//! A script writer that needs no model: sentences from a bank of templates, chosen by a
+//! hash of the topic, sized to the requested length. Good enough to preview a recipe
+//! end to end, and fully deterministic, so its output can be cached and tested.
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::Sequence;
+use crate::providers::{ProviderError, Script, ScriptRequest, ScriptWriter};
+
+const SERVICE: &str = "offline writer";
+
+/// A relaxed narration pace; the body is sized so the whole script takes about
+/// `seconds` to say.
+const WORDS_PER_SECOND: f64 = 2.5;
+const MIN_SENTENCES: usize = 5;
+const MAX_SENTENCES: usize = 8;
+/// The body sentence length the count is planned around; templates range from about
+/// 5 to 20 words.
+const PLANNED_SENTENCE_WORDS: f64 = 12.0;
+
+/// Deterministic: the same request always gives the same script.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfflineWriter;
+
+#[async_trait]
+impl ScriptWriter for OfflineWriter {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
+        if request.topic.trim().is_empty() {
+            return Err(ProviderError::permanent(SERVICE, "the topic is empty"));
+        }
+        Ok(compose(request))
+    }
+}
+
+/// Templates fill `{topic}` (mid-sentence form), `{Topic}` (sentence start),
+/// `{seconds}` and `{count}` (the number of body sentences). None of them puts a verb
+/// right after the topic, so singular and plural topics both read correctly.
+const HOOKS: &[&str] = &[
+    "Here is what nobody tells you about {topic}.",
+    "You have probably got {topic} all wrong.",
+    "Give me {seconds} seconds and you will never think about {topic} the same way again.",
+    "Stop scrolling, because the story of {topic} is stranger than you think.",
+    "Most people never stop to think about {topic}, and that is a mistake.",
+    "This is the side of {topic} they never taught you in school.",
+];
+
+const CTAS: &[&str] = &[
+    "Follow for more.",
+    "Follow for more stories like this.",
+    "Save this and follow for part two.",
+    "Share this with someone who needs to hear it.",
+];
+
+const TITLES: &[&str] = &[
+    "{Topic}: what nobody tells you",
+    "The truth about {topic}",
+    "{Topic}, explained in {seconds} seconds",
+    "{count} things to know about {topic}",
+];
+
+const CAPTIONS: &[&str] = &[
+    "Everything you never knew about {topic}, in {seconds} seconds.",
+    "Did you know this about {topic}? Save it for later.",
+    "A quick dive into {topic}. Which part surprised you most?",
+];
+
+/// One role per body sentence, in speaking order; each role has variants from short to
+/// long so the body can be sized to the requested length.
+const OPENING: &[&str] = &[
+    "Let's start with the basics.",
+    "To understand {topic}, start with the big picture.",
+    "The story of {topic} begins much earlier than most people would ever guess.",
+    "At first glance, {topic} might seem simple, but the details tell a very different and far more interesting story.",
+];
+
+const MIDDLE: &[&[&str]] = &[
+    &[
+        "The details are what matter.",
+        "Every part of {topic} follows rules that took centuries to work out.",
+        "Look closely at {topic}, and you will find patterns that repeat again and again in places you would never expect.",
+        "The numbers behind {topic} are bigger than anything we deal with in daily life, which is exactly why they are so hard to picture.",
+    ],
+    &[
+        "Here is the surprising part.",
+        "The strangest thing is how ordinary {topic} can look from the outside.",
+        "What surprises most people is how much of {topic} is still a complete mystery, even to the experts.",
+        "One detail about {topic} sounds completely made up, yet it has been checked and confirmed again and again over the years.",
+    ],
+    &[
+        "A lot of what you have heard is wrong.",
+        "The most common myth about {topic} grew out of a single misunderstanding.",
+        "Movies and headlines love to exaggerate {topic}, but the real version is far more interesting than the myth.",
+        "People often assume they know how {topic} works, when the truth is almost the opposite of what they picture, and the reason is fascinating.",
+    ],
+    &[
+        "Figuring this out took a long time.",
+        "Many of the biggest discoveries about {topic} were made almost by accident.",
+        "For a long time even the experts had {topic} backwards, until new evidence forced everyone to think again.",
+        "Some of the best insights into {topic} came from curious amateurs who simply refused to stop asking questions, no matter what they were told.",
+    ],
+    &[
+        "This matters more than you think.",
+        "Knowing a little about {topic} changes how you see the world around you.",
+        "Next time someone brings up {topic}, you will be the one in the room with the surprising fact.",
+        "Even if you never think about {topic}, it quietly shapes more of your daily life than you would ever expect, in ways that are easy to miss.",
+    ],
+    &[
+        "And we are only scratching the surface.",
+        "New research on {topic} keeps turning up questions nobody thought to ask.",
+        "Every answer about {topic} seems to open two new questions, and that is exactly what keeps people hooked.",
+        "The more we learn about {topic}, the clearer it becomes how much is still out there waiting to be discovered by someone curious enough to look.",
+    ],
+];
+
+const CLOSING: &[&str] = &[
+    "That is the short version.",
+    "So next time you hear about {topic}, remember what is hiding beneath the surface.",
+    "In short, there is far more to {topic} than the simple version we usually hear.",
+    "Put it all together, and you can see why people never stop talking about {topic}, and why you probably will not either.",
+];
+
+/// Common words that make poor hashtags on their own.
+const STOPWORDS: &[&str] = &[
+    "about", "after", "also", "been", "from", "have", "into", "over", "such", "than", "that",
+    "their", "them", "then", "there", "these", "they", "this", "what", "when", "where", "which",
+    "while", "with", "your",
+];
+const MAX_HASHTAGS: usize = 5;
+
+fn compose(request: &ScriptRequest) -> Script {
+    let topic = Topic::new(&request.topic);
+    let mut seq = Sequence::new(seed(request));
+    let fill = |template: &str, count: usize| {
+        template
+            .replace("{topic}", &topic.inline)
+            .replace("{Topic}", &topic.leading)
+            .replace("{seconds}", &request.seconds.to_string())
+            .replace("{count}", &count.to_string())
+    };
+
+    let hook = fill(pick(&mut seq, HOOKS), 0);
+    let cta = match request.cta.as_deref().map(str::trim) {
+        Some(cta) if !cta.is_empty() => cta.to_string(),
+        _ => fill(pick(&mut seq, CTAS), 0),
+    };
+    let total_words = (f64::from(request.seconds) * WORDS_PER_SECOND).round() as usize;
+    let body_words = total_words.saturating_sub(word_count(&hook) + word_count(&cta));
+    let count = ((body_words as f64 / PLANNED_SENTENCE_WORDS).round() as usize)
+        .clamp(MIN_SENTENCES, MAX_SENTENCES);
+    let target = body_words as f64 / count as f64;
+
+    let roles = std::iter::once(OPENING)
+        .chain(MIDDLE.iter().copied().take(count - 2))
+        .chain(std::iter::once(CLOSING));
+    let sentences = roles
+        .map(|variants| {
+            let mut filled: Vec<String> = variants.iter().map(|v| fill(v, count)).collect();
+            let distance = |sentence: &String| (word_count(sentence) as f64 - target).abs();
+            filled.sort_by(|a, b| distance(a).total_cmp(&distance(b)));
+            // One of the two closest in length, so topics differ in wording too.
+            filled.swap_remove(seq.below(2))
+        })
+        .collect();
+
+    Script {
+        hook,
+        sentences,
+        cta,
+        title: fill(pick(&mut seq, TITLES), count),
+        caption: fill(pick(&mut seq, CAPTIONS), count),
+        hashtags: hashtags(&request.topic),
+        usage: None,
+    }
+}
+
+/// Topic and seed, hashed: case and surrounding spaces in the topic do not matter.
+fn seed(request: &ScriptRequest) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(request.topic.trim().to_lowercase().as_bytes());
+    hasher.update(request.seed.unwrap_or(0).to_le_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+fn pick<'a>(seq: &mut Sequence, options: &[&'a str]) -> &'a str {
+    options[seq.below(options.len())]
+}
+
+fn word_count(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+/// The topic as written at the start of a sentence and in the middle of one.
+struct Topic {
+    leading: String,
+    inline: String,
+}
+
+impl Topic {
+    /// "Black holes" reads "black holes" mid-sentence and "The Roman Empire" "the Roman
+    /// Empire"; "Mars", "New York" and "NASA missions" keep their capitals. A lone word keeps its case, since "Mars" and
+    /// "Volcanoes" cannot be told apart.
+    fn new(topic: &str) -> Self {
+        let topic = topic.split_whitespace().collect::<Vec<_>>().join(" ");
+        let words: Vec<&str> = topic.split(' ').collect();
+        let capitalised = |word: &str| {
+            word.chars().next().is_some_and(char::is_uppercase)
+                && word.chars().skip(1).all(|c| !c.is_uppercase())
+        };
+        let lower_rest = words
+            .iter()
+            .skip(1)
+            .any(|word| word.chars().next().is_some_and(char::is_lowercase));
+        let article = ["The", "A", "An"].contains(&words[0]);
+        let inline = if words.len() > 1 && capitalised(words[0]) && (lower_rest || article) {
+            lowercase_first(&topic)
+        } else {
+            topic.clone()
+        };
+        Self {
+            leading: uppercase_first(&topic),
+            inline,
+        }
+    }
+}
+
+fn uppercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// `#blackholes`, then the topic's longer words, then two general discovery tags.
+fn hashtags(topic: &str) -> Vec<String> {
+    let clean = |word: &str| -> String {
+        word.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let words: Vec<String> = topic.split_whitespace().map(clean).collect();
+    let whole: String = words.concat();
+    let mut tags: Vec<String> = Vec::new();
+    let candidates = std::iter::once(whole)
+        .chain(
+            words
+                .into_iter()
+                .filter(|word| word.chars().count() >= 4 && !STOPWORDS.contains(&word.as_str())),
+        )
+        .chain(["didyouknow".to_string(), "learnontiktok".to_string()]);
+    for tag in candidates {
+        let tag = format!("#{tag}");
+        if tag.len() > 1 && !tags.contains(&tag) && tags.len() < MAX_HASHTAGS {
+            tags.push(tag);
+        }
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(topic: &str, seconds: u32) -> ScriptRequest {
+        ScriptRequest {
+            topic: topic.to_string(),
+            prompt: String::new(),
+            seconds,
+            cta: None,
+            models: Vec::new(),
+            temperature: None,
+            seed: None,
+        }
+    }
+
+    fn spoken_words(script: &Script) -> usize {
+        script.spoken().iter().map(|line| word_count(line)).sum()
+    }
+
+    #[tokio::test]
+    async fn the_same_request_gives_the_same_script() {
+        let first = OfflineWriter
+            .write(&request("Black holes", 45))
+            .await
+            .unwrap();
+        let again = OfflineWriter
+            .write(&request("  black holes ", 45))
+            .await
+            .unwrap();
+        assert_eq!(first.sentences, again.sentences);
+        assert_eq!(first.hook, again.hook);
+        let reseeded = ScriptRequest {
+            seed: Some(3),
+            ..request("Black holes", 45)
+        };
+        let other = OfflineWriter.write(&reseeded).await.unwrap();
+        assert_ne!(first.spoken(), other.spoken());
+    }
+
+    #[tokio::test]
+    async fn different_topics_read_differently() {
+        let topics = [
+            "Black holes",
+            "Neutron stars",
+            "Sourdough bread",
+            "The Roman Empire",
+        ];
+        let mut scripts = Vec::new();
+        for topic in topics {
+            scripts.push(OfflineWriter.write(&request(topic, 45)).await.unwrap());
+        }
+        // Beyond the topic itself, the wording differs: compare with the topic blanked.
+        let shapes: Vec<String> = scripts
+            .iter()
+            .zip(topics)
+            .map(|(script, topic)| {
+                let topic = Topic::new(topic);
+                script
+                    .spoken()
+                    .join(" ")
+                    .replace(&topic.inline, "_")
+                    .replace(&topic.leading, "_")
+            })
+            .collect();
+        for (i, a) in shapes.iter().enumerate() {
+            for b in &shapes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(
+            scripts[0].hook.contains("black holes"),
+            "{}",
+            scripts[0].hook
+        );
+    }
+
+    #[tokio::test]
+    async fn the_body_scales_with_the_requested_length() {
+        let mut previous = 0;
+        for seconds in [15, 30, 45, 60, 90] {
+            let script = OfflineWriter
+                .write(&request("Neutron stars", seconds))
+                .await
+                .unwrap();
+            let words = spoken_words(&script);
+            assert!(
+                (MIN_SENTENCES..=MAX_SENTENCES).contains(&script.sentences.len()),
+                "{seconds} s: {} sentences",
+                script.sentences.len()
+            );
+            assert!(
+                words > previous,
+                "{seconds} s: {words} words after {previous}"
+            );
+            previous = words;
+            if (30..=60).contains(&seconds) {
+                let expected = f64::from(seconds) * WORDS_PER_SECOND;
+                let ratio = words as f64 / expected;
+                assert!((0.75..=1.25).contains(&ratio), "{seconds} s: {words} words");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_call_to_action_is_spoken_last() {
+        let with_cta = ScriptRequest {
+            cta: Some("Follow for more space facts.".into()),
+            ..request("Black holes", 30)
+        };
+        let script = OfflineWriter.write(&with_cta).await.unwrap();
+        assert_eq!(
+            script.spoken().last(),
+            Some(&"Follow for more space facts.")
+        );
+        let script = OfflineWriter
+            .write(&request("Black holes", 30))
+            .await
+            .unwrap();
+        assert!(CTAS.contains(&script.cta.as_str()));
+        assert!(!script.title.contains('{') && !script.caption.contains('{'));
+    }
+
+    #[tokio::test]
+    async fn an_empty_topic_is_refused() {
+        let error = OfflineWriter.write(&request("  ", 30)).await.unwrap_err();
+        assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn topics_keep_proper_nouns_mid_sentence() {
+        assert_eq!(Topic::new("Black holes").inline, "black holes");
+        assert_eq!(Topic::new("New York").inline, "New York");
+        assert_eq!(Topic::new("The Roman Empire").inline, "the Roman Empire");
+        assert_eq!(Topic::new("NASA missions").inline, "NASA missions");
+        assert_eq!(Topic::new("Mars").inline, "Mars");
+        assert_eq!(Topic::new("sourdough bread").leading, "Sourdough bread");
+    }
+
+    #[test]
+    fn hashtags_come_from_the_topic() {
+        assert_eq!(
+            hashtags("Black holes"),
+            [
+                "#blackholes",
+                "#black",
+                "#holes",
+                "#didyouknow",
+                "#learnontiktok"
+            ]
+        );
+        assert_eq!(
+            hashtags("Why cats purr"),
+            [
+                "#whycatspurr",
+                "#cats",
+                "#purr",
+                "#didyouknow",
+                "#learnontiktok"
+            ]
+        );
+        assert_eq!(hashtags("Mars"), ["#mars", "#didyouknow", "#learnontiktok"]);
+        assert_eq!(
+            hashtags("A.I. & you"),
+            ["#aiyou", "#didyouknow", "#learnontiktok"]
+        );
+    }
+}

@@ -1,0 +1,632 @@
+//! Semantic checks: what the schema cannot say. Every check runs and every mistake is
+//! reported; nothing stops at the first.
+
+use serde_json::Value;
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::schema::display_path;
+use super::{
+    FootageProvider, Origin, Resolved, ScriptProvider, Source, Topic, VoiceDef, VoiceProvider,
+    secrets, topics,
+};
+
+pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if r.recipe.version != 1 {
+        out.push(
+            r.diag(
+                Origin::Recipe,
+                "/version",
+                "unsupported-version",
+                format!(
+                    "recipe format version {} is not supported",
+                    r.recipe.version
+                ),
+            )
+            .with_hint("this factory reads version 1"),
+        );
+    }
+    if !is_slug(&r.recipe.name) {
+        out.push(
+            r.diag(
+                Origin::Recipe,
+                "/name",
+                "invalid-name",
+                format!(
+                    "recipe name `{}` must be lowercase letters, digits and dashes",
+                    r.recipe.name
+                ),
+            )
+            .with_hint(format!("for example `{}`", slugify(&r.recipe.name))),
+        );
+    }
+    for (name, v) in &r.vars {
+        if matches!(v, Value::Array(_) | Value::Object(_)) {
+            let origin = if r.recipe.vars.contains_key(name) {
+                Origin::Recipe
+            } else {
+                Origin::Project
+            };
+            out.push(r.diag(
+                origin,
+                &format!("/vars/{name}"),
+                "invalid-var",
+                format!("var `{name}` must be a string, number or boolean"),
+            ));
+        }
+    }
+    for (name, v) in &r.voices {
+        voice(r, name, &v.value, v.origin, &v.pointer, &mut out);
+    }
+    for t in r.templates.values() {
+        template(r, &t.value, t.origin, &t.pointer, &mut out);
+    }
+    batch(r, &mut out);
+    out
+}
+
+fn voice(
+    r: &Resolved,
+    name: &str,
+    v: &VoiceDef,
+    origin: Origin,
+    at: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let espeak_only = [
+        ("voice", v.voice.is_some()),
+        ("rate", v.rate.is_some()),
+        ("pitch", v.pitch.is_some()),
+    ];
+    let eleven_only = [
+        ("voice_id", v.voice_id.is_some()),
+        ("model", v.model.is_some()),
+        ("stability", v.stability.is_some()),
+        ("similarity_boost", v.similarity_boost.is_some()),
+        ("style", v.style.is_some()),
+        ("speed", v.speed.is_some()),
+        ("use_speaker_boost", v.use_speaker_boost.is_some()),
+        ("seed", v.seed.is_some()),
+    ];
+    let (foreign, provider, other) = match v.provider {
+        VoiceProvider::Espeak => (&eleven_only[..], "espeak", "elevenlabs"),
+        VoiceProvider::Elevenlabs => (&espeak_only[..], "elevenlabs", "espeak"),
+    };
+    for (key, set) in foreign {
+        if *set {
+            out.push(
+                r.diag_key(
+                    origin,
+                    &format!("{at}/{key}"),
+                    "wrong-provider-setting",
+                    format!("`{key}` is an {other} setting; voice `{name}` uses `{provider}`"),
+                )
+                .with_hint(format!("remove `{key}` or set `provider: {other}`")),
+            );
+        }
+    }
+    if v.provider == VoiceProvider::Elevenlabs && v.voice_id.is_none() {
+        out.push(r.diag_key(
+            origin,
+            at,
+            "missing-key",
+            format!("voice `{name}` uses elevenlabs and needs a `voice_id`"),
+        ));
+    }
+    range_u(r, origin, &format!("{at}/rate"), v.rate, 80, 450, out);
+    range_u(r, origin, &format!("{at}/pitch"), v.pitch, 0, 99, out);
+    for (key, value) in [
+        ("stability", v.stability),
+        ("similarity_boost", v.similarity_boost),
+        ("style", v.style),
+    ] {
+        range_f(r, origin, &format!("{at}/{key}"), value, 0.0, 1.0, out);
+    }
+    range_f(r, origin, &format!("{at}/speed"), v.speed, 0.7, 1.2, out);
+}
+
+fn template(
+    r: &Resolved,
+    t: &super::TemplateDef,
+    origin: Origin,
+    at: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let s = &t.script;
+    let script_at = format!("{at}/script");
+    match s.provider {
+        ScriptProvider::Openrouter => {
+            if s.model.is_none() {
+                out.push(
+                    r.diag_key(
+                        origin,
+                        &script_at,
+                        "missing-key",
+                        "openrouter scripts need a `model`",
+                    )
+                    .with_hint("for example `model: openai/gpt-4o-mini`"),
+                );
+            }
+            if s.prompt.is_none() {
+                out.push(r.diag_key(
+                    origin,
+                    &script_at,
+                    "missing-key",
+                    "openrouter scripts need a `prompt`",
+                ));
+            }
+            for (i, m) in s.model.iter().chain(&s.fallback_models).enumerate() {
+                if !m.contains('/') {
+                    let ptr = if i == 0 {
+                        format!("{script_at}/model")
+                    } else {
+                        format!("{script_at}/fallback_models/{}", i - 1)
+                    };
+                    out.push(
+                        r.diag(
+                            origin,
+                            &ptr,
+                            "invalid-value",
+                            format!("model `{m}` needs its organisation prefix"),
+                        )
+                        .with_hint("OpenRouter model slugs look like `openai/gpt-4o-mini`"),
+                    );
+                }
+            }
+        }
+        ScriptProvider::Offline => {
+            for (key, set) in [
+                ("model", s.model.is_some()),
+                ("fallback_models", !s.fallback_models.is_empty()),
+                ("temperature", s.temperature.is_some()),
+                ("seed", s.seed.is_some()),
+            ] {
+                if set {
+                    out.push(
+                        r.diag_key(
+                            origin,
+                            &format!("{script_at}/{key}"),
+                            "wrong-provider-setting",
+                            format!("`{key}` is an openrouter setting; this script uses `offline`"),
+                        )
+                        .with_hint(format!("remove `{key}` or set `provider: openrouter`")),
+                    );
+                }
+            }
+        }
+    }
+    range_f(
+        r,
+        origin,
+        &format!("{script_at}/temperature"),
+        s.temperature,
+        0.0,
+        2.0,
+        out,
+    );
+    if s.seconds == 0 || s.seconds > t.video.max_seconds {
+        out.push(r.diag(
+            origin,
+            &format!("{script_at}/seconds"),
+            "out-of-range",
+            format!(
+                "`seconds` is {} but must be between 1 and `video.max_seconds` ({})",
+                s.seconds, t.video.max_seconds
+            ),
+        ));
+    }
+
+    let f = &t.footage;
+    let footage_at = format!("{at}/footage");
+    match f.provider {
+        FootageProvider::Local => match &f.dir {
+            None => out.push(r.diag_key(
+                origin,
+                &footage_at,
+                "missing-key",
+                "local footage needs a `dir` of clips",
+            )),
+            Some(dir) => match topics::inside(&r.dir, dir) {
+                Err(why) => {
+                    out.push(r.diag(origin, &format!("{footage_at}/dir"), "path-outside", why))
+                }
+                Ok(p) if !p.is_dir() => out.push(r.diag(
+                    origin,
+                    &format!("{footage_at}/dir"),
+                    "not-found",
+                    format!("footage folder `{dir}` does not exist next to the recipe"),
+                )),
+                Ok(_) => {}
+            },
+        },
+        FootageProvider::Pexels => {
+            if f.query.is_none() {
+                out.push(
+                    r.diag_key(
+                        origin,
+                        &footage_at,
+                        "missing-key",
+                        "pexels footage needs a `query`",
+                    )
+                    .with_hint("for example `query: \"{{ topic }}\"`"),
+                );
+            }
+        }
+        FootageProvider::Generated => {}
+    }
+    if f.provider != FootageProvider::Local && f.dir.is_some() {
+        out.push(r.diag_key(
+            origin,
+            &format!("{footage_at}/dir"),
+            "wrong-provider-setting",
+            "`dir` applies to `provider: local` only",
+        ));
+    }
+    if f.provider != FootageProvider::Pexels && f.query.is_some() {
+        out.push(r.diag_key(
+            origin,
+            &format!("{footage_at}/query"),
+            "wrong-provider-setting",
+            "`query` applies to `provider: pexels` only",
+        ));
+    }
+    range_u(
+        r,
+        origin,
+        &format!("{footage_at}/clips"),
+        Some(f.clips),
+        1,
+        12,
+        out,
+    );
+    range_u(
+        r,
+        origin,
+        &format!("{at}/captions/max_words"),
+        Some(t.captions.max_words),
+        1,
+        3,
+        out,
+    );
+
+    let v = &t.video;
+    if v.size != "1080x1920" {
+        out.push(
+            r.diag(
+                origin,
+                &format!("{at}/video/size"),
+                "invalid-value",
+                format!("video size `{}` is not supported", v.size),
+            )
+            .with_hint("TikTok drafts are vertical: `1080x1920`"),
+        );
+    }
+    range_u(
+        r,
+        origin,
+        &format!("{at}/video/fps"),
+        Some(v.fps),
+        23,
+        60,
+        out,
+    );
+    range_u(
+        r,
+        origin,
+        &format!("{at}/video/max_seconds"),
+        Some(v.max_seconds),
+        1,
+        600,
+        out,
+    );
+    if let Some(music) = &v.music {
+        let ptr = format!("{at}/video/music");
+        match topics::inside(&r.dir, music) {
+            Err(why) => out.push(r.diag(origin, &ptr, "path-outside", why)),
+            Ok(p) if !p.is_file() => out.push(r.diag(
+                origin,
+                &ptr,
+                "not-found",
+                format!("music file `{music}` does not exist next to the recipe"),
+            )),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
+    let b = r.recipe.batch.clone();
+    let m = &b.matrix;
+    if b.template.is_none() && m.template.is_empty() {
+        out.push(
+            r.diag_key(
+                Origin::Recipe,
+                "/batch",
+                "missing-key",
+                "the batch names no template",
+            )
+            .with_hint("set `batch.template`, or list several in `batch.matrix.template`"),
+        );
+    }
+    if let Some(t) = &b.template {
+        reference(r, "template", t, "/batch/template", out);
+    }
+    for (i, t) in m.template.iter().enumerate() {
+        reference(
+            r,
+            "template",
+            t,
+            &format!("/batch/matrix/template/{i}"),
+            out,
+        );
+    }
+    for (i, v) in m.voice.iter().enumerate() {
+        reference(r, "voice", v, &format!("/batch/matrix/voice/{i}"), out);
+    }
+    for (i, cell) in m.include.iter().enumerate() {
+        if let Some(v) = &cell.voice {
+            reference(
+                r,
+                "voice",
+                v,
+                &format!("/batch/matrix/include/{i}/voice"),
+                out,
+            );
+        }
+        if let Some(t) = &cell.template {
+            reference(
+                r,
+                "template",
+                t,
+                &format!("/batch/matrix/include/{i}/template"),
+                out,
+            );
+        }
+    }
+    for (i, f) in m.exclude.iter().enumerate() {
+        if let Some(v) = &f.voice {
+            reference(
+                r,
+                "voice",
+                v,
+                &format!("/batch/matrix/exclude/{i}/voice"),
+                out,
+            );
+        }
+        if let Some(t) = &f.template {
+            reference(
+                r,
+                "template",
+                t,
+                &format!("/batch/matrix/exclude/{i}/template"),
+                out,
+            );
+        }
+        if f.topic.is_none() && f.voice.is_none() && f.template.is_none() {
+            out.push(r.diag(
+                Origin::Recipe,
+                &format!("/batch/matrix/exclude/{i}"),
+                "invalid-value",
+                "an empty `exclude` entry would drop every job",
+            ));
+        }
+    }
+    if let Some(file) = &m.topics_file {
+        let ptr = "/batch/matrix/topics_file";
+        match topics::inside(&r.dir, file) {
+            Err(why) => out.push(r.diag(Origin::Recipe, ptr, "path-outside", why)),
+            Ok(p) if !p.is_file() => out.push(
+                r.diag(
+                    Origin::Recipe,
+                    ptr,
+                    "not-found",
+                    format!("topics file `{file}` does not exist next to the recipe"),
+                )
+                .with_hint("paths are relative to the recipe's directory"),
+            ),
+            Ok(p) => match topics::read(&p) {
+                Ok(list) => r.topics.extend(list.into_iter().map(|text| Topic {
+                    text,
+                    pointer: ptr.to_owned(),
+                })),
+                Err(why) => out.push(r.diag(Origin::Recipe, ptr, "invalid-topics", why)),
+            },
+        }
+    }
+    for t in &r.topics {
+        if t.text.trim().is_empty() {
+            out.push(r.diag(
+                Origin::Recipe,
+                &t.pointer,
+                "invalid-value",
+                "a topic is empty",
+            ));
+        }
+    }
+    if r.topics.is_empty() && m.include.is_empty() && m.topics_file.is_none() {
+        out.push(
+            r.diag_key(
+                Origin::Recipe,
+                "/batch/matrix",
+                "empty-batch",
+                "the batch has no topics",
+            )
+            .with_hint("list them in `batch.matrix.topic`, or name a `topics_file`"),
+        );
+    }
+    if m.voice.is_empty() && m.include.iter().all(|c| c.voice.is_none()) {
+        out.push(r.diag_key(
+            Origin::Recipe,
+            "/batch/matrix/voice",
+            "empty-batch",
+            "the batch has no voices",
+        ));
+    }
+    for (name, _) in b
+        .vars
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::Array(_) | Value::Object(_)))
+    {
+        out.push(r.diag(
+            Origin::Recipe,
+            &format!("/batch/vars/{name}"),
+            "invalid-var",
+            format!("var `{name}` must be a string, number or boolean"),
+        ));
+    }
+}
+
+fn reference(r: &Resolved, kind: &str, name: &str, pointer: &str, out: &mut Vec<Diagnostic>) {
+    let known: Vec<&str> = if kind == "voice" {
+        r.voices.keys().map(String::as_str).collect()
+    } else {
+        r.templates.keys().map(String::as_str).collect()
+    };
+    if !known.contains(&name) {
+        let hint = did_you_mean(name, known.iter().copied()).or_else(|| {
+            if known.is_empty() {
+                Some(format!(
+                    "define it under `{kind}s:` in the recipe or in `factory.yaml`"
+                ))
+            } else {
+                Some(format!(
+                    "defined {kind}s: {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        });
+        out.push(
+            r.diag(
+                Origin::Recipe,
+                pointer,
+                "undefined-reference",
+                format!("{kind} `{name}` is not defined"),
+            )
+            .with_hint_opt(hint),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn range_u(
+    r: &Resolved,
+    origin: Origin,
+    pointer: &str,
+    value: Option<u32>,
+    min: u32,
+    max: u32,
+    out: &mut Vec<Diagnostic>,
+) {
+    if let Some(v) = value
+        && (v < min || v > max)
+    {
+        out.push(r.diag(
+            origin,
+            pointer,
+            "out-of-range",
+            format!(
+                "{} is {v} but must be between {min} and {max}",
+                display_path(pointer)
+            ),
+        ));
+    }
+}
+
+fn range_f(
+    r: &Resolved,
+    origin: Origin,
+    pointer: &str,
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+    out: &mut Vec<Diagnostic>,
+) {
+    if let Some(v) = value
+        && !(min..=max).contains(&v)
+    {
+        out.push(r.diag(
+            origin,
+            pointer,
+            "out-of-range",
+            format!(
+                "{} is {v} but must be between {min} and {max}",
+                display_path(pointer)
+            ),
+        ));
+    }
+}
+
+/// Every string in the file that looks like a credential, and every var named like one.
+pub fn secrets(src: &Source, value: &Value) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    walk(src, value, &mut String::new(), &mut out);
+    out
+}
+
+fn walk(src: &Source, value: &Value, pointer: &mut String, out: &mut Vec<Diagnostic>) {
+    match value {
+        Value::String(s) => {
+            if let Some(what) = secrets::looks_like_secret(s) {
+                out.push(
+                    Diagnostic::new(&src.file, src.at(pointer), "secret-in-recipe", format!(
+                        "this looks like {what}; secrets never belong in a recipe"
+                    ))
+                    .with_hint("remove it, revoke it if it was committed, and set it in the environment (e.g. `OPENROUTER_API_KEY`)"),
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                walk(src, item, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&super::yaml::escape_pointer(k));
+                let in_vars = pointer.contains("/vars/");
+                if in_vars && secrets::is_secret_name(k) {
+                    out.push(
+                        Diagnostic::new(&src.file, src.key_at(pointer), "secret-in-recipe", format!(
+                            "var `{k}` is named like a credential; secrets never belong in a recipe"
+                        ))
+                        .with_hint("keys come from the environment, e.g. `OPENROUTER_API_KEY`"),
+                    );
+                } else {
+                    walk(src, v, pointer, out);
+                }
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}

@@ -1,0 +1,424 @@
+//! The recipe format, version 1, as Rust types. `schemas/recipe.schema.json` is
+//! generated from these (`factory schema`), so every doc comment here is also the help
+//! text an editor shows.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A recipe: topics, voices and templates that expand into video jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Format version. Only `1` exists.
+    pub version: u32,
+    /// Recipe name: lowercase letters, digits and dashes. Names the drafts folder and the
+    /// jobs in the store, so keep it stable.
+    pub name: String,
+    /// What this recipe is for (not used in output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Values available to every template string. Scalars only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Value>,
+    /// Voices by name. Voices in the project file (`factory.yaml` beside the recipe) are
+    /// available too; a voice defined here replaces one of the same name there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub voices: BTreeMap<String, VoiceDef>,
+    /// Templates by name; merged with the project file's like `voices`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, TemplateDef>,
+    /// Which jobs to make: the matrix of topics × voices × templates.
+    pub batch: Batch,
+    /// Where finished videos go. Defaults to the project file's, else local folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    /// Who hears about finished drafts. Defaults to the project file's, else a log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// The project file, `factory.yaml`, beside the recipes: what several recipes share.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Format version. Only `1` exists.
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub voices: BTreeMap<String, VoiceDef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, TemplateDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VoiceProvider {
+    /// espeak-ng on this machine: free, offline, robotic.
+    Espeak,
+    /// ElevenLabs text-to-speech (needs `ELEVENLABS_API_KEY`).
+    Elevenlabs,
+}
+
+/// A narrator. Settings apply to one provider each; the others are rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceDef {
+    pub provider: VoiceProvider,
+    /// espeak: voice name, e.g. `en-us`, `en-gb`, `en-us+f3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    /// espeak: speed in words per minute (80–450).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
+    /// espeak: pitch, 0–99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitch: Option<u32>,
+    /// elevenlabs: the voice id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+    /// elevenlabs: model id, e.g. `eleven_multilingual_v2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// elevenlabs: 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<f64>,
+    /// elevenlabs: 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity_boost: Option<f64>,
+    /// elevenlabs: 0–1; above 0 adds latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<f64>,
+    /// elevenlabs: 0.7–1.2; 1 is normal speed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// elevenlabs: boost similarity to the original speaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_speaker_boost: Option<bool>,
+    /// elevenlabs: best-effort determinism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+}
+
+/// How one kind of video is made. String fields marked *template* are minijinja
+/// templates rendered per job with `topic`, `voice`, `template`, `recipe`, `seconds` and
+/// every var.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateDef {
+    pub script: ScriptDef,
+    #[serde(default)]
+    pub footage: FootageDef,
+    #[serde(default)]
+    pub captions: CaptionsDef,
+    #[serde(default)]
+    pub video: VideoDef,
+    /// Draft title (*template*).
+    pub title: String,
+    /// Post caption the creator pastes when publishing (*template*). Defaults to the
+    /// script's own caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// Hashtags without `#` (each a *template*).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashtags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptProvider {
+    /// A deterministic writer: no network, no cost.
+    Offline,
+    /// OpenRouter chat completions (needs `OPENROUTER_API_KEY`).
+    Openrouter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptDef {
+    pub provider: ScriptProvider,
+    /// openrouter: model slug with its organisation, e.g. `openai/gpt-4o-mini`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// openrouter: models to try, in order, when the first fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_models: Vec<String>,
+    /// The instruction for the writer (*template*). Required for `openrouter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// openrouter: 0–2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// openrouter: sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Target narration length in seconds (also the template variable `seconds`, unless
+    /// a var of that name overrides it). At most `video.max_seconds`.
+    #[serde(default = "default_seconds")]
+    pub seconds: u32,
+    /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cta: Option<String>,
+}
+
+fn default_seconds() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FootageProvider {
+    /// Abstract motion generated with ffmpeg, different for every job.
+    #[default]
+    Generated,
+    /// Video files from a folder inside the recipe directory.
+    Local,
+    /// Pexels stock video search (needs `PEXELS_API_KEY`).
+    Pexels,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FootageDef {
+    #[serde(default)]
+    pub provider: FootageProvider,
+    /// pexels: search words (*template*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// local: folder of clips, relative to the recipe and inside its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Clips per video, 1–12.
+    #[serde(default = "default_clips")]
+    pub clips: u32,
+}
+
+fn default_clips() -> u32 {
+    4
+}
+
+impl Default for FootageDef {
+    fn default() -> Self {
+        Self {
+            provider: FootageProvider::Generated,
+            query: None,
+            dir: None,
+            clips: default_clips(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptionStyleName {
+    /// Large bold white words with a black outline, centred.
+    #[default]
+    BoldCenter,
+    /// The same, in the lower third (clear of the caption and buttons).
+    BoldLower,
+    /// No burned-in captions.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Highlight {
+    /// The word being spoken changes colour.
+    #[default]
+    Word,
+    /// No highlight.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionsDef {
+    #[serde(default)]
+    pub style: CaptionStyleName,
+    /// Words on screen at once, 1–3.
+    #[serde(default = "default_max_words")]
+    pub max_words: u32,
+    #[serde(default)]
+    pub highlight: Highlight,
+}
+
+fn default_max_words() -> u32 {
+    3
+}
+
+impl Default for CaptionsDef {
+    fn default() -> Self {
+        Self {
+            style: CaptionStyleName::default(),
+            max_words: default_max_words(),
+            highlight: Highlight::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VideoDef {
+    /// Frame size. TikTok's vertical format is the only one: `1080x1920`.
+    #[serde(default = "default_size")]
+    pub size: String,
+    /// Frames per second, 23–60.
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    /// Longest allowed video, in seconds (at most 600).
+    #[serde(default = "default_max_seconds")]
+    pub max_seconds: u32,
+    /// Background music file, relative to the recipe and inside its directory; ducked
+    /// under the narration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub music: Option<String>,
+}
+
+fn default_size() -> String {
+    "1080x1920".to_owned()
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_max_seconds() -> u32 {
+    60
+}
+
+impl Default for VideoDef {
+    fn default() -> Self {
+        Self {
+            size: default_size(),
+            fps: default_fps(),
+            max_seconds: default_max_seconds(),
+            music: None,
+        }
+    }
+}
+
+/// The matrix of jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The template every job uses, unless `matrix.template` lists several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub matrix: Matrix,
+    /// Vars for every job of this batch (override recipe and project vars).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    /// Topics, inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topic: Vec<String>,
+    /// Topics from a file inside the recipe directory: `.txt` (one per line, `#`
+    /// comments) or `.csv` (a `topic` column, or the first column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics_file: Option<String>,
+    /// Voice names.
+    pub voice: Vec<String>,
+    /// Template names; defaults to `batch.template`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template: Vec<String>,
+    /// Extra jobs. Axes an entry leaves out take every value of that axis; `vars`
+    /// apply to the added jobs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Cell>,
+    /// Jobs to drop: every job matching all the given axes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<CellFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostProvider {
+    /// A folder in the state directory.
+    #[default]
+    Local,
+    /// Cloudflare R2 (needs the `R2_*` variables).
+    R2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// Where the rendered video is hosted for the notice link.
+    #[serde(default)]
+    pub host: HostProvider,
+    /// Days hosted copies and local renders are kept, 1–14.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Upload to this TikTok account's inbox as a draft. Without it, drafts go to the
+    /// local drafts folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiktok: Option<TikTokTarget>,
+}
+
+fn default_retention_days() -> u32 {
+    14
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Self {
+            host: HostProvider::Local,
+            retention_days: default_retention_days(),
+            tiktok: None,
+        }
+    }
+}
+
+/// Always an inbox draft: the creator publishes by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TikTokTarget {
+    /// Account name given at `factory auth tiktok login --account NAME`.
+    pub account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramTarget {
+    /// Chat id or `@channel` (the bot token comes from `TELEGRAM_BOT_TOKEN`).
+    pub chat: String,
+}

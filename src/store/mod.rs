@@ -1,0 +1,424 @@
+//! The job store: sqlx over SQLite (WAL) with embedded migrations. Statements use `$n`
+//! placeholders, integer timestamps and JSON as text, so the same SQL serves Postgres.
+
+mod artifacts;
+mod migrations;
+
+pub use artifacts::{Artifact, Effect};
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub const DB_FILE: &str = "factory.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory `{path}`: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the job store `{path}`: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot migrate the job store `{path}`: {source}")]
+    Migrate {
+        path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("job store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("job `{0}` is not in the store")]
+    NoSuchJob(String),
+    #[error("job id prefix `{0}` matches several jobs; give more characters")]
+    Ambiguous(String),
+}
+
+/// Job states, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Running,
+    Queued,
+    Done,
+    Failed,
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Queued => "queued",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "queued" => Self::Queued,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            other => return Err(format!("unknown status `{other}`")),
+        })
+    }
+}
+
+/// A job row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredJob {
+    pub id: String,
+    pub recipe: String,
+    pub cell: String,
+    pub topic: String,
+    pub voice: String,
+    pub status: Status,
+    pub stage: Option<String>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A stage row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredStage {
+    pub stage: String,
+    pub key: String,
+    pub status: String,
+    pub attempt: i64,
+    pub artifact: Option<String>,
+    pub error: Option<String>,
+    pub cost: Option<f64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// Filters for `jobs list`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub recipe: Option<String>,
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Opens (creating when needed) the store in `state_dir`: the directory user-only
+    /// (0700), the database file 0600, migrations applied.
+    pub async fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        create_private_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        create_private_file(&path).map_err(|source| StoreError::StateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        migrations::run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        tighten(&path);
+        Ok(Self { pool, path })
+    }
+
+    /// Opens an existing store without writing to it; `None` when there is none yet.
+    /// `plan`, `validate` and `jobs` use this: they never create or change the store.
+    pub async fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(Self { pool, path }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// All jobs of one recipe.
+    pub async fn jobs_of_recipe(&self, recipe: &str) -> Result<Vec<StoredJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE recipe = $1 ORDER BY created_at, id"
+        ))
+        .bind(recipe)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<StoredJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE ($1 IS NULL OR recipe = $1) AND ($2 IS NULL OR status = $2) \
+             ORDER BY recipe, created_at, id"
+        ))
+        .bind(filter.recipe.as_deref())
+        .bind(filter.status.map(Status::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// A job by its id or an unambiguous prefix of it.
+    pub async fn find_job(&self, prefix: &str) -> Result<StoredJob, StoreError> {
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+        let rows = sqlx::query(&format!("{JOB_COLUMNS} WHERE id LIKE $1 LIMIT 2"))
+            .bind(&pattern)
+            .fetch_all(&self.pool)
+            .await?;
+        match rows.len() {
+            0 => Err(StoreError::NoSuchJob(prefix.to_owned())),
+            1 => job_from_row(&rows[0]),
+            _ => Err(StoreError::Ambiguous(prefix.to_owned())),
+        }
+    }
+
+    pub async fn job_spec(&self, id: &str) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT spec FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchJob(id.to_owned()))?;
+        Ok(row.try_get("spec")?)
+    }
+
+    pub async fn stages(&self, job_id: &str) -> Result<Vec<StoredStage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT stage, key, status, attempt, artifact, error, cost, started_at, finished_at \
+             FROM stages WHERE job_id = $1 ORDER BY COALESCE(started_at, 0), stage",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredStage {
+                    stage: r.try_get("stage")?,
+                    key: r.try_get("key")?,
+                    status: r.try_get("status")?,
+                    attempt: r.try_get("attempt")?,
+                    artifact: r.try_get("artifact")?,
+                    error: r.try_get("error")?,
+                    cost: r.try_get("cost")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts a job, or refreshes the spec of one already known.
+    pub async fn upsert_job(&self, job: &NewJob<'_>) -> Result<(), StoreError> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO recipes (name, path, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET path = excluded.path, updated_at = excluded.updated_at",
+        )
+        .bind(job.recipe)
+        .bind(job.recipe_path)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, recipe, cell, spec, topic, voice, status, attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) \
+             ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+        )
+        .bind(job.id)
+        .bind(job.recipe)
+        .bind(job.cell)
+        .bind(job.spec)
+        .bind(job.topic)
+        .bind(job.voice)
+        .bind(job.status.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        stage: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let finished = matches!(status, Status::Done | Status::Failed).then_some(now);
+        sqlx::query(
+            "UPDATE jobs SET status = $2, stage = $3, error = $4, updated_at = $5, \
+             finished_at = $6, attempts = attempts + CASE WHEN $2 = 'running' THEN 1 ELSE 0 END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(stage)
+        .bind(error)
+        .bind(now)
+        .bind(finished)
+        .execute(&self.pool)
+        .await?;
+        self.event(id, stage, status.as_str(), error).await
+    }
+
+    /// Appends to a job's status history.
+    pub async fn event(
+        &self,
+        id: &str,
+        stage: Option<&str>,
+        status: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (job_id, seq, stage, status, detail, at) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE job_id = $1",
+        )
+        .bind(id)
+        .bind(stage)
+        .bind(status)
+        .bind(detail)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// What `upsert_job` writes.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub recipe: &'a str,
+    pub recipe_path: &'a str,
+    pub cell: &'a str,
+    pub spec: &'a str,
+    pub topic: &'a str,
+    pub voice: &'a str,
+    pub status: Status,
+}
+
+const JOB_COLUMNS: &str = "SELECT id, recipe, cell, topic, voice, status, stage, attempts, error, \
+                           created_at, updated_at, finished_at FROM jobs";
+
+fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
+    let status: String = r.try_get("status")?;
+    Ok(StoredJob {
+        id: r.try_get("id")?,
+        recipe: r.try_get("recipe")?,
+        cell: r.try_get("cell")?,
+        topic: r.try_get("topic")?,
+        voice: r.try_get("voice")?,
+        status: status.parse().unwrap_or(Status::Failed),
+        stage: r.try_get("stage")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| StoreError::StateDir {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(err)?;
+    }
+    let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    Ok(())
+}
+
+/// The WAL and shared-memory files appear with the process umask; make them private.
+fn tighten(db: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(PathBuf::from(p), std::fs::Permissions::from_mode(0o600));
+    }
+}
