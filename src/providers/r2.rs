@@ -10,7 +10,7 @@
 //! [`R2::expired`] reads, and the HTTP `Expires` header for caches.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -25,6 +25,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{Host, HostRequest, Hosted, ProviderError};
 use crate::secret::Secret;
+use crate::store::now as unix_now;
 
 pub const SERVICE: &str = "r2";
 /// R2 refuses presigned URLs valid for longer.
@@ -448,12 +449,6 @@ fn read_error(path: &Path, error: &dyn std::fmt::Display) -> ProviderError {
         SERVICE,
         format!("cannot read `{}`: {error}", path.display()),
     )
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use oauth2::url::Url;
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tiktok_factory::privacy::crypto::Key;
 use tiktok_factory::providers::tiktok::upload::{PHASE_INITIALIZED, PHASE_UPLOADED};
 use tiktok_factory::providers::tiktok::{
@@ -18,6 +17,7 @@ use tiktok_factory::providers::tiktok::{
 };
 use tiktok_factory::providers::{DraftRequest, Drafts, EffectProgress, ProviderError};
 use tiktok_factory::secret::Secret;
+use tiktok_factory::store::Store;
 
 use crate::fakes::publish_support::MemoryLog;
 use crate::fakes::tiktok::{CLIENT_KEY, FakeTikTok, OPEN_ID};
@@ -32,20 +32,7 @@ struct Setup {
 }
 
 async fn pool(dir: &Path) -> SqlitePool {
-    let options = SqliteConnectOptions::new()
-        .filename(dir.join("factory.db"))
-        .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
-        .connect_with(options)
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    pool
+    Store::open(dir).await.unwrap().pool().clone()
 }
 
 fn fast() -> DraftSettings {

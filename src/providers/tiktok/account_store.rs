@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
 
-use super::{Account, AccountStore, AccountStoreError, PROVIDER, unix_now};
+use super::{Account, AccountStore, AccountStoreError, PROVIDER};
 use crate::privacy::crypto::{self, Key};
 use crate::secret::Secret;
+use crate::store::now as unix_now;
 
 pub struct SqliteAccountStore {
     pool: SqlitePool,
@@ -94,25 +95,9 @@ impl AccountStore for SqliteAccountStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     async fn pool(dir: &std::path::Path) -> SqlitePool {
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join("factory.db"))
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .connect_with(options)
-            .await
-            .unwrap();
-        sqlx::migrate::Migrator::new(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
-        )
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-        pool
+        crate::store::Store::open(dir).await.unwrap().pool().clone()
     }
 
     fn account(refresh: &str) -> Account {

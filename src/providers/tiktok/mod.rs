@@ -6,8 +6,6 @@ pub mod account_store;
 pub mod oauth;
 pub mod upload;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -216,15 +214,10 @@ pub trait AccountStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), AccountStoreError>;
 }
 
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::now as unix_now;
 
     #[test]
     fn account_json_needs_open_id_and_refresh_token_and_hides_its_input() {

@@ -20,11 +20,12 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::time::Instant;
 
-use super::{Account, AccountStore, OAuth, SERVICE, TikTokConfig, unix_now};
+use super::{Account, AccountStore, OAuth, SERVICE, TikTokConfig};
 use crate::providers::{
     DraftReceipt, DraftRequest, Drafts, EffectLog, EffectProgress, ProviderError,
 };
 use crate::secret::Secret;
+use crate::store::now as unix_now;
 
 pub const PHASE_INITIALIZED: &str = "initialized";
 pub const PHASE_UPLOADED: &str = "uploaded";
