@@ -9,6 +9,7 @@ pub mod engine;
 pub mod expand;
 pub mod media;
 pub mod plan;
+pub mod privacy;
 pub mod providers;
 pub mod recipe;
 pub mod secret;

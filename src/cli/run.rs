@@ -53,7 +53,8 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     let (stop, cancel) = tokio::sync::watch::channel(false);
     let engine = Arc::new(Engine::new(
         store.clone(),
-        tools,
+        tools.clone(),
+        crate::stages::Providers::new(tools, state_dir.to_owned(), store.pool().clone()),
         state_dir.to_owned(),
         Arc::clone(&progress),
         Budgets::default(),

@@ -65,6 +65,8 @@ pub struct Summary {
     /// Jobs already done before this run (nothing executed).
     pub already_done: usize,
     pub failed: usize,
+    /// Jobs waiting for room in the TikTok account; they go out in a later run.
+    pub queued: usize,
     pub interrupted: usize,
     /// Stages that actually executed (not cache hits).
     pub executed_stages: usize,
@@ -73,12 +75,14 @@ pub struct Summary {
 
 pub struct Engine {
     pub store: Store,
+    pub providers: stages::Providers,
     pub cache: Cache,
     pub tools: Tools,
     pub state_dir: PathBuf,
     pub progress: Arc<Progress>,
     pub retry: RetryPolicy,
     limits: Limits,
+    flights: Flights,
     cancel: watch::Receiver<bool>,
 }
 
@@ -93,6 +97,7 @@ pub struct Batch {
 #[derive(Debug)]
 enum JobEnd {
     Done { executed: usize },
+    Queued,
     Failed,
     Interrupted,
 }
@@ -101,12 +106,14 @@ impl Engine {
     pub fn new(
         store: Store,
         tools: Tools,
+        providers: stages::Providers,
         state_dir: PathBuf,
         progress: Arc<Progress>,
         budgets: Budgets,
         cancel: watch::Receiver<bool>,
     ) -> Self {
         Self {
+            providers,
             cache: Cache::new(state_dir.join("cache")),
             store,
             tools,
@@ -120,6 +127,7 @@ impl Engine {
                 renders: Semaphore::new(budgets.renders),
                 publish: Semaphore::new(budgets.publish),
             },
+            flights: Flights::default(),
             cancel,
         }
     }
@@ -158,6 +166,7 @@ impl Engine {
                 }
                 Ok(JobEnd::Failed) | Err(_) => summary.failed += 1,
                 Ok(JobEnd::Interrupted) => summary.interrupted += 1,
+                Ok(JobEnd::Queued) => summary.queued += 1,
             }
         }
         self.progress.finish();
@@ -204,6 +213,15 @@ impl Engine {
                     executed: run.executed,
                 }
             }
+            Err((stage, StageError::Queued(message))) => {
+                let _ = self
+                    .store
+                    .set_status(&id, Status::Queued, Some(stage.name()), Some(&message))
+                    .await;
+                self.progress
+                    .job(&b.recipe, &id, &job.spec.topic, "queued", Some(&message));
+                JobEnd::Queued
+            }
             Err((stage, StageError::Cancelled)) => {
                 let _ = self
                     .store
@@ -245,6 +263,8 @@ struct BatchInfo {
 #[derive(Debug)]
 enum StageError {
     Failed(String),
+    /// Waiting for room (the TikTok account's pending-draft cap); goes out in a later run.
+    Queued(String),
     Cancelled,
 }
 
@@ -252,6 +272,9 @@ impl From<ProviderError> for StageError {
     fn from(e: ProviderError) -> Self {
         match e {
             ProviderError::Cancelled => Self::Cancelled,
+            other if crate::providers::tiktok::is_pending_draft_cap(&other) => {
+                Self::Queued(other.to_string())
+            }
             other => Self::Failed(other.to_string()),
         }
     }
@@ -281,7 +304,7 @@ impl JobRun<'_> {
                 &e.limits.scripts,
                 None,
                 |work| async move {
-                    let writer = stages::script_writer(&spec.script)?;
+                    let writer = e.providers.script_writer(&spec.script)?;
                     let request = ScriptRequest {
                         topic: spec.topic.clone(),
                         prompt: spec.script.prompt.clone().unwrap_or_default(),
@@ -337,7 +360,7 @@ impl JobRun<'_> {
                 |work| {
                     let dir = dir.clone();
                     async move {
-                        let source = stages::footage_source(&spec.footage, &dir, &e.tools)?;
+                        let source = e.providers.footage_source(&spec.footage, &dir)?;
                         let clips = spec.footage.clips.max(1);
                         let request = FootageRequest {
                             query: spec
@@ -371,7 +394,7 @@ impl JobRun<'_> {
                 &e.limits.voices,
                 None,
                 |work| async move {
-                    let voice = stages::voice(&spec.voice, &e.tools)?;
+                    let voice = e.providers.voice(&spec.voice)?;
                     let request = VoiceRequest {
                         lines: script.spoken().into_iter().map(str::to_owned).collect(),
                     };
@@ -452,7 +475,7 @@ impl JobRun<'_> {
                 let video = video.clone();
                 let key = format!("{}/{job_id}.mp4", spec.recipe);
                 async move {
-                    let host = stages::host(&spec.publish, &e.state_dir)?;
+                    let host = e.providers.host(&spec.publish)?;
                     let request = HostRequest {
                         path: video,
                         key,
@@ -504,7 +527,7 @@ impl JobRun<'_> {
                     previous: log.previous.clone(),
                 };
                 async move {
-                    let drafts = stages::drafts(&spec.publish, &e.state_dir)?;
+                    let drafts = e.providers.drafts(&spec.publish)?;
                     let receipt = e.retry.run(|_| drafts.send(&request, &*log)).await?;
                     Ok(json!(receipt))
                 }
@@ -522,7 +545,7 @@ impl JobRun<'_> {
                 draft["external_id"].as_str().unwrap_or_default(),
             );
             async move {
-                let notifier = stages::notifier(spec.notify.as_ref())?;
+                let notifier = e.providers.notifier(spec.notify.as_ref())?;
                 let notice = Notice {
                     chat: spec
                         .notify
@@ -556,55 +579,25 @@ impl JobRun<'_> {
     {
         let e = self.engine;
         let fail = |err: String| (stage, StageError::Failed(err));
+        // One builder per key: a second job wanting the same artifact waits and reuses it.
+        let _flight = e.flights.lock(key).await;
         if let Some(hit) = e
             .cache
             .get(&e.store, stage.name(), key)
             .await
             .map_err(|x| fail(x.to_string()))?
         {
-            e.store
-                .stage_finished(&self.id, stage.name(), key, "cached", Some(key), None, None)
-                .await
-                .map_err(|x| fail(x.to_string()))?;
-            e.progress.stage(
-                &self.b.recipe,
-                &self.id,
-                &self.job.spec.topic,
-                stage.name(),
-                "cached",
-                None,
-            );
+            self.record_cached(stage, key, Some(key)).await?;
             return Ok(hit);
         }
         let _permit = limit.acquire().await.map_err(|x| fail(x.to_string()))?;
-        self.check_cancel(stage)?;
-        e.store
-            .set_status(&self.id, Status::Running, Some(stage.name()), None)
-            .await
-            .map_err(|x| fail(x.to_string()))?;
-        e.store
-            .stage_started(&self.id, stage.name(), key)
-            .await
-            .map_err(|x| fail(x.to_string()))?;
-        e.progress.stage(
-            &self.b.recipe,
-            &self.id,
-            &self.job.spec.topic,
-            stage.name(),
-            "running",
-            None,
-        );
+        self.begin(stage, key).await?;
         let work = e
             .cache
             .workdir(stage.name(), key)
             .await
             .map_err(|x| fail(x.to_string()))?;
-        let mut cancel = e.cancel.clone();
-        let outcome = tokio::select! {
-            r = body(work.clone()) => r,
-            _ = cancel.wait_for(|c| *c) => Err(StageError::Cancelled),
-        };
-        let result = match outcome {
+        let result = match self.guarded(stage, body(work.clone())).await {
             Ok((main, meta, cost)) => e
                 .cache
                 .commit(&e.store, stage.name(), key, &work, &main, &meta, expires)
@@ -613,44 +606,11 @@ impl JobRun<'_> {
                 .map_err(|x| StageError::Failed(x.to_string())),
             Err(err) => Err(err),
         };
-        match result {
-            Ok((hit, cost)) => {
-                self.executed += 1;
-                e.store
-                    .stage_finished(&self.id, stage.name(), key, "done", Some(key), None, cost)
-                    .await
-                    .map_err(|x| fail(x.to_string()))?;
-                e.progress.stage(
-                    &self.b.recipe,
-                    &self.id,
-                    &self.job.spec.topic,
-                    stage.name(),
-                    "done",
-                    None,
-                );
-                Ok(hit)
-            }
-            Err(err) => {
-                let _ = tokio::fs::remove_dir_all(&work).await;
-                let (status, message) = match &err {
-                    StageError::Cancelled => ("interrupted", None),
-                    StageError::Failed(m) => ("failed", Some(m.as_str())),
-                };
-                let _ = e
-                    .store
-                    .stage_finished(&self.id, stage.name(), key, status, None, message, None)
-                    .await;
-                e.progress.stage(
-                    &self.b.recipe,
-                    &self.id,
-                    &self.job.spec.topic,
-                    stage.name(),
-                    status,
-                    message,
-                );
-                Err((stage, err))
-            }
+        if result.is_err() {
+            let _ = tokio::fs::remove_dir_all(&work).await;
         }
+        let (hit, _cost) = self.end(stage, key, Some(key), result).await?;
+        Ok(hit)
     }
 
     /// Runs a side effect at most once per content key: the ledger is written before the
@@ -662,20 +622,10 @@ impl JobRun<'_> {
     {
         let e = self.engine;
         let fail = |err: String| (stage, StageError::Failed(err));
+        let _flight = e.flights.lock(key).await;
         let existing = e.store.effect(key).await.map_err(|x| fail(x.to_string()))?;
         if let Some(done) = existing.as_ref().filter(|x| x.status == "done") {
-            e.store
-                .stage_finished(&self.id, stage.name(), key, "cached", None, None, None)
-                .await
-                .map_err(|x| fail(x.to_string()))?;
-            e.progress.stage(
-                &self.b.recipe,
-                &self.id,
-                &self.job.spec.topic,
-                stage.name(),
-                "cached",
-                None,
-            );
+            self.record_cached(stage, key, None).await?;
             return Ok(done
                 .detail
                 .as_deref()
@@ -688,23 +638,7 @@ impl JobRun<'_> {
             .acquire()
             .await
             .map_err(|x| fail(x.to_string()))?;
-        self.check_cancel(stage)?;
-        e.store
-            .set_status(&self.id, Status::Running, Some(stage.name()), None)
-            .await
-            .map_err(|x| fail(x.to_string()))?;
-        e.store
-            .stage_started(&self.id, stage.name(), key)
-            .await
-            .map_err(|x| fail(x.to_string()))?;
-        e.progress.stage(
-            &self.b.recipe,
-            &self.id,
-            &self.job.spec.topic,
-            stage.name(),
-            "running",
-            None,
-        );
+        self.begin(stage, key).await?;
         let previous = existing.and_then(|x| {
             let phase = x
                 .detail
@@ -727,65 +661,171 @@ impl JobRun<'_> {
             kind: stage.name(),
             previous,
         });
-        let mut cancel = e.cancel.clone();
-        let outcome = tokio::select! {
-            r = body(ledger) => r,
+        let result = self.guarded(stage, body(ledger)).await;
+        if let Ok(value) = &result {
+            let detail = value.to_string();
+            let external = value
+                .get("external_id")
+                .or_else(|| value.get("location"))
+                .and_then(Value::as_str);
+            e.store
+                .record_effect(key, &self.id, stage.name(), "done", external, Some(&detail))
+                .await
+                .map_err(|x| fail(x.to_string()))?;
+        }
+        let (value, ()) = self.end(stage, key, None, result.map(|v| (v, ()))).await?;
+        Ok(value)
+    }
+
+    /// A stage is about to execute: cancellation checked, transition recorded.
+    async fn begin(&self, stage: Stage, key: &str) -> StageResult<()> {
+        let e = self.engine;
+        let fail = |err: String| (stage, StageError::Failed(err));
+        if *e.cancel.borrow() {
+            return Err((stage, StageError::Cancelled));
+        }
+        e.store
+            .set_status(&self.id, Status::Running, Some(stage.name()), None)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        e.store
+            .stage_started(&self.id, stage.name(), key)
+            .await
+            .map_err(|x| fail(x.to_string()))?;
+        self.report(stage, "running", None);
+        Ok(())
+    }
+
+    /// Runs a stage body until it ends, the run is stopped, or the stage's time is up.
+    async fn guarded<T>(
+        &self,
+        stage: Stage,
+        body: impl Future<Output = Result<T, StageError>>,
+    ) -> Result<T, StageError> {
+        let mut cancel = self.engine.cancel.clone();
+        let limit = stage_timeout(stage);
+        tokio::select! {
+            r = tokio::time::timeout(limit, body) => r.unwrap_or_else(|_| Err(StageError::Failed(format!("timed out after {} s", limit.as_secs())))),
             _ = cancel.wait_for(|c| *c) => Err(StageError::Cancelled),
-        };
-        match outcome {
-            Ok(value) => {
-                let detail = value.to_string();
-                let external = value
-                    .get("external_id")
-                    .or_else(|| value.get("location"))
-                    .and_then(Value::as_str);
-                e.store
-                    .record_effect(key, &self.id, stage.name(), "done", external, Some(&detail))
-                    .await
-                    .map_err(|x| fail(x.to_string()))?;
+        }
+    }
+
+    /// Records how an executed stage ended.
+    async fn end<T, C>(
+        &mut self,
+        stage: Stage,
+        key: &str,
+        artifact: Option<&str>,
+        result: Result<(T, C), StageError>,
+    ) -> StageResult<(T, C)>
+    where
+        C: Cost,
+    {
+        let e = self.engine;
+        match result {
+            Ok((value, cost)) => {
                 self.executed += 1;
                 e.store
-                    .stage_finished(&self.id, stage.name(), key, "done", None, None, None)
+                    .stage_finished(
+                        &self.id,
+                        stage.name(),
+                        key,
+                        "done",
+                        artifact,
+                        None,
+                        cost.cost(),
+                    )
                     .await
-                    .map_err(|x| fail(x.to_string()))?;
-                e.progress.stage(
-                    &self.b.recipe,
-                    &self.id,
-                    &self.job.spec.topic,
-                    stage.name(),
-                    "done",
-                    None,
-                );
-                Ok(value)
+                    .map_err(|x| (stage, StageError::Failed(x.to_string())))?;
+                self.report(stage, "done", None);
+                Ok((value, cost))
             }
             Err(err) => {
                 let (status, message) = match &err {
                     StageError::Cancelled => ("interrupted", None),
+                    StageError::Queued(m) => ("queued", Some(m.as_str())),
                     StageError::Failed(m) => ("failed", Some(m.as_str())),
                 };
                 let _ = e
                     .store
                     .stage_finished(&self.id, stage.name(), key, status, None, message, None)
                     .await;
-                e.progress.stage(
-                    &self.b.recipe,
-                    &self.id,
-                    &self.job.spec.topic,
-                    stage.name(),
-                    status,
-                    message,
-                );
+                self.report(stage, status, message);
                 Err((stage, err))
             }
         }
     }
 
-    fn check_cancel(&self, stage: Stage) -> StageResult<()> {
-        if *self.engine.cancel.borrow() {
-            Err((stage, StageError::Cancelled))
-        } else {
-            Ok(())
-        }
+    async fn record_cached(
+        &self,
+        stage: Stage,
+        key: &str,
+        artifact: Option<&str>,
+    ) -> StageResult<()> {
+        self.engine
+            .store
+            .stage_finished(&self.id, stage.name(), key, "cached", artifact, None, None)
+            .await
+            .map_err(|x| (stage, StageError::Failed(x.to_string())))?;
+        self.report(stage, "cached", None);
+        Ok(())
+    }
+
+    fn report(&self, stage: Stage, status: &str, detail: Option<&str>) {
+        self.engine.progress.stage(
+            &self.b.recipe,
+            &self.id,
+            &self.job.spec.topic,
+            stage.name(),
+            status,
+            detail,
+        );
+    }
+}
+
+/// What a stage spent, when it reports a cost.
+trait Cost {
+    fn cost(&self) -> Option<f64>;
+}
+
+impl Cost for Option<f64> {
+    fn cost(&self) -> Option<f64> {
+        *self
+    }
+}
+
+impl Cost for () {
+    fn cost(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// How long one stage may take before it counts as hung: renders are long, the rest short.
+fn stage_timeout(stage: Stage) -> std::time::Duration {
+    std::time::Duration::from_secs(match stage {
+        Stage::Render => 3_600,
+        Stage::Draft | Stage::Host => 1_800,
+        _ => 900,
+    })
+}
+
+/// Per-key locks, so one artifact or effect is built once even when several jobs need
+/// it at the same moment (two voices sharing one script).
+#[derive(Default)]
+struct Flights {
+    keys: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Flights {
+    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut keys = self
+                .keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(keys.entry(key.to_owned()).or_default())
+        };
+        lock.lock_owned().await
     }
 }
 

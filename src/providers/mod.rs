@@ -10,7 +10,10 @@ pub mod offline;
 pub mod openrouter;
 pub mod pexels;
 mod probe;
+pub mod r2;
 mod retry;
+pub mod telegram;
+pub mod tiktok;
 
 pub use error::ProviderError;
 pub use http::{SetupError, Timeouts};

@@ -1,14 +1,23 @@
 //! The stages of a job and the choice of provider for each. The recipe chooses the
 //! provider; this is the one place that turns that choice into an implementation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
 
 use crate::expand::{FootageSpec, JobSpec, ScriptSpec};
 use crate::media::RenderSpec;
 use crate::media::Tools;
 use crate::media::{CaptionPosition, CaptionStyle};
+use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
 use crate::providers::local::{LocalDrafts, LocalHost, LogNotifier};
 use crate::providers::offline::{Espeak, GeneratedFootage, LocalFootage, OfflineWriter};
+use crate::providers::openrouter::OpenRouter;
+use crate::providers::pexels::Pexels;
+use crate::providers::r2::{R2, R2Config};
+use crate::providers::telegram::Telegram;
+use crate::providers::tiktok::{Account, SqliteAccountStore, TikTokConfig, TikTokDrafts};
 use crate::providers::{
     Clip, Credit, Drafts, FootageSource, Host, Narration, Notifier, ProviderError, ScriptWriter,
     Voice, WordTiming,
@@ -56,45 +65,163 @@ impl Stage {
     }
 }
 
-fn unavailable(service: &'static str, what: &str) -> ProviderError {
-    ProviderError::permanent(
-        service,
-        format!("{what} is not available in this build; use the offline provider"),
-    )
+/// Every provider a run uses, built once and shared by all jobs: rate-limit state
+/// (Pexels), concurrency caps (ElevenLabs) and token refreshes (TikTok) are per account,
+/// not per job. Real clients are created on first use, so a recipe that never names a
+/// service never needs its key.
+pub struct Providers {
+    tools: Tools,
+    state_dir: PathBuf,
+    pool: sqlx::SqlitePool,
+    openrouter: OnceLock<Result<Arc<OpenRouter>, ProviderError>>,
+    pexels: OnceLock<Result<Pexels, ProviderError>>,
+    elevenlabs_permits: Arc<Semaphore>,
+    r2: OnceLock<Result<Arc<R2>, ProviderError>>,
+    tiktok: OnceLock<Result<Arc<TikTokDrafts>, ProviderError>>,
+    telegram: OnceLock<Result<Arc<Telegram>, ProviderError>>,
 }
 
-pub fn script_writer(spec: &ScriptSpec) -> Result<Box<dyn ScriptWriter>, ProviderError> {
-    match spec.provider {
-        ScriptProvider::Offline => Ok(Box::new(OfflineWriter)),
-        ScriptProvider::Openrouter => Err(unavailable("openrouter", "OpenRouter scripts")),
+/// A missing key or a bad base URL: nothing to retry until the environment changes.
+fn setup(service: &'static str) -> impl Fn(String) -> ProviderError {
+    move |message| ProviderError::permanent(service, message)
+}
+
+impl Providers {
+    pub fn new(tools: Tools, state_dir: PathBuf, pool: sqlx::SqlitePool) -> Self {
+        Self {
+            tools,
+            state_dir,
+            pool,
+            openrouter: OnceLock::new(),
+            pexels: OnceLock::new(),
+            elevenlabs_permits: elevenlabs_tier().permits(),
+            r2: OnceLock::new(),
+            tiktok: OnceLock::new(),
+            telegram: OnceLock::new(),
+        }
+    }
+
+    pub fn script_writer(&self, spec: &ScriptSpec) -> Result<Arc<dyn ScriptWriter>, ProviderError> {
+        Ok(match spec.provider {
+            ScriptProvider::Offline => Arc::new(OfflineWriter),
+            ScriptProvider::Openrouter => self
+                .openrouter
+                .get_or_init(|| {
+                    OpenRouter::from_env()
+                        .map(Arc::new)
+                        .map_err(|e| setup("openrouter")(e.to_string()))
+                })
+                .clone()?,
+        })
+    }
+
+    pub fn footage_source(
+        &self,
+        spec: &FootageSpec,
+        recipe_dir: &Path,
+    ) -> Result<Arc<dyn FootageSource>, ProviderError> {
+        Ok(match spec.provider {
+            FootageProvider::Generated => Arc::new(GeneratedFootage::new(self.tools.clone())),
+            FootageProvider::Local => Arc::new(LocalFootage::new(
+                self.tools.clone(),
+                recipe_dir.join(spec.dir.as_deref().unwrap_or(".")),
+            )),
+            FootageProvider::Pexels => Arc::new(
+                self.pexels
+                    .get_or_init(|| Pexels::from_env().map_err(|e| setup("pexels")(e.to_string())))
+                    .clone()?,
+            ),
+        })
+    }
+
+    pub fn voice(&self, def: &VoiceDef) -> Result<Arc<dyn Voice>, ProviderError> {
+        Ok(match def.provider {
+            VoiceProvider::Espeak => Arc::new(Espeak::new(
+                self.tools.clone(),
+                def.voice.clone().unwrap_or_else(|| "en-us".into()),
+                def.rate.unwrap_or(165),
+                def.pitch.unwrap_or(50),
+            )),
+            VoiceProvider::Elevenlabs => Arc::new(
+                ElevenLabs::from_env(elevenlabs_voice(def), Arc::clone(&self.elevenlabs_permits))
+                    .map_err(|e| setup("elevenlabs")(e.to_string()))?,
+            ),
+        })
+    }
+
+    pub fn host(&self, publish: &Publish) -> Result<Arc<dyn Host>, ProviderError> {
+        Ok(match publish.host {
+            HostProvider::Local => Arc::new(LocalHost {
+                dir: self.state_dir.join("hosted"),
+            }),
+            HostProvider::R2 => self
+                .r2
+                .get_or_init(|| {
+                    R2Config::from_env()
+                        .and_then(R2::new)
+                        .map(Arc::new)
+                        .map_err(|e| setup("r2")(e.to_string()))
+                })
+                .clone()?,
+        })
+    }
+
+    pub fn drafts(&self, publish: &Publish) -> Result<Arc<dyn Drafts>, ProviderError> {
+        Ok(match &publish.tiktok {
+            None => Arc::new(LocalDrafts {
+                dir: self.state_dir.join("drafts"),
+            }),
+            Some(_) => self.tiktok.get_or_init(|| self.build_tiktok()).clone()?,
+        })
+    }
+
+    fn build_tiktok(&self) -> Result<Arc<TikTokDrafts>, ProviderError> {
+        let config = TikTokConfig::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
+        let key = crate::privacy::crypto::Key::resolve(&crate::privacy::key_file(&self.state_dir))
+            .map_err(|e| setup("tiktok")(e.to_string()))?;
+        let store = Arc::new(SqliteAccountStore::new(self.pool.clone(), key));
+        let seed = Account::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
+        Ok(Arc::new(
+            TikTokDrafts::new(config, store)?.with_seed_account(seed),
+        ))
+    }
+
+    pub fn notifier(&self, notify: Option<&Notify>) -> Result<Arc<dyn Notifier>, ProviderError> {
+        Ok(match notify.and_then(|n| n.telegram.as_ref()) {
+            None => Arc::new(LogNotifier),
+            Some(_) => self
+                .telegram
+                .get_or_init(|| {
+                    Telegram::from_env()
+                        .map(Arc::new)
+                        .map_err(|e| setup("telegram")(e.to_string()))
+                })
+                .clone()?,
+        })
     }
 }
 
-pub fn footage_source(
-    spec: &FootageSpec,
-    recipe_dir: &Path,
-    tools: &Tools,
-) -> Result<Box<dyn FootageSource>, ProviderError> {
-    Ok(match spec.provider {
-        FootageProvider::Generated => Box::new(GeneratedFootage::new(tools.clone())),
-        FootageProvider::Local => Box::new(LocalFootage::new(
-            tools.clone(),
-            recipe_dir.join(spec.dir.as_deref().unwrap_or(".")),
-        )),
-        FootageProvider::Pexels => return Err(unavailable("pexels", "Pexels footage")),
-    })
+/// The ElevenLabs plan sets how many requests may run at once (`ELEVENLABS_TIER`,
+/// default `free`: the cautious choice).
+fn elevenlabs_tier() -> PlanTier {
+    std::env::var("ELEVENLABS_TIER")
+        .ok()
+        .and_then(|t| PlanTier::from_tier(&t))
+        .unwrap_or(PlanTier::Free)
 }
 
-pub fn voice(def: &VoiceDef, tools: &Tools) -> Result<Box<dyn Voice>, ProviderError> {
-    Ok(match def.provider {
-        VoiceProvider::Espeak => Box::new(Espeak::new(
-            tools.clone(),
-            def.voice.clone().unwrap_or_else(|| "en-us".into()),
-            def.rate.unwrap_or(165),
-            def.pitch.unwrap_or(50),
-        )),
-        VoiceProvider::Elevenlabs => return Err(unavailable("elevenlabs", "ElevenLabs narration")),
-    })
+fn elevenlabs_voice(def: &VoiceDef) -> ElevenLabsVoice {
+    let mut v = ElevenLabsVoice::new(def.voice_id.clone().unwrap_or_default());
+    if let Some(model) = &def.model {
+        v.model.clone_from(model);
+    }
+    v.stability = def.stability;
+    v.similarity_boost = def.similarity_boost;
+    v.style = def.style;
+    v.use_speaker_boost = def.use_speaker_boost;
+    v.speed = def.speed;
+    v.seed = def.seed;
+    v
 }
 
 pub fn caption_style(def: &CaptionsDef) -> CaptionStyle {
@@ -145,31 +272,6 @@ pub async fn render(
         .await
         .map(|_| ())
         .map_err(|e| ProviderError::permanent("render", e.to_string()))
-}
-
-pub fn host(publish: &Publish, state_dir: &Path) -> Result<Box<dyn Host>, ProviderError> {
-    match publish.host {
-        HostProvider::Local => Ok(Box::new(LocalHost {
-            dir: state_dir.join("hosted"),
-        })),
-        HostProvider::R2 => Err(unavailable("r2", "R2 hosting")),
-    }
-}
-
-pub fn drafts(publish: &Publish, state_dir: &Path) -> Result<Box<dyn Drafts>, ProviderError> {
-    match &publish.tiktok {
-        None => Ok(Box::new(LocalDrafts {
-            dir: state_dir.join("drafts"),
-        })),
-        Some(_) => Err(unavailable("tiktok", "TikTok inbox upload")),
-    }
-}
-
-pub fn notifier(notify: Option<&Notify>) -> Result<Box<dyn Notifier>, ProviderError> {
-    match notify.and_then(|n| n.telegram.as_ref()) {
-        None => Ok(Box::new(LogNotifier)),
-        Some(_) => Err(unavailable("telegram", "Telegram notices")),
-    }
 }
 
 /// The notice a creator reads: what to paste when posting the draft by hand.

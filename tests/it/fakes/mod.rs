@@ -6,6 +6,9 @@
 pub mod elevenlabs;
 pub mod openrouter;
 pub mod pexels;
+pub mod publish_support;
+pub mod telegram;
+pub mod tiktok;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

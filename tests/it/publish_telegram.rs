@@ -1,0 +1,120 @@
+//! The Telegram notifier against the fake Bot API.
+
+use std::time::{Duration, Instant};
+
+use tiktok_factory::providers::telegram::{Telegram, draft_notice_text};
+use tiktok_factory::providers::{Notice, Notifier, ProviderError, RetryPolicy};
+use tiktok_factory::secret::Secret;
+
+use crate::fakes::telegram::{CHAT, FakeTelegram, MIGRATED_CHAT, NEW_CHAT_ID, TOKEN};
+
+fn notice(chat: &str, text: &str) -> Notice {
+    Notice {
+        chat: chat.to_owned(),
+        text: text.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn sends_plain_text_without_previews_and_returns_the_message_id() {
+    let fake = FakeTelegram::start().await;
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let text = draft_notice_text(
+        "Black <holes>",
+        "Bend & light",
+        &["space".to_owned()],
+        &[],
+        None,
+    );
+    let id = telegram.send(&notice(CHAT, &text)).await.unwrap();
+    assert_eq!(id, "1");
+    let sent = &fake.messages()[0];
+    assert_eq!(sent["chat_id"], CHAT);
+    assert_eq!(sent["text"], text.as_str());
+    assert!(sent["text"].as_str().unwrap().contains("Black <holes>"));
+    assert!(
+        sent.get("parse_mode").is_none(),
+        "plain text needs no parse mode"
+    );
+    assert_eq!(sent["link_preview_options"]["is_disabled"], true);
+}
+
+#[tokio::test]
+async fn flood_control_is_retried_after_the_wait_telegram_asks_for() {
+    let fake = FakeTelegram::start().await;
+    fake.flood(1, 1);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let started = Instant::now();
+    let first = telegram
+        .send(&notice(CHAT, "draft ready"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        first,
+        ProviderError::Retryable { retry_after: Some(wait), .. } if wait == Duration::from_secs(1)
+    ));
+    fake.flood(1, 1);
+    let ready = notice(CHAT, "draft ready");
+    let id = RetryPolicy::default()
+        .run(|_| telegram.send(&ready))
+        .await
+        .unwrap();
+    assert_eq!(id, "1");
+    assert_eq!(fake.requests(), 3);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn text_over_4096_characters_is_truncated_not_refused() {
+    let fake = FakeTelegram::start().await;
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    telegram
+        .send(&notice(CHAT, &"é".repeat(5000)))
+        .await
+        .unwrap();
+    let sent = fake.messages()[0]["text"].as_str().unwrap().to_owned();
+    assert_eq!(sent.chars().count(), 4096);
+    assert!(sent.ends_with('…'));
+}
+
+#[tokio::test]
+async fn refusals_are_permanent_with_a_hint_and_never_show_the_token() {
+    let fake = FakeTelegram::start().await;
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+
+    let stranger = telegram
+        .send(&notice("@someone_else", "hi"))
+        .await
+        .unwrap_err();
+    assert!(!stranger.is_retryable());
+    assert!(stranger.to_string().contains("/start"), "{stranger}");
+
+    let migrated = telegram
+        .send(&notice(MIGRATED_CHAT, "hi"))
+        .await
+        .unwrap_err();
+    assert!(!migrated.is_retryable());
+    assert!(
+        migrated.to_string().contains(&NEW_CHAT_ID.to_string()),
+        "{migrated}"
+    );
+
+    // Nothing listens on this port: the connection error would name the URL, token included.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable =
+        Telegram::new(format!("http://127.0.0.1:{port}"), Secret::new(TOKEN)).unwrap();
+    let down = unreachable.send(&notice(CHAT, "hi")).await.unwrap_err();
+    assert!(down.is_retryable());
+
+    let wrong_token = Telegram::new(fake.url(), Secret::new("999:other")).unwrap();
+    let unauthorized = wrong_token.send(&notice(CHAT, "hi")).await.unwrap_err();
+    assert!(!unauthorized.is_retryable());
+
+    for error in [stranger, migrated, down, unauthorized] {
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("fake-bot-token"), "{shown}");
+        assert!(!shown.contains("999:other"), "{shown}");
+    }
+}

@@ -1,0 +1,587 @@
+//! TikTok login and inbox drafts against the fake TikTok.
+
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth2::url::Url;
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+use tiktok_factory::privacy::crypto::Key;
+use tiktok_factory::providers::tiktok::upload::{PHASE_INITIALIZED, PHASE_UPLOADED};
+use tiktok_factory::providers::tiktok::{
+    Account, AccountStore, DraftSettings, LoginOptions, OAuth, OAuthError, SqliteAccountStore,
+    TikTokDrafts, is_pending_draft_cap,
+};
+use tiktok_factory::providers::{DraftRequest, Drafts, EffectProgress, ProviderError};
+use tiktok_factory::secret::Secret;
+use tiktok_factory::store::Store;
+
+use crate::fakes::publish_support::MemoryLog;
+use crate::fakes::tiktok::{CLIENT_KEY, FakeTikTok, OPEN_ID};
+
+const ACCOUNT: &str = "main";
+
+struct Setup {
+    fake: FakeTikTok,
+    store: Arc<SqliteAccountStore>,
+    drafts: Arc<TikTokDrafts>,
+    dir: tempfile::TempDir,
+}
+
+async fn pool(dir: &Path) -> SqlitePool {
+    Store::open(dir).await.unwrap().pool().clone()
+}
+
+fn fast() -> DraftSettings {
+    DraftSettings {
+        poll_interval: Duration::from_millis(10),
+        chunk_retry_delay: Duration::from_millis(10),
+        ..DraftSettings::default()
+    }
+}
+
+/// A fake, a store holding `account` (a freshly connected one when `None`), and drafts.
+async fn setup(account: Option<Account>) -> Setup {
+    let fake = FakeTikTok::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteAccountStore::new(
+        pool(dir.path()).await,
+        Key::generate(),
+    ));
+    let account = account.unwrap_or_else(|| fake.connected_account());
+    store.save(ACCOUNT, &account).await.unwrap();
+    let drafts = Arc::new(
+        TikTokDrafts::new(fake.config(), store.clone())
+            .unwrap()
+            .with_settings(fast()),
+    );
+    Setup {
+        fake,
+        store,
+        drafts,
+        dir,
+    }
+}
+
+fn video(dir: &Path, size: u64) -> PathBuf {
+    let path = dir.join(format!("video-{size}.mp4"));
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    // Sparse, but with a distinct mark every 5 MB, so a chunk sent out of place or twice
+    // changes the digest.
+    let mut offset = 0;
+    while offset < size {
+        file.seek(SeekFrom::Start(offset)).unwrap();
+        let mark = offset.to_le_bytes();
+        let room = usize::try_from((size - offset).min(8)).unwrap();
+        file.write_all(&mark[..room]).unwrap();
+        offset += 5_000_000;
+    }
+    path
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn request(video: PathBuf, previous: Option<EffectProgress>) -> DraftRequest {
+    DraftRequest {
+        video,
+        job_id: "job-1".to_owned(),
+        recipe: "space-facts".to_owned(),
+        account: ACCOUNT.to_owned(),
+        title: "Black holes".to_owned(),
+        caption: "They bend light.".to_owned(),
+        hashtags: vec!["space".to_owned()],
+        credits: Vec::new(),
+        previous,
+    }
+}
+
+/// Drives the browser's part: follows the authorize URL (the fake redirects to the
+/// loopback listener) and hands back the page the listener answered with.
+fn browser() -> (impl FnOnce(&str), tokio::sync::oneshot::Receiver<String>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let open = move |url: &str| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let page = reqwest::get(url).await.unwrap().text().await.unwrap();
+            let _ = tx.send(page);
+        });
+    };
+    (open, rx)
+}
+
+#[tokio::test]
+async fn login_end_to_end_with_hex_pkce_refresh_rotation_and_revoke() {
+    let fake = FakeTikTok::start().await;
+    let oauth = OAuth::new(fake.config()).unwrap();
+    let (open, page) = browser();
+    let options = LoginOptions {
+        port: 0,
+        timeout: Duration::from_secs(20),
+    };
+    let account = oauth.login(&options, open).await.unwrap();
+    assert!(page.await.unwrap().contains("TikTok is connected"));
+    assert_eq!(account.open_id, OPEN_ID);
+    assert_eq!(account.scopes, vec!["video.upload"]);
+    assert!(
+        account.access_expires_at > 0 && account.refresh_expires_at > account.access_expires_at
+    );
+
+    let query = &fake.authorize_queries()[0];
+    assert_eq!(query["client_key"], CLIENT_KEY);
+    assert!(!query.contains_key("client_id"));
+    let redirect = Url::parse(&query["redirect_uri"]).unwrap();
+    assert_eq!(redirect.host_str(), Some("127.0.0.1"));
+    assert_eq!(redirect.path(), "/callback/");
+
+    let refreshed = oauth.refresh(&account).await.unwrap();
+    assert_ne!(refreshed.refresh_token, account.refresh_token);
+    assert!(fake.refresh_token_valid(refreshed.refresh_token.expose()));
+    assert!(!fake.refresh_token_valid(account.refresh_token.expose()));
+    let stale = oauth.refresh(&account).await.unwrap_err();
+    assert!(matches!(&stale, OAuthError::Refused { error, .. } if error == "invalid_grant"));
+    assert!(!ProviderError::from(stale).is_retryable());
+
+    oauth.revoke(&refreshed).await.unwrap();
+    assert_eq!(
+        fake.revoked(),
+        vec![refreshed.access_token.expose().to_owned()]
+    );
+    assert!(!fake.refresh_token_valid(refreshed.refresh_token.expose()));
+}
+
+#[tokio::test]
+async fn a_redirect_with_a_foreign_state_is_refused() {
+    let fake = FakeTikTok::start().await;
+    let oauth = OAuth::new(fake.config()).unwrap();
+    let open = |url: &str| {
+        let query: HashMap<String, String> = Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let forged = format!("{}?code=stolen&state=not-ours", query["redirect_uri"]);
+        tokio::spawn(async move {
+            let _ = reqwest::get(forged).await;
+        });
+    };
+    let options = LoginOptions {
+        port: 0,
+        timeout: Duration::from_secs(20),
+    };
+    let error = oauth.login(&options, open).await.unwrap_err();
+    assert!(matches!(error, OAuthError::StateMismatch), "{error}");
+    assert!(!fake.paths().contains(&"/v2/oauth/token/".to_owned()));
+}
+
+#[tokio::test]
+async fn a_denied_or_unanswered_login_says_so() {
+    let fake = FakeTikTok::start().await;
+    let oauth = OAuth::new(fake.config()).unwrap();
+    let open = |url: &str| {
+        let query: HashMap<String, String> = Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let denied = format!(
+            "{}?error=access_denied&error_description=user+cancelled&state={}",
+            query["redirect_uri"], query["state"]
+        );
+        tokio::spawn(async move {
+            let _ = reqwest::get(denied).await;
+        });
+    };
+    let options = LoginOptions {
+        port: 0,
+        timeout: Duration::from_secs(20),
+    };
+    let denied = oauth.login(&options, open).await.unwrap_err();
+    assert_eq!(
+        denied.to_string(),
+        "tiktok did not authorize the app: `access_denied`: user cancelled"
+    );
+
+    let quick = LoginOptions {
+        port: 0,
+        timeout: Duration::from_millis(200),
+    };
+    let timeout = oauth.login(&quick, |_| {}).await.unwrap_err();
+    assert!(matches!(timeout, OAuthError::Timeout(_)));
+}
+
+#[tokio::test]
+async fn a_video_over_one_chunk_goes_up_in_order_and_lands_in_the_inbox() {
+    let setup = setup(None).await;
+    // 70 MB: over the 64,000,000-byte single-chunk limit, so 7 chunks of 10,000,000
+    // bytes with the remainder in the last.
+    let path = video(setup.dir.path(), 70_000_123);
+    let log = MemoryLog::default();
+    let receipt = setup
+        .drafts
+        .send(&request(path.clone(), None), &log)
+        .await
+        .unwrap();
+
+    assert_eq!(receipt.status, "SEND_TO_USER_INBOX");
+    assert_eq!(setup.fake.inbox(), vec![receipt.external_id.clone()]);
+    let init = &setup.fake.inits()[0]["source_info"];
+    assert_eq!(init["source"], "FILE_UPLOAD");
+    assert_eq!(init["video_size"], 70_000_123);
+    assert_eq!(init["chunk_size"], 10_000_000);
+    assert_eq!(init["total_chunk_count"], 7);
+    assert_eq!(
+        setup.fake.init_content_types(),
+        vec!["application/json; charset=UTF-8"]
+    );
+    assert_eq!(setup.fake.put_attempts(), 7);
+    assert_eq!(
+        setup.fake.uploaded_sha256(&receipt.external_id),
+        Some(sha256_of(&path))
+    );
+    assert_eq!(log.phases(), vec!["initialized", "uploaded", "delivered"]);
+    assert!(
+        log.records()
+            .iter()
+            .all(|r| r.external_id == receipt.external_id)
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_answered_with_5xx_is_sent_again() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| b.chunk_failures = 2);
+    let path = video(setup.dir.path(), 1_000_000);
+    let receipt = setup
+        .drafts
+        .send(&request(path.clone(), None), &MemoryLog::default())
+        .await
+        .unwrap();
+    assert_eq!(setup.fake.put_attempts(), 3);
+    assert_eq!(
+        setup.fake.uploaded_sha256(&receipt.external_id),
+        Some(sha256_of(&path))
+    );
+
+    setup.fake.set(|b| b.chunk_failures = 3);
+    let error = setup
+        .drafts
+        .send(&request(path, None), &MemoryLog::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable());
+    assert!(
+        error
+            .to_string()
+            .contains("the next attempt starts a new upload"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_init_starts_over_and_leaves_exactly_one_draft() {
+    let setup = setup(None).await;
+    let path = video(setup.dir.path(), 12_000_000);
+    let log = Arc::new(MemoryLog::crashing_after(PHASE_INITIALIZED));
+    let task = {
+        let (drafts, log, path) = (setup.drafts.clone(), log.clone(), path.clone());
+        tokio::spawn(async move { drafts.send(&request(path, None), log.as_ref()).await })
+    };
+    log.crashed.notified().await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let previous = log.last().unwrap();
+    assert_eq!(previous.phase, PHASE_INITIALIZED);
+    assert_eq!(setup.fake.put_attempts(), 0);
+
+    let resumed = MemoryLog::default();
+    let receipt = setup
+        .drafts
+        .send(&request(path, Some(previous.clone())), &resumed)
+        .await
+        .unwrap();
+    assert_ne!(receipt.external_id, previous.external_id);
+    assert_eq!(setup.fake.inits().len(), 2);
+    assert_eq!(setup.fake.inbox(), vec![receipt.external_id]);
+}
+
+#[tokio::test]
+async fn a_crash_after_upload_only_polls_and_never_uploads_again() {
+    let setup = setup(None).await;
+    let path = video(setup.dir.path(), 12_000_000);
+    let log = Arc::new(MemoryLog::crashing_after(PHASE_UPLOADED));
+    let task = {
+        let (drafts, log, path) = (setup.drafts.clone(), log.clone(), path.clone());
+        tokio::spawn(async move { drafts.send(&request(path, None), log.as_ref()).await })
+    };
+    log.crashed.notified().await;
+    task.abort();
+    let _ = task.await;
+    let previous = log.last().unwrap();
+    assert_eq!(previous.phase, PHASE_UPLOADED);
+    let puts = setup.fake.put_attempts();
+    assert_eq!(puts, 1);
+
+    let resumed = MemoryLog::default();
+    let receipt = setup
+        .drafts
+        .send(&request(path, Some(previous.clone())), &resumed)
+        .await
+        .unwrap();
+    assert_eq!(receipt.external_id, previous.external_id);
+    assert_eq!(setup.fake.inits().len(), 1);
+    assert_eq!(setup.fake.put_attempts(), puts);
+    assert_eq!(setup.fake.inbox(), vec![previous.external_id]);
+    assert_eq!(resumed.phases(), vec!["delivered"]);
+}
+
+#[tokio::test]
+async fn the_pending_draft_cap_is_a_distinct_retryable_error() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| b.pending_cap = 1);
+    let path = video(setup.dir.path(), 1_000_000);
+    setup
+        .drafts
+        .send(&request(path.clone(), None), &MemoryLog::default())
+        .await
+        .unwrap();
+    let log = MemoryLog::default();
+    let error = setup
+        .drafts
+        .send(&request(path, None), &log)
+        .await
+        .unwrap_err();
+    assert!(is_pending_draft_cap(&error), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("account `main` has reached its pending-draft cap")
+    );
+    assert!(log.records().is_empty(), "nothing was started");
+    assert_eq!(setup.fake.put_attempts(), 1);
+}
+
+#[tokio::test]
+async fn init_errors_are_read_from_the_body_even_with_http_200() {
+    let setup = setup(None).await;
+    let path = video(setup.dir.path(), 1_000_000);
+    let draft = request(path, None);
+    let log = MemoryLog::default();
+    let send = || setup.drafts.send(&draft, &log);
+
+    for (status, code) in [(200, "invalid_params"), (400, "invalid_param")] {
+        setup.fake.set(|b| b.init_error = Some((status, code)));
+        let error = send().await.unwrap_err();
+        assert!(!error.is_retryable(), "{error}");
+        assert!(error.to_string().contains(code), "{error}");
+    }
+
+    setup.fake.set(|b| {
+        b.init_error = Some((200, "spam_risk_too_many_pending_share"));
+    });
+    assert!(is_pending_draft_cap(&send().await.unwrap_err()));
+
+    setup.fake.set(|b| {
+        b.init_error = Some((429, "rate_limit_exceeded"));
+        b.retry_after = Some(7);
+    });
+    let limited = send().await.unwrap_err();
+    assert!(matches!(
+        limited,
+        ProviderError::Retryable { retry_after: Some(wait), .. } if wait == Duration::from_secs(7)
+    ));
+
+    setup
+        .fake
+        .set(|b| b.init_error = Some((503, "internal_error")));
+    assert!(send().await.unwrap_err().is_retryable());
+    assert_eq!(setup.fake.put_attempts(), 0);
+}
+
+#[tokio::test]
+async fn tiktoks_own_init_rate_limit_comes_back_retryable() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| b.pending_cap = 100);
+    // A client that does not hold itself back, to meet TikTok's own limit.
+    let unlimited = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(DraftSettings {
+            inits_per_minute: 100,
+            ..fast()
+        });
+    let draft = request(video(setup.dir.path(), 1_000_000), None);
+    for _ in 0..6 {
+        unlimited.send(&draft, &MemoryLog::default()).await.unwrap();
+    }
+    let error = unlimited
+        .send(&draft, &MemoryLog::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("rate limit"), "{error}");
+    assert!(!is_pending_draft_cap(&error));
+    assert_eq!(setup.fake.inbox().len(), 6);
+}
+
+#[tokio::test]
+async fn processing_failure_is_permanent_and_names_the_reason() {
+    let setup = setup(None).await;
+    setup
+        .fake
+        .set(|b| b.fail_reason = Some("frame_rate_check_failed".to_owned()));
+    let path = video(setup.dir.path(), 1_000_000);
+    let log = MemoryLog::default();
+    let error = setup
+        .drafts
+        .send(&request(path, None), &log)
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable());
+    assert!(
+        error.to_string().contains("`frame_rate_check_failed`"),
+        "{error}"
+    );
+    assert_eq!(log.phases(), vec!["initialized", "uploaded", "failed"]);
+    assert!(setup.fake.inbox().is_empty());
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_and_the_rotated_one_is_stored() {
+    let fake_account = |fake: &FakeTikTok| Account {
+        access_expires_at: 0,
+        ..fake.connected_account()
+    };
+    let setup = setup(None).await;
+    let stale = fake_account(&setup.fake);
+    setup.store.save(ACCOUNT, &stale).await.unwrap();
+    let path = video(setup.dir.path(), 1_000_000);
+    setup
+        .drafts
+        .send(&request(path, None), &MemoryLog::default())
+        .await
+        .unwrap();
+    assert_eq!(setup.fake.refreshes(), 1);
+    let stored = setup.store.load(ACCOUNT).await.unwrap().unwrap();
+    assert_ne!(stored.refresh_token, stale.refresh_token);
+    assert!(
+        setup
+            .fake
+            .refresh_token_valid(stored.refresh_token.expose())
+    );
+    assert!(!setup.fake.refresh_token_valid(stale.refresh_token.expose()));
+}
+
+#[tokio::test]
+async fn a_refused_access_token_is_refreshed_once_and_the_send_goes_on() {
+    let setup = setup(None).await;
+    let mut account = setup.fake.connected_account();
+    account.access_token = Secret::new("act.revoked-elsewhere");
+    setup.store.save(ACCOUNT, &account).await.unwrap();
+    let path = video(setup.dir.path(), 1_000_000);
+    let receipt = setup
+        .drafts
+        .send(&request(path, None), &MemoryLog::default())
+        .await
+        .unwrap();
+    assert_eq!(receipt.status, "SEND_TO_USER_INBOX");
+    assert_eq!(setup.fake.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn an_account_from_tiktok_account_json_is_copied_into_the_store() {
+    let setup = setup(None).await;
+    setup.store.delete(ACCOUNT).await.unwrap();
+    let connected = setup.fake.connected_account();
+    let json = format!(
+        r#"{{"open_id": "{}", "refresh_token": "{}"}}"#,
+        connected.open_id,
+        connected.refresh_token.expose()
+    );
+    let seed = Account::from_json(&json).unwrap();
+    let drafts = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(fast())
+        .with_seed_account(Some(seed));
+    let path = video(setup.dir.path(), 1_000_000);
+    drafts
+        .send(&request(path, None), &MemoryLog::default())
+        .await
+        .unwrap();
+    let stored = setup.store.load(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(stored.open_id, OPEN_ID);
+    assert!(
+        setup
+            .fake
+            .refresh_token_valid(stored.refresh_token.expose())
+    );
+
+    let unknown = TikTokDrafts::new(setup.fake.config(), setup.store.clone()).unwrap();
+    let mut other = request(video(setup.dir.path(), 10), None);
+    other.account = "nobody".to_owned();
+    let error = unknown
+        .send(&other, &MemoryLog::default())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("`TIKTOK_ACCOUNT_JSON`"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn only_video_upload_is_requested_and_no_direct_post_endpoint_is_called() {
+    let fake = FakeTikTok::start().await;
+    let oauth = OAuth::new(fake.config()).unwrap();
+    let (open, _page) = browser();
+    let options = LoginOptions {
+        port: 0,
+        timeout: Duration::from_secs(20),
+    };
+    let account = oauth.login(&options, open).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteAccountStore::new(
+        pool(dir.path()).await,
+        Key::generate(),
+    ));
+    store.save(ACCOUNT, &account).await.unwrap();
+    let drafts = TikTokDrafts::new(fake.config(), store)
+        .unwrap()
+        .with_settings(fast());
+    drafts
+        .send(
+            &request(video(dir.path(), 2_000_000), None),
+            &MemoryLog::default(),
+        )
+        .await
+        .unwrap();
+
+    let scopes: Vec<_> = fake
+        .authorize_queries()
+        .iter()
+        .map(|q| q["scope"].clone())
+        .collect();
+    assert_eq!(scopes, vec!["video.upload"]);
+    let paths = fake.paths();
+    assert!(paths.contains(&"/v2/post/publish/inbox/video/init/".to_owned()));
+    for path in &paths {
+        assert!(
+            !matches!(
+                path.as_str(),
+                "/v2/post/publish/video/init/" | "/v2/post/publish/content/init/"
+            ) && !path.starts_with("/v2/post/publish/creator_info/"),
+            "a direct-post endpoint was called: {path}"
+        );
+    }
+    // And no code path could call one: the client source never names them.
+    let source_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers/tiktok");
+    for entry in std::fs::read_dir(source_dir).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!source.contains("/v2/post/publish/video/init/"));
+        assert!(!source.contains("video.publish"));
+    }
+}
