@@ -8,6 +8,9 @@ use super::{CmdResult, Failure, JobsCommand, Outcome, out, out_json};
 use crate::store::{JobFilter, Store};
 
 pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResult {
+    if let JobsCommand::Retry { id } = command {
+        return super::run::retry(&id, state_dir, json).await;
+    }
     let Some(store) = Store::open_read_only(state_dir).await? else {
         return match command {
             JobsCommand::List { .. } => {
@@ -18,7 +21,7 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                 }
                 Ok(Outcome::Ok)
             }
-            JobsCommand::Show { id } => Err(Failure::invalid(format!(
+            JobsCommand::Show { id } | JobsCommand::Retry { id } => Err(Failure::invalid(format!(
                 "job `{id}` is not in the store"
             ))
             .with_hint(format!(
@@ -57,6 +60,7 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                 out(&text);
             }
         }
+        JobsCommand::Retry { .. } => {}
         JobsCommand::Show { id } => {
             let job = store.find_job(&id).await?;
             let stages = store.stages(&job.id).await?;

@@ -84,6 +84,11 @@ pub enum JobsCommand {
         /// A job id or an unambiguous prefix.
         id: String,
     },
+    /// Run one failed or interrupted job again from the stage where it stopped.
+    Retry {
+        /// A job id or an unambiguous prefix.
+        id: String,
+    },
 }
 
 /// How a command ended.

@@ -49,6 +49,18 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
             jobs,
         });
     }
+    execute(store, tools, batches, total, state_dir, json).await
+}
+
+/// Runs prepared batches with progress, Ctrl-C handling and the final summary.
+pub async fn execute(
+    store: Store,
+    tools: Tools,
+    batches: Vec<Batch>,
+    total: usize,
+    state_dir: &Path,
+    json: bool,
+) -> CmdResult {
     let progress = Arc::new(Progress::new(Mode::detect(json), total as u64));
     let (stop, cancel) = tokio::sync::watch::channel(false);
     let engine = Arc::new(Engine::new(
@@ -99,4 +111,58 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     } else {
         Outcome::Ok
     })
+}
+
+/// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are
+/// reused from the cache.
+pub async fn retry(id: &str, state_dir: &Path, json: bool) -> CmdResult {
+    let Some(store) = Store::open_read_only(state_dir).await? else {
+        return Err(
+            Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
+                "no store at `{}` yet; run a recipe first",
+                state_dir.display()
+            )),
+        );
+    };
+    let stored = store.find_job(id).await?;
+    let path = store.recipe_path(&stored.recipe).await?.ok_or_else(|| {
+        Failure::invalid(format!(
+            "the store does not know where recipe `{}` lives",
+            stored.recipe
+        ))
+    })?;
+    store.close().await;
+    let (ok, diags) = load_all(&[PathBuf::from(&path)]);
+    if report(&diags) {
+        return Ok(Outcome::Invalid);
+    }
+    let Some(e) = ok.into_iter().find(|e| e.recipe.name == stored.recipe) else {
+        return Err(Failure::invalid(format!(
+            "recipe `{}` is no longer at `{path}`",
+            stored.recipe
+        )));
+    };
+    let Some(job) = e.jobs.into_iter().find(|j| j.id.to_string() == stored.id) else {
+        return Err(Failure::invalid(format!(
+            "job `{}` is no longer in recipe `{}`",
+            stored.id, stored.recipe
+        ))
+        .with_hint("the recipe changed since; `factory plan` shows what replaced it"));
+    };
+    if stored.status == crate::store::Status::Done {
+        out(&format!(
+            "job {} is already done; nothing to retry\n",
+            stored.id
+        ));
+        return Ok(Outcome::Ok);
+    }
+    let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
+    let store = Store::open(state_dir).await?;
+    let batch = Batch {
+        recipe: e.recipe.name.clone(),
+        recipe_path: e.recipe.path.clone(),
+        dir: e.recipe.dir.clone(),
+        jobs: vec![(job, plan::Action::Failed)],
+    };
+    execute(store, tools, vec![batch], 1, state_dir, json).await
 }

@@ -234,6 +234,15 @@ impl Store {
         }
     }
 
+    /// Where a recipe was loaded from when its jobs were last recorded.
+    pub async fn recipe_path(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT path FROM recipes WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("path")).transpose()?)
+    }
+
     pub async fn job_spec(&self, id: &str) -> Result<String, StoreError> {
         let row = sqlx::query("SELECT spec FROM jobs WHERE id = $1")
             .bind(id)
