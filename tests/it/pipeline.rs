@@ -224,7 +224,7 @@ async fn a_corrupt_clip_fails_only_its_job_and_a_rerun_finishes_it() {
         first.stderr
     );
     assert_eq!(drafts(dir.path(), "mixed").len(), 1);
-    {
+    let failed_id = {
         let s = store(dir.path()).await;
         let jobs = s.list_jobs(&Default::default()).await.unwrap();
         let failed: Vec<_> = jobs.iter().filter(|j| j.status == Status::Failed).collect();
@@ -238,12 +238,22 @@ async fn a_corrupt_clip_fails_only_its_job_and_a_rerun_finishes_it() {
                 .contains("one.mp4")
         );
         s.close().await;
-    }
+        failed[0].id.clone()
+    };
 
     std::fs::remove_file(dir.path().join("bad/one.mp4")).unwrap();
     make_clip(&dir.path().join("bad/one.mp4"), "rgbtestsrc");
-    let second = run(dir.path(), "mixed.yaml");
+    let second = Factory::new()
+        .args(["jobs", "retry", &failed_id[..8]])
+        .current_dir(dir.path())
+        .env("CI", "1")
+        .run();
     assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second.stdout.starts_with("1 done"),
+        "only the retried job runs: {}",
+        second.stdout
+    );
     // Script, narration and captions are shared with the job that finished (same topic and
     // voice); only footage and what depends on it run for the job left.
     assert_eq!(executed(&second), 5, "{}", second.stdout);
