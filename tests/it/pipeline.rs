@@ -345,3 +345,71 @@ async fn kill_9_mid_batch_then_rerun_finishes_every_job_exactly_once() {
     let third = run(dir.path(), "batch.yaml");
     assert_eq!(executed(&third), 0, "{}", third.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_records_interrupted_stages_that_resume_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "stop.yaml",
+        &format!(
+            "version: 1\nname: stop\n{VOICES}templates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix: {{ topic: [Alpha], voice: [a] }}\n"
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factory"))
+        .args(["run", "stop.yaml"])
+        .current_dir(dir.path())
+        .env("CI", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let started = line.contains("render: running");
+            seen.push(line);
+            if started {
+                break;
+            }
+        }
+        (seen, lines)
+    });
+    let (seen, rest) = reader.join().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("render: running")),
+        "{seen:?}"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let tail: Vec<String> = rest.map(|l| l.unwrap_or_default()).collect();
+    assert_eq!(status.code(), Some(1), "{tail:?}");
+    assert!(
+        tail.iter().any(|l| l.contains("render: interrupted")),
+        "{tail:?}"
+    );
+
+    let s = store(dir.path()).await;
+    let job = &s.list_jobs(&Default::default()).await.unwrap()[0];
+    assert_eq!(job.status, Status::Interrupted);
+    assert_eq!(job.stage.as_deref(), Some("render"));
+    s.close().await;
+    assert!(drafts(dir.path(), "stop").is_empty());
+
+    let again = run(dir.path(), "stop.yaml");
+    assert_eq!(again.code, 0, "{again:?}");
+    // Render and everything after it; script, footage, voice and captions were kept.
+    assert_eq!(executed(&again), 4, "{}", again.stdout);
+    assert_eq!(drafts(dir.path(), "stop").len(), 1);
+}
