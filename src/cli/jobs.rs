@@ -66,8 +66,19 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
             let stages = store.stages(&job.id).await?;
             let spec: serde_json::Value =
                 serde_json::from_str(&store.job_spec(&job.id).await?).unwrap_or_default();
+            let script = match stages
+                .iter()
+                .find(|s| s.stage == "script")
+                .and_then(|s| s.artifact.as_deref())
+            {
+                Some(key) => store
+                    .artifact(key)
+                    .await?
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.meta).ok()),
+                None => None,
+            };
             if json {
-                out_json(&json!({ "job": job, "spec": spec, "stages": stages }));
+                out_json(&json!({ "job": job, "spec": spec, "stages": stages, "script": script }));
             } else {
                 let mut text = format!(
                     "job {}\n  recipe   {}\n  topic    {}\n  voice    {}\n  status   {}{}\n  attempts {}\n",
@@ -100,6 +111,15 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                             took,
                             s.artifact.as_deref().unwrap_or("")
                         ));
+                    }
+                }
+                if let Some(script) = &script {
+                    text.push_str("  script\n");
+                    let lines = std::iter::once(&script["hook"])
+                        .chain(script["sentences"].as_array().into_iter().flatten())
+                        .chain(std::iter::once(&script["cta"]));
+                    for line in lines.filter_map(serde_json::Value::as_str) {
+                        text.push_str(&format!("    {line}\n"));
                     }
                 }
                 text.push_str(&format!(

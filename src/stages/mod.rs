@@ -270,6 +270,10 @@ pub async fn render(
     }
     crate::media::render(tools, &r)
         .await
+        .map_err(|e| ProviderError::permanent("render", e.to_string()))?;
+    // Decode the end of the file too: a render cut short must never count as done.
+    crate::media::verify_media(tools, out)
+        .await
         .map(|_| ())
         .map_err(|e| ProviderError::permanent("render", e.to_string()))
 }

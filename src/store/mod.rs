@@ -255,7 +255,9 @@ impl Store {
     pub async fn stages(&self, job_id: &str) -> Result<Vec<StoredStage>, StoreError> {
         let rows = sqlx::query(
             "SELECT stage, key, status, attempt, artifact, error, cost, started_at, finished_at \
-             FROM stages WHERE job_id = $1 ORDER BY COALESCE(started_at, 0), stage",
+             FROM stages WHERE job_id = $1 ORDER BY CASE stage WHEN 'script' THEN 1 WHEN 'footage' THEN 2 \
+             WHEN 'voice' THEN 3 WHEN 'captions' THEN 4 WHEN 'render' THEN 5 WHEN 'host' THEN 6 \
+             WHEN 'draft' THEN 7 WHEN 'notify' THEN 8 ELSE 9 END",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
@@ -318,7 +320,7 @@ impl Store {
         let finished = matches!(status, Status::Done | Status::Failed).then_some(now);
         sqlx::query(
             "UPDATE jobs SET status = $2, stage = $3, error = $4, updated_at = $5, \
-             finished_at = $6, attempts = attempts + CASE WHEN $2 = 'running' THEN 1 ELSE 0 END \
+             finished_at = $6, attempts = attempts + CASE WHEN $2 = 'running' AND status <> 'running' THEN 1 ELSE 0 END \
              WHERE id = $1",
         )
         .bind(id)
