@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{CmdResult, Failure, Outcome, load_all, out, out_json, report};
+use super::{CmdResult, Failure, Outcome, load_all, out, report};
 use crate::engine::progress::{Mode, Progress};
 use crate::engine::{Batch, Budgets, Engine};
 use crate::media::Tools;
@@ -81,7 +81,11 @@ pub async fn execute(
     watcher.abort();
     store.close().await;
     if json {
-        out_json(&serde_json::json!({ "event": "summary", "summary": summary }));
+        // One line, like the progress events before it: the output stays JSON lines.
+        out(&format!(
+            "{}\n",
+            serde_json::json!({ "event": "summary", "summary": summary })
+        ));
     } else {
         out(&format!(
             "{} done ({} reused from cache), {} already done, {} failed{}; {} stage{} executed in {:.1} s\n",

@@ -494,7 +494,11 @@ impl JobRun<'_> {
             .clone()
             .unwrap_or_else(|| script.caption.clone());
         let hashtags: Vec<String> = if spec.hashtags.is_empty() {
-            script.hashtags.clone()
+            script
+                .hashtags
+                .iter()
+                .map(|h| h.trim_start_matches('#').to_owned())
+                .collect()
         } else {
             spec.hashtags.clone()
         };

@@ -157,6 +157,21 @@ async fn drafts_are_watchable_and_a_second_run_executes_nothing() {
         second.stdout
     );
     assert_eq!(drafts(dir.path(), "tiny").len(), 2);
+
+    let machine = Factory::new()
+        .args(["--json", "run", "tiny.yaml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(machine.code, 0, "{machine:?}");
+    let events: Vec<serde_json::Value> = machine
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let summary = events.last().expect("a summary line");
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["summary"]["already_done"], 2);
+    assert_eq!(summary["summary"]["executed_stages"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
