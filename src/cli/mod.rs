@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per command, and the mapping of
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
+mod doctor;
 mod jobs;
 mod plan;
 mod run;
@@ -53,6 +54,11 @@ pub enum Command {
     },
     /// Run every job that has work: new, changed, failed and interrupted ones.
     Run {
+        #[arg(default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Check the keys, quotas and tools the recipes need, without spending anything.
+    Doctor {
         #[arg(default_value = "recipes")]
         paths: Vec<PathBuf>,
     },
@@ -188,6 +194,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Validate { paths } => validate::run(&paths, cli.json),
         Command::Plan { paths } => plan::run(&paths, &cli.state_dir, cli.json).await,
         Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
+        Command::Doctor { paths } => doctor::run(&paths, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
     }

@@ -1,10 +1,25 @@
-//! `factory plan`: what a run would do. Reads the store, never writes it.
+//! `factory plan`: what a run would do, and what it would spend. Reads the store, never
+//! writes it.
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use super::{CmdResult, Outcome, load_all, out, out_json, report};
-use crate::plan;
-use crate::store::Store;
+use crate::engine::keys;
+use crate::expand::JobSpec;
+use crate::plan::{self, Cached, Prices, RecipePlan, Spend};
+use crate::providers::Script;
+use crate::recipe::{FootageProvider, ScriptProvider, VoiceProvider};
+use crate::store::{Store, StoreError};
+
+/// One recipe in `--json`: the plan with its spend beside the jobs.
+#[derive(Serialize)]
+struct Planned<'a> {
+    #[serde(flatten)]
+    plan: &'a RecipePlan,
+    spend: &'a Spend,
+}
 
 pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     let (ok, diags) = load_all(paths);
@@ -12,27 +27,91 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
         return Ok(Outcome::Invalid);
     }
     let store = Store::open_read_only(state_dir).await?;
+    let prices = Prices::from_env();
     let mut plans = Vec::with_capacity(ok.len());
     for e in &ok {
         let stored = match &store {
             Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
             None => Vec::new(),
         };
-        plans.push(plan::plan(
+        let p = plan::plan(
             &e.recipe.name,
             &e.recipe.path.display().to_string(),
             &e.jobs,
             &stored,
-        ));
+        );
+        let running = running(&p, &e.jobs);
+        let cached = match &store {
+            Some(s) => cached(s, &running).await?,
+            None => Cached::default(),
+        };
+        let spend = plan::spend(&running, &cached, &prices);
+        plans.push((p, spend));
     }
     if json {
-        out_json(&serde_json::json!({ "recipes": plans }));
+        let recipes: Vec<Planned> = plans
+            .iter()
+            .map(|(plan, spend)| Planned { plan, spend })
+            .collect();
+        out_json(&serde_json::json!({ "recipes": recipes }));
     } else {
         let mut text = String::new();
-        for p in &plans {
+        for (p, spend) in &plans {
             text.push_str(&p.render());
+            text.push_str(&spend.render());
         }
         out(&text);
     }
     Ok(Outcome::Ok)
+}
+
+/// The specs of the jobs the plan will run.
+pub(super) fn running<'a>(p: &RecipePlan, jobs: &'a [crate::expand::Job]) -> Vec<&'a JobSpec> {
+    let runs: std::collections::HashSet<&str> = p
+        .jobs
+        .iter()
+        .filter(|j| j.action.runs())
+        .map(|j| j.id.as_str())
+        .collect();
+    jobs.iter()
+        .filter(|j| runs.contains(j.id.to_string().as_str()))
+        .map(|j| &j.spec)
+        .collect()
+}
+
+/// What the store has cached of the paid stages of `jobs`: the artifacts indexed under
+/// their keys, and the lines of cached scripts so voice keys can be computed.
+pub(super) async fn cached(store: &Store, jobs: &[&JobSpec]) -> Result<Cached, StoreError> {
+    let mut cached = Cached::default();
+    for spec in jobs {
+        let paid_script = spec.script.provider == ScriptProvider::Openrouter;
+        let paid_voice = spec.voice.provider == VoiceProvider::Elevenlabs;
+        let script_key = keys::script_key(spec);
+        if (paid_script || paid_voice)
+            && !cached.keys.contains(&script_key)
+            && let Some(a) = store.artifact(&script_key).await?
+        {
+            cached.keys.insert(script_key.clone());
+            if let Ok(script) = serde_json::from_str::<Script>(&a.meta) {
+                cached.scripts.insert(
+                    script_key.clone(),
+                    script.spoken().into_iter().map(str::to_owned).collect(),
+                );
+            }
+        }
+        let footage_key = keys::footage_key(spec);
+        if spec.footage.provider == FootageProvider::Pexels
+            && store.artifact(&footage_key).await?.is_some()
+        {
+            cached.keys.insert(footage_key);
+        }
+        if paid_voice && let Some(lines) = cached.scripts.get(&script_key) {
+            let spoken: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let voice_key = keys::voice_key(spec, &spoken);
+            if store.artifact(&voice_key).await?.is_some() {
+                cached.keys.insert(voice_key);
+            }
+        }
+    }
+    Ok(cached)
 }

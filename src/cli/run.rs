@@ -8,6 +8,7 @@ use crate::engine::progress::{Mode, Progress};
 use crate::engine::{Batch, Budgets, Engine};
 use crate::media::Tools;
 use crate::plan;
+use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
 use crate::store::Store;
 
 pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
@@ -20,6 +21,7 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     let store = Store::open(state_dir).await?;
     let mut batches = Vec::with_capacity(ok.len());
     let mut total = 0;
+    let mut characters = 0;
     for e in ok {
         let stored = store.jobs_of_recipe(&e.recipe.name).await?;
         let p = plan::plan(
@@ -28,6 +30,11 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
             &e.jobs,
             &stored,
         );
+        let running = super::plan::running(&p, &e.jobs);
+        let cached = super::plan::cached(&store, &running).await?;
+        characters += plan::spend(&running, &cached, &plan::Prices::default())
+            .spend
+            .tts_characters;
         let actions: std::collections::HashMap<String, plan::Action> =
             p.jobs.iter().map(|j| (j.id.clone(), j.action)).collect();
         let jobs: Vec<_> = e
@@ -49,6 +56,7 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
             jobs,
         });
     }
+    check_characters(characters).await?;
     execute(store, tools, batches, total, state_dir, json).await
 }
 
@@ -169,4 +177,34 @@ pub async fn retry(id: &str, state_dir: &Path, json: bool) -> CmdResult {
         jobs: vec![(job, plan::Action::Failed)],
     };
     execute(store, tools, vec![batch], 1, state_dir, json).await
+}
+
+/// Fails before any job starts when the ElevenLabs plan has fewer characters left than the
+/// batch is estimated to need. Without a key there is nothing to ask; the jobs report it.
+async fn check_characters(needed: u64) -> Result<(), Failure> {
+    if needed == 0 {
+        return Ok(());
+    }
+    let permits = PlanTier::Free.permits();
+    let Ok(client) = ElevenLabs::from_env(ElevenLabsVoice::new(""), permits) else {
+        return Ok(());
+    };
+    match client.subscription().await {
+        Ok(sub) if sub.remaining < needed => Err(Failure::environment(format!(
+            "the ElevenLabs plan has {} characters left but this run needs about {needed}",
+            sub.remaining
+        ))
+        .with_hint(
+            "wait for the quota reset, upgrade the plan, or run fewer jobs; `factory plan` shows the estimate",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.is_retryable() => {
+            // A passing outage should not block a run whose voices may be cached by then.
+            eprintln!("warning: cannot check the ElevenLabs character quota: {e}");
+            Ok(())
+        }
+        Err(e) => Err(Failure::environment(format!(
+            "cannot check the ElevenLabs character quota: {e}"
+        ))),
+    }
 }

@@ -3,6 +3,7 @@
 //! policy, the artifact cache, and every transition recorded in the store.
 
 pub mod cache;
+pub mod keys;
 pub mod progress;
 
 use std::path::{Path, PathBuf};
@@ -296,7 +297,7 @@ impl JobRun<'_> {
         let e = self.engine;
 
         // script
-        let script_key = stage_key("script", 1, &[&json!(spec.script), &json!(spec.topic)]);
+        let script_key = keys::script_key(spec);
         let script_hit = self
             .cached_or_run(
                 Stage::Script,
@@ -330,26 +331,9 @@ impl JobRun<'_> {
         let job_id = self.id.clone();
         let job_id = &job_id;
 
-        // footage: not keyed on the voice, so changing a voice reuses it.
-        let variant = u64::from_str_radix(
-            &stage_key(
-                "variant",
-                1,
-                &[&json!([&spec.recipe, &spec.topic, &spec.template])],
-            )[..12],
-            16,
-        )
-        .unwrap_or(0);
-        let footage_key = stage_key(
-            "footage",
-            1,
-            &[
-                &json!(spec.footage),
-                &json!(spec.topic),
-                &json!(variant),
-                &json!(spec.script.seconds),
-            ],
-        );
+        // footage
+        let variant = keys::footage_variant(spec);
+        let footage_key = keys::footage_key(spec);
         let dir = self.b.dir.clone();
         let footage_hit = self
             .cached_or_run(
@@ -386,7 +370,7 @@ impl JobRun<'_> {
         let clips = &clips;
 
         // voice
-        let voice_key = stage_key("voice", 1, &[&json!(spec.voice), &json!(script.spoken())]);
+        let voice_key = keys::voice_key(spec, &script.spoken());
         let voice_hit = self
             .cached_or_run(
                 Stage::Voice,
