@@ -4,6 +4,7 @@
 mod cli;
 mod fakes;
 mod job_id;
+mod pipeline_real;
 mod plan;
 mod providers_elevenlabs;
 mod providers_keys;
