@@ -440,3 +440,31 @@ async fn doctor_checks_keys_and_quotas_without_spending() {
     }
     assert!(!state.exists(), "doctor writes no state");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_needing_more_characters_than_are_left_does_not_start() {
+    let fakes = Fakes::start().await;
+    fakes.elevenlabs.push(fakes::elevenlabs::Scenario::Quota {
+        used: 99_990,
+        limit: 100_000,
+    });
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let recipes = copy_samples(tmp.path());
+    write(&recipes, "space-facts.yaml", REAL_RECIPE);
+    let state = tmp.path().join("state");
+    let out = run(fakes
+        .factory(&state, tmp.path())
+        .args(["run", "recipes/space-facts.yaml"]))
+    .await;
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("has 10 characters left but this run needs about"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fakes.elevenlabs.requests_to("/v1/user/subscription"), 1);
+    assert_eq!(fakes.elevenlabs.requests(), 1, "no speech was asked for");
+    assert_eq!(fakes.openrouter.requests(), 0, "no job started");
+    assert_eq!(fakes.pexels.requests(), 0, "no job started");
+}
