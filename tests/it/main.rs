@@ -6,6 +6,7 @@ mod fakes;
 mod job_id;
 mod pipeline_real;
 mod plan;
+mod plan_spend;
 mod providers_elevenlabs;
 mod providers_keys;
 mod providers_openrouter;
