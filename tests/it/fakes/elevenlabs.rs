@@ -38,6 +38,11 @@ pub enum Scenario {
     Slow(Duration),
     Truncated,
     NotJson,
+    /// The subscription reports this many characters used of this limit.
+    Quota {
+        used: u64,
+        limit: u64,
+    },
 }
 
 impl Scenario {
@@ -112,9 +117,13 @@ async fn handle(
     }
     let path = uri.path();
     if method == Method::GET && path == "/v1/user/subscription" {
+        let (used, limit) = match shared.next() {
+            Some(Scenario::Quota { used, limit }) => (used, limit),
+            _ => (12_000, 100_000),
+        };
         return json(
             200,
-            &json!({ "tier": "creator", "character_count": 12_000, "character_limit": 100_000,
+            &json!({ "tier": "creator", "character_count": used, "character_limit": limit,
                      "can_extend_character_limit": true, "next_character_count_reset_unix": 1_900_000_000,
                      "status": "active" }),
         );
@@ -192,6 +201,9 @@ async fn speech(shared: &Shared<Scenario>, seen: &Seen, voice: &str) -> Response
             truncated(200, "application/json", normal().to_string().as_bytes())
         }
         Some(Scenario::NotJson) => bytes(200, "text/html", b"<html>busy</html>".to_vec()),
+        Some(Scenario::Quota { .. }) => {
+            panic!("a subscription scenario, but a speech request came")
+        }
     };
     let cost = text.chars().count().to_string();
     let response = with_header(response, "request-id", "req-fake-1");
