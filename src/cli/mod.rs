@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per command, and the mapping of
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
+mod auth;
 mod jobs;
 mod plan;
 mod run;
@@ -60,6 +61,11 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Connect TikTok accounts and manage the key that encrypts their tokens.
+    Auth {
+        #[command(subcommand)]
+        command: auth::AuthCommand,
     },
     /// Print the JSON Schema of recipes (or of the project file).
     Schema {
@@ -185,6 +191,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
     }
 }
 

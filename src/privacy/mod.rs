@@ -1,6 +1,9 @@
 //! What the privacy policy promises, in code: tokens encrypted at rest.
 
+pub mod compact;
 pub mod crypto;
+
+pub use compact::compact;
 
 use std::path::{Path, PathBuf};
 

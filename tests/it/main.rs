@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod auth;
 mod cli;
 mod fakes;
 mod job_id;
