@@ -263,6 +263,15 @@ pub fn report(diags: &[Diagnostic]) -> bool {
     !diags.is_empty()
 }
 
+/// Warns about state files that others can read, with the `chmod` that fixes each.
+pub fn warn_loose_permissions(state_dir: &std::path::Path) {
+    let key_file = crate::privacy::key_file(state_dir);
+    let mut err = std::io::stderr().lock();
+    for loose in crate::privacy::permissions::check(state_dir, &key_file) {
+        let _ = writeln!(err, "warning: {loose}\n  help: {}", loose.hint());
+    }
+}
+
 /// Writes to stdout; a closed pipe (`factory plan | head`) is not an error.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();

@@ -2,6 +2,7 @@
 
 pub mod compact;
 pub mod crypto;
+pub mod permissions;
 
 pub use compact::compact;
 
