@@ -4,6 +4,7 @@
 mod auth;
 mod jobs;
 mod plan;
+mod purge;
 mod run;
 mod schema;
 mod validate;
@@ -66,6 +67,22 @@ pub enum Command {
     Auth {
         #[command(subcommand)]
         command: auth::AuthCommand,
+    },
+    /// Delete jobs with their artifacts, hosted copies and history, then compact the store.
+    #[command(group(clap::ArgGroup::new("scope").required(true)))]
+    Purge {
+        /// One job, by id or unambiguous prefix.
+        #[arg(long, group = "scope")]
+        job: Option<String>,
+        /// Every job of one recipe.
+        #[arg(long, group = "scope")]
+        recipe: Option<String>,
+        /// Every job.
+        #[arg(long, group = "scope")]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Print the JSON Schema of recipes (or of the project file).
     Schema {
@@ -191,6 +208,28 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Purge {
+            job,
+            recipe,
+            all: _,
+            yes,
+        } => {
+            let scope = match (job, recipe) {
+                (Some(prefix), _) => {
+                    let store = crate::store::Store::open_read_only(&cli.state_dir)
+                        .await?
+                        .ok_or_else(|| {
+                            Failure::invalid(format!("job `{prefix}` is not in the store"))
+                        })?;
+                    let id = store.find_job(&prefix).await.map(|j| j.id);
+                    store.close().await;
+                    crate::privacy::purge::Scope::Job(id?)
+                }
+                (None, Some(name)) => crate::privacy::purge::Scope::Recipe(name),
+                (None, None) => crate::privacy::purge::Scope::All,
+            };
+            purge::run(scope, yes, &cli.state_dir, cli.json).await
+        }
         Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
     }
 }

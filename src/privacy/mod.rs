@@ -3,6 +3,7 @@
 pub mod compact;
 pub mod crypto;
 pub mod permissions;
+pub mod purge;
 
 pub use compact::compact;
 
