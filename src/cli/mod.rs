@@ -2,6 +2,7 @@
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
 mod auth;
+mod export;
 mod jobs;
 mod plan;
 mod purge;
@@ -67,6 +68,12 @@ pub enum Command {
     Auth {
         #[command(subcommand)]
         command: auth::AuthCommand,
+    },
+    /// Write everything stored about the user as one JSON document.
+    Export {
+        /// A file instead of stdout (created owner-only).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Delete jobs with their artifacts, hosted copies and history, then compact the store.
     #[command(group(clap::ArgGroup::new("scope").required(true)))]
@@ -208,6 +215,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Export { out } => export::run(out, &cli.state_dir).await,
         Command::Purge {
             job,
             recipe,

@@ -2,6 +2,7 @@
 
 pub mod compact;
 pub mod crypto;
+pub mod export;
 pub mod permissions;
 pub mod purge;
 

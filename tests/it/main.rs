@@ -6,6 +6,7 @@ mod cli;
 mod fakes;
 mod job_id;
 mod plan;
+mod privacy_export;
 mod privacy_purge;
 mod privacy_schema;
 mod providers_elevenlabs;

@@ -10,7 +10,7 @@ use crate::support::Factory;
 
 /// One job as a run leaves it: status history, a cached artifact, a hosted copy and a
 /// local draft recorded in the ledger.
-async fn job(store: &Store, state: &Path, recipe: &str, id: &str, topic: &str) {
+pub async fn job(store: &Store, state: &Path, recipe: &str, id: &str, topic: &str) {
     store
         .upsert_job(&NewJob {
             id,
