@@ -3,6 +3,7 @@
 
 mod auth;
 mod export;
+mod gc;
 mod jobs;
 mod plan;
 mod purge;
@@ -68,6 +69,12 @@ pub enum Command {
     Auth {
         #[command(subcommand)]
         command: auth::AuthCommand,
+    },
+    /// Delete rendered videos, their footage and narration, and hosted copies past retention.
+    Gc {
+        /// Report what is due without deleting.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write everything stored about the user as one JSON document.
     Export {
@@ -215,6 +222,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Gc { dry_run } => gc::run(dry_run, &cli.state_dir, cli.json).await,
         Command::Export { out } => export::run(out, &cli.state_dir).await,
         Command::Purge {
             job,

@@ -19,6 +19,11 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
     super::warn_loose_permissions(state_dir);
     let store = Store::open(state_dir).await?;
+    // Retention runs before any work, so nothing past its date outlives a run.
+    let collected = super::gc::collect(&store, state_dir, false).await?;
+    if !collected.is_empty() && !json {
+        eprint!("{}", super::gc::describe(&collected, false));
+    }
     let mut batches = Vec::with_capacity(ok.len());
     let mut total = 0;
     for e in ok {

@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod export;
 pub mod permissions;
 pub mod purge;
+pub mod retention;
 
 pub use compact::compact;
 

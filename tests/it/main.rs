@@ -7,6 +7,7 @@ mod fakes;
 mod job_id;
 mod plan;
 mod privacy_export;
+mod privacy_gc;
 mod privacy_purge;
 mod privacy_schema;
 mod providers_elevenlabs;
