@@ -192,3 +192,59 @@ async fn after_retention_videos_and_inputs_are_gone_and_job_rows_remain() {
     assert!(!state.join("cache/footage/footage-shared").exists());
     assert!(!state.join("hosted/r/new.mp4").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_retention_objects_in_the_s3_server_are_gone() {
+    use tiktok_factory::providers::r2::R2;
+    use tiktok_factory::providers::{Host, HostRequest};
+
+    use crate::publish_r2::{BUCKET, Moto};
+
+    let moto = Moto::start().await;
+    let r2 = R2::new(moto.config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let video = dir.path().join("video.mp4");
+    std::fs::write(&video, "video bytes").unwrap();
+    let put = |key: &str, expires_at: i64| HostRequest {
+        path: video.clone(),
+        key: key.to_owned(),
+        content_type: "video/mp4".into(),
+        expires_at,
+    };
+    // Hosted by a job in the ledger, and one the ledger no longer knows (a purged store).
+    let hosted = r2.put(&put("r/old.mp4", T0 + 14 * DAY)).await.unwrap();
+    let stray = r2.put(&put("r/stray.mp4", T0 + 14 * DAY)).await.unwrap();
+    let live = r2.put(&put("r/new.mp4", T0 + 20 * DAY)).await.unwrap();
+    let store = Store::open(&state).await.unwrap();
+    finished(&store, &state, "old", "footage-old", T0 + 14 * DAY).await;
+    let detail = serde_json::json!({ "location": hosted.location, "url": hosted.url });
+    store
+        .record_effect(
+            "host-old",
+            "old",
+            "host",
+            "done",
+            None,
+            Some(&detail.to_string()),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = Factory::new()
+        .env("FACTORY_STATE_DIR", &state)
+        .env("FACTORY_NOW", (T0 + 15 * DAY).to_string())
+        .env("R2_ENDPOINT", &moto.endpoint)
+        .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
+        .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
+        .env("R2_BUCKET", BUCKET)
+        .arg("gc")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut remaining = r2.expired(i64::MAX).await.unwrap();
+    remaining.sort();
+    assert_eq!(remaining, vec![live.location.clone()]);
+    assert!(!remaining.contains(&stray.location));
+    assert!(out.stdout.contains(&hosted.location), "{}", out.stdout);
+}
