@@ -41,16 +41,28 @@ pub fn check(state_dir: &Path, key_file: &Path) -> Vec<Loose> {
     inspect(state_dir, 0o700, &mut loose);
     inspect(&state_dir.join(crate::store::DB_FILE), 0o600, &mut loose);
     inspect(key_file, 0o600, &mut loose);
-    let drafts = state_dir.join("drafts");
-    inspect(&drafts, 0o700, &mut loose);
-    if let Ok(entries) = std::fs::read_dir(&drafts) {
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        files.sort();
-        for file in files.iter().filter(|p| p.is_file()) {
-            inspect(file, 0o600, &mut loose);
-        }
+    // Drafts sit in `drafts/<recipe>/`; their folders are inside the private state
+    // directory, so only the files are checked.
+    let mut files = Vec::new();
+    draft_files(&state_dir.join("drafts"), 2, &mut files);
+    files.sort();
+    for file in &files {
+        inspect(file, 0o600, &mut loose);
     }
     loose
+}
+
+fn draft_files(dir: &Path, depth: u8, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        if path.is_file() {
+            files.push(path);
+        } else if path.is_dir() && depth > 1 {
+            draft_files(&path, depth - 1, files);
+        }
+    }
 }
 
 fn inspect(path: &Path, expected: u32, loose: &mut Vec<Loose>) {
@@ -81,16 +93,16 @@ mod tests {
     fn reports_group_or_world_access_with_the_fixing_chmod() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        std::fs::create_dir_all(state.join("drafts")).unwrap();
+        std::fs::create_dir_all(state.join("drafts").join("r")).unwrap();
         let db = state.join(crate::store::DB_FILE);
-        let draft = state.join("drafts").join("a.mp4");
+        let draft = state.join("drafts").join("r").join("a.mp4");
         let key = dir.path().join("secret.key");
         for f in [&db, &draft, &key] {
             std::fs::write(f, "x").unwrap();
             chmod(f, 0o600);
         }
         chmod(&state, 0o700);
-        chmod(&state.join("drafts"), 0o700);
+        chmod(&state.join("drafts"), 0o755);
         assert_eq!(check(&state, &key), Vec::new());
 
         chmod(&state, 0o755);
