@@ -8,6 +8,7 @@ use super::{CmdResult, Failure, JobsCommand, Outcome, out, out_json};
 use crate::store::{JobFilter, Store};
 
 pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResult {
+    super::warn_loose_permissions(state_dir);
     if let JobsCommand::Retry { id } = command {
         return super::run::retry(&id, state_dir, json).await;
     }

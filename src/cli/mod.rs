@@ -1,9 +1,13 @@
 //! The command line: clap definitions, one file per command, and the mapping of
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
+mod auth;
 mod doctor;
+mod export;
+mod gc;
 mod jobs;
 mod plan;
+mod purge;
 mod run;
 mod schema;
 mod validate;
@@ -66,6 +70,39 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Connect TikTok accounts and manage the key that encrypts their tokens.
+    Auth {
+        #[command(subcommand)]
+        command: auth::AuthCommand,
+    },
+    /// Delete rendered videos, their footage and narration, and hosted copies past retention.
+    Gc {
+        /// Report what is due without deleting.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write everything stored about the user as one JSON document.
+    Export {
+        /// A file instead of stdout (created owner-only).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Delete jobs with their artifacts, hosted copies and history, then compact the store.
+    #[command(group(clap::ArgGroup::new("scope").required(true)))]
+    Purge {
+        /// One job, by id or unambiguous prefix.
+        #[arg(long, group = "scope")]
+        job: Option<String>,
+        /// Every job of one recipe.
+        #[arg(long, group = "scope")]
+        recipe: Option<String>,
+        /// Every job.
+        #[arg(long, group = "scope")]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Print the JSON Schema of recipes (or of the project file).
     Schema {
@@ -197,6 +234,31 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Doctor { paths } => doctor::run(&paths, cli.json).await,
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Gc { dry_run } => gc::run(dry_run, &cli.state_dir, cli.json).await,
+        Command::Export { out } => export::run(out, &cli.state_dir).await,
+        Command::Purge {
+            job,
+            recipe,
+            all: _,
+            yes,
+        } => {
+            let scope = match (job, recipe) {
+                (Some(prefix), _) => {
+                    let store = crate::store::Store::open_read_only(&cli.state_dir)
+                        .await?
+                        .ok_or_else(|| {
+                            Failure::invalid(format!("job `{prefix}` is not in the store"))
+                        })?;
+                    let id = store.find_job(&prefix).await.map(|j| j.id);
+                    store.close().await;
+                    crate::privacy::purge::Scope::Job(id?)
+                }
+                (None, Some(name)) => crate::privacy::purge::Scope::Recipe(name),
+                (None, None) => crate::privacy::purge::Scope::All,
+            };
+            purge::run(scope, yes, &cli.state_dir, cli.json).await
+        }
+        Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
     }
 }
 
@@ -266,6 +328,15 @@ pub fn report(diags: &[Diagnostic]) -> bool {
         let _ = writeln!(err, "{}", d.render());
     }
     !diags.is_empty()
+}
+
+/// Warns about state files that others can read, with the `chmod` that fixes each.
+pub fn warn_loose_permissions(state_dir: &std::path::Path) {
+    let key_file = crate::privacy::key_file(state_dir);
+    let mut err = std::io::stderr().lock();
+    for loose in crate::privacy::permissions::check(state_dir, &key_file) {
+        let _ = writeln!(err, "warning: {loose}\n  help: {}", loose.hint());
+    }
 }
 
 /// Writes to stdout; a closed pipe (`factory plan | head`) is not an error.

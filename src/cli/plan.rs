@@ -26,6 +26,7 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     if report(&diags) {
         return Ok(Outcome::Invalid);
     }
+    super::warn_loose_permissions(state_dir);
     let store = Store::open_read_only(state_dir).await?;
     let prices = Prices::from_env();
     let mut plans = Vec::with_capacity(ok.len());

@@ -18,7 +18,13 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
     }
     // Missing tools end the run before any job starts.
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
+    super::warn_loose_permissions(state_dir);
     let store = Store::open(state_dir).await?;
+    // Retention runs before any work, so nothing past its date outlives a run.
+    let collected = super::gc::collect(&store, state_dir, false).await?;
+    if !collected.is_empty() && !json {
+        eprint!("{}", super::gc::describe(&collected, false));
+    }
     let mut batches = Vec::with_capacity(ok.len());
     let mut total = 0;
     let mut characters = 0;
@@ -96,11 +102,19 @@ pub async fn execute(
         ));
     } else {
         out(&format!(
-            "{} done ({} reused from cache), {} already done, {} failed{}; {} stage{} executed in {:.1} s\n",
+            "{} done ({} reused from cache), {} already done, {} failed{}{}; {} stage{} executed in {:.1} s\n",
             summary.done,
             summary.reused,
             summary.already_done,
             summary.failed,
+            if summary.queued > 0 {
+                format!(
+                    ", {} queued (the TikTok inbox is full; they go out in a later run)",
+                    summary.queued
+                )
+            } else {
+                String::new()
+            },
             if summary.interrupted > 0 {
                 format!(
                     ", {} interrupted (they resume next run)",

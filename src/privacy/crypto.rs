@@ -112,6 +112,29 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Writes the key to a new file at `path`, readable by its owner only; an existing
+    /// file there is replaced.
+    pub fn write_file(&self, path: &Path) -> Result<(), CryptoError> {
+        let io_error = |source| CryptoError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(error)),
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io_error)?;
+        writeln!(file, "{}", STANDARD.encode(self.0)).map_err(io_error)?;
+        file.sync_all().map_err(io_error)
+    }
+}
+
 /// Encrypts `plaintext` under a fresh random nonce; returns base64 of nonce ‖ ciphertext.
 pub fn encrypt(key: &Key, plaintext: &str) -> String {
     let cipher = XChaCha20Poly1305::new(&key.0);

@@ -10,17 +10,17 @@ use tiktok_factory::providers::r2::{R2, R2Config};
 use tiktok_factory::providers::{Host, HostRequest};
 use tiktok_factory::secret::Secret;
 
-const BUCKET: &str = "factory-media";
+pub const BUCKET: &str = "factory-media";
 const DAY: i64 = 24 * 60 * 60;
 
 /// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
+pub struct Moto {
     child: Child,
-    endpoint: String,
+    pub endpoint: String,
 }
 
 impl Moto {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -57,7 +57,7 @@ impl Moto {
         moto
     }
 
-    fn config(&self) -> R2Config {
+    pub fn config(&self) -> R2Config {
         R2Config {
             endpoint: self.endpoint.clone(),
             access_key_id: "AKIAFAKE".to_owned(),

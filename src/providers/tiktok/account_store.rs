@@ -15,9 +15,79 @@ pub struct SqliteAccountStore {
     key: Key,
 }
 
+/// What `auth tiktok status` and `export` show of an account: never its tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountSummary {
+    pub provider: String,
+    pub name: String,
+    pub open_id: String,
+    pub scopes: Vec<String>,
+    pub access_expires_at: i64,
+    pub refresh_expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 impl SqliteAccountStore {
     pub fn new(pool: SqlitePool, key: Key) -> Self {
         Self { pool, key }
+    }
+
+    /// Every stored account, by name; tokens are not read.
+    pub async fn summaries(pool: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT provider, name, open_id, scopes, access_expires_at, refresh_expires_at, \
+                    created_at, updated_at FROM accounts ORDER BY provider, name",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let scopes: String = row.try_get("scopes")?;
+                Ok(AccountSummary {
+                    provider: row.try_get("provider")?,
+                    name: row.try_get("name")?,
+                    open_id: row.try_get("open_id")?,
+                    scopes: scopes
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    access_expires_at: row.try_get("access_expires_at")?,
+                    refresh_expires_at: row.try_get("refresh_expires_at")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Re-encrypts every account's tokens under `new`; fails without writing anything
+    /// when a stored value does not decrypt under the current key.
+    pub async fn rotate_key(&self, new: &Key) -> Result<usize, AccountStoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows =
+            sqlx::query("SELECT provider, name, access_token_enc, refresh_token_enc FROM accounts")
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &rows {
+            let access: String = row.try_get("access_token_enc")?;
+            let refresh: String = row.try_get("refresh_token_enc")?;
+            let access = crypto::decrypt(&self.key, &access)?;
+            let refresh = crypto::decrypt(&self.key, &refresh)?;
+            sqlx::query(
+                "UPDATE accounts SET access_token_enc = $1, refresh_token_enc = $2 \
+                 WHERE provider = $3 AND name = $4",
+            )
+            .bind(crypto::encrypt(new, &access))
+            .bind(crypto::encrypt(new, &refresh))
+            .bind(row.try_get::<String, _>("provider")?)
+            .bind(row.try_get::<String, _>("name")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
     }
 }
 

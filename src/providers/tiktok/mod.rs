@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::privacy::crypto::CryptoError;
 use crate::secret::Secret;
 
-pub use account_store::SqliteAccountStore;
+pub use account_store::{AccountSummary, SqliteAccountStore};
 pub use oauth::{LoginOptions, OAuth, OAuthError};
 pub use upload::{ChunkPlan, DraftSettings, TikTokDrafts, is_pending_draft_cap};
 

@@ -1,0 +1,69 @@
+//! `factory gc`: delete rendered videos, their inputs and hosted copies past retention.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{CmdResult, Failure, Outcome, out, out_json};
+use crate::privacy::retention::{self, GcReport};
+use crate::providers::Host;
+use crate::providers::r2::{R2, R2Config};
+use crate::store::Store;
+
+pub async fn run(dry_run: bool, state_dir: &Path, json: bool) -> CmdResult {
+    if !state_dir.join(crate::store::DB_FILE).is_file() {
+        out("nothing to collect: no store yet\n");
+        return Ok(Outcome::Ok);
+    }
+    let store = Store::open(state_dir).await?;
+    let report = collect(&store, state_dir, dry_run).await;
+    store.close().await;
+    let report = report?;
+    if json {
+        out_json(&json!({ "event": "gc", "dry_run": dry_run, "report": report }));
+    } else {
+        out(&describe(&report, dry_run));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// One collection with the configured R2 host, if any; what `run` calls at start too.
+pub async fn collect(store: &Store, state_dir: &Path, dry_run: bool) -> Result<GcReport, Failure> {
+    let remote = R2Config::from_env().and_then(R2::new).ok();
+    retention::collect(
+        store.pool(),
+        state_dir,
+        retention::now(),
+        dry_run,
+        remote.as_ref().map(|r| r as &dyn Host),
+    )
+    .await
+    .map_err(|e| Failure::environment(e.to_string()))
+}
+
+pub fn describe(report: &GcReport, dry_run: bool) -> String {
+    if report.is_empty() {
+        return "nothing has expired\n".to_owned();
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut text = format!(
+        "{verb} {} cached file set{}, {} hosted cop{} and {} local draft{} of {} job{} past retention\n",
+        report.artifacts.len(),
+        if report.artifacts.len() == 1 { "" } else { "s" },
+        report.hosted.len(),
+        if report.hosted.len() == 1 { "y" } else { "ies" },
+        report.drafts.len(),
+        if report.drafts.len() == 1 { "" } else { "s" },
+        report.jobs.len(),
+        if report.jobs.len() == 1 { "" } else { "s" },
+    );
+    for item in report
+        .artifacts
+        .iter()
+        .chain(&report.hosted)
+        .chain(&report.drafts)
+    {
+        text.push_str(&format!("  {item}\n"));
+    }
+    text
+}
