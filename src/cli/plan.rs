@@ -6,9 +6,9 @@ use super::{CmdResult, Outcome, load_all, out, out_json, report};
 use crate::plan;
 use crate::store::Store;
 
-pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool, ci: bool) -> CmdResult {
     let (ok, diags) = load_all(paths);
-    if report(&diags) {
+    if report(&diags, ci) {
         return Ok(Outcome::Invalid);
     }
     let store = Store::open_read_only(state_dir).await?;
