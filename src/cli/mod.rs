@@ -5,6 +5,7 @@ mod ci;
 mod completions;
 mod jobs;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod validate;
@@ -95,6 +96,13 @@ pub enum Command {
         /// The schema of `factory.yaml` instead.
         #[arg(long)]
         project: bool,
+    },
+    /// Write one static HTML page about the jobs: thumbnails, status, timings, spend.
+    Report {
+        /// Recipe files or folders to report on [default: every job in the store].
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
@@ -260,6 +268,10 @@ pub async fn run(cli: Cli) -> CmdResult {
                 ci,
             };
             watch::run(&dir, &opts, plan_only).await
+        }
+        Command::Report { paths, out } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            report::run(&paths, &out, &cli.state_dir, &cache_dir).await
         }
         Command::Completions { shell } => completions::run(shell),
         Command::Man => completions::man(),

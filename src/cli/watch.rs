@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -35,12 +35,21 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
         )));
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<BTreeSet<PathBuf>>();
+    // Events name canonical paths; messages name them as the user wrote the folder.
+    let given = dir.to_owned();
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         if let Ok(events) = result {
             let paths: BTreeSet<PathBuf> = events
                 .into_iter()
+                // Reading a recipe is an access event; planning it must not plan it again.
+                .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
                 .flat_map(|e| e.event.paths)
                 .filter(|p| is_yaml(p))
+                .map(|p| match p.strip_prefix(&canonical) {
+                    Ok(rest) => given.join(rest),
+                    Err(_) => p,
+                })
                 .collect();
             if !paths.is_empty() {
                 let _ = tx.send(paths);
@@ -56,6 +65,7 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
         opts: opts.clone(),
         plan_only,
         known: BTreeMap::new(),
+        texts: BTreeMap::new(),
         pending: BTreeSet::new(),
         running: None,
     };
@@ -70,7 +80,13 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
         w.start_pending(&cancel);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            Some(paths) = rx.recv() => w.changed(affected(&paths)).await?,
+            Some(mut paths) = rx.recv() => {
+                // A save that straddles two debounce windows still plans once.
+                while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    paths.extend(more);
+                }
+                w.changed(affected(&paths)).await?;
+            }
             result = wait(&mut w.running) => {
                 w.running = None;
                 finished(result);
@@ -91,6 +107,9 @@ struct Watcher {
     plan_only: bool,
     /// The job ids of each recipe's last plan, to print what a save changed.
     known: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// What each recipe (and its project file) said when last planned: events that change
+    /// nothing, such as a touch or a save of the same text, plan nothing.
+    texts: BTreeMap<PathBuf, String>,
     /// Valid recipes waiting for the current run to end.
     pending: BTreeSet<PathBuf>,
     running: Option<RunHandle>,
@@ -102,6 +121,7 @@ impl Watcher {
         let (present, gone): (Vec<PathBuf>, Vec<PathBuf>) =
             files.into_iter().partition(|f| f.is_file());
         for f in gone {
+            self.texts.remove(&f);
             if self.known.remove(&f).is_some() {
                 out(&format!(
                     "recipe `{}` was removed; its jobs stay in the store\n",
@@ -109,11 +129,22 @@ impl Watcher {
                 ));
             }
         }
+        let present: Vec<PathBuf> = present
+            .into_iter()
+            .filter(|f| {
+                let text = with_project(f);
+                self.texts.insert(f.clone(), text.clone()) != Some(text)
+            })
+            .collect();
         if present.is_empty() {
             return Ok(());
         }
         let (ok, diags) = load_all(&present);
         report(&diags, self.opts.ci);
+        // A broken file is read again on its next save, even one restoring old text.
+        for d in &diags {
+            self.texts.remove(&d.path);
+        }
         if !diags.is_empty() {
             out(&format!(
                 "{} problem{} found; other recipes and running work continue\n",
@@ -190,6 +221,19 @@ fn finished(result: Result<Result<(Summary, Vec<JobReport>), Failure>, tokio::ta
         Ok(Err(f)) => eprintln!("error: {}", f.message),
         Err(e) => eprintln!("error: the run stopped: {e}"),
     }
+}
+
+/// A recipe's text and its folder's project file's text: what its plan depends on.
+fn with_project(recipe: &Path) -> String {
+    let project = recipe
+        .parent()
+        .map(|d| d.join("factory.yaml"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    format!(
+        "{}\n---\n{project}",
+        std::fs::read_to_string(recipe).unwrap_or_default()
+    )
 }
 
 /// Recipe and project files; hidden files (editor temporaries) are not recipes.

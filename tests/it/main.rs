@@ -1,7 +1,9 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod ci_mode;
 mod cli;
+mod completions;
 mod fakes;
 mod job_id;
 mod plan;
@@ -12,6 +14,8 @@ mod providers_pexels;
 mod publish_r2;
 mod publish_telegram;
 mod publish_tiktok;
+mod report;
 mod schema;
 mod support;
 mod validate;
+mod watch;
