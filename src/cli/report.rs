@@ -12,6 +12,10 @@ use super::{CmdResult, Failure, Outcome, load_all, out, report};
 use crate::media::Tools;
 use crate::store::{JobFilter, Store, StoredJob, StoredStage};
 
+const PIPELINE: [&str; 8] = [
+    "script", "footage", "voice", "captions", "render", "host", "draft", "notify",
+];
+
 /// Frames in a contact sheet, side by side.
 const SHEET_FRAMES: u32 = 4;
 
@@ -44,7 +48,14 @@ pub async fn run(
     }
     let mut cards = String::new();
     for job in &jobs {
-        let stages = store.stages(&job.id).await?;
+        let mut stages = store.stages(&job.id).await?;
+        // Pipeline order reads as the job went; unknown names go last.
+        stages.sort_by_key(|s| {
+            PIPELINE
+                .iter()
+                .position(|p| *p == s.stage)
+                .unwrap_or(PIPELINE.len())
+        });
         let mut meta = Meta::default();
         for s in &stages {
             let Some(key) = &s.artifact else { continue };
