@@ -5,7 +5,14 @@
 # - moto_server: the S3-compatible server the R2 tests start on 127.0.0.1. 5.2.5 or later,
 #   because earlier releases answer CompleteMultipartUpload with a root element that S3
 #   clients cannot read.
+# - chromium: the report test opens the HTML report headless and takes a screenshot.
 set -euo pipefail
+
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq chromium
+fi
+echo "chromium: $(command -v chromium)"
 
 moto='moto[server]>=5.2.5'
 

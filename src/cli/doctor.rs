@@ -69,9 +69,9 @@ const SERVICES: [(&str, &str); 6] = [
     ("telegram", "TELEGRAM_BOT_TOKEN"),
 ];
 
-pub async fn run(paths: &[PathBuf], json: bool) -> CmdResult {
+pub async fn run(paths: &[PathBuf], json: bool, ci: bool) -> CmdResult {
     let (ok, diags) = load_all(paths);
-    if report(&diags) {
+    if report(&diags, ci) {
         return Ok(Outcome::Invalid);
     }
     let mut needs: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();

@@ -9,9 +9,6 @@ use crate::store::{JobFilter, Store};
 
 pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResult {
     super::warn_loose_permissions(state_dir);
-    if let JobsCommand::Retry { id } = command {
-        return super::run::retry(&id, state_dir, json).await;
-    }
     let Some(store) = Store::open_read_only(state_dir).await? else {
         return match command {
             JobsCommand::List { .. } => {

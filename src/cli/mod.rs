@@ -2,15 +2,19 @@
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
 mod auth;
+mod ci;
+mod completions;
 mod doctor;
 mod export;
 mod gc;
 mod jobs;
 mod plan;
 mod purge;
+mod report;
 mod run;
 mod schema;
 mod validate;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,6 +43,12 @@ pub struct Cli {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// CI mode: plain lines, annotations, summary and JUnit files (also when `CI` is set).
+    #[arg(long, global = true)]
+    pub ci: bool,
+    /// Where the artifact cache lives, so CI caches can keep it [default: STATE_DIR/cache].
+    #[arg(long, global = true, env = "FACTORY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,16 +60,36 @@ pub enum Command {
         /// Recipe files or folders (searched recursively).
         #[arg(default_value = "recipes")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
     },
     /// Show what a run would do: new, changed, done, failed and removed jobs.
     Plan {
         #[arg(default_value = "recipes")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
     },
     /// Run every job that has work: new, changed, failed and interrupted ones.
     Run {
         #[arg(default_value = "recipes")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
+        /// Write a JSON summary of the run here [CI default: STATE_DIR/reports/summary.json].
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+        /// Write a JUnit XML report here [CI default: STATE_DIR/reports/junit.xml].
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Watch a recipes folder: re-plan on every save and run the new and changed jobs.
+    Watch {
+        #[arg(default_value = "recipes")]
+        dir: PathBuf,
+        /// Only show the plan difference; run nothing.
+        #[arg(long)]
+        plan_only: bool,
     },
     /// Check the keys, quotas and tools the recipes need, without spending anything.
     Doctor {
@@ -110,6 +140,25 @@ pub enum Command {
         #[arg(long)]
         project: bool,
     },
+    /// Write one static HTML page about the jobs: thumbnails, status, timings, spend.
+    Report {
+        /// Recipe files or folders to report on [default: every job in the store].
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Which recipes a command looks at.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Select {
+    /// Only recipes whose file (or project file) changed since this git ref.
+    #[arg(long, value_name = "GIT_REF")]
+    pub changed_since: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,11 +276,65 @@ pub fn main() -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> CmdResult {
+    let ci = cli.ci || ci::from_env();
     match cli.command {
-        Command::Validate { paths } => validate::run(&paths, cli.json),
-        Command::Plan { paths } => plan::run(&paths, &cli.state_dir, cli.json).await,
-        Command::Run { paths } => run::run(&paths, &cli.state_dir, cli.json).await,
-        Command::Doctor { paths } => doctor::run(&paths, cli.json).await,
+        Command::Validate { paths, select } => {
+            let Some(paths) = ci::select(&paths, &select)? else {
+                return Ok(Outcome::Ok);
+            };
+            validate::run(&paths, cli.json, ci)
+        }
+        Command::Plan { paths, select } => {
+            let Some(paths) = ci::select(&paths, &select)? else {
+                return Ok(Outcome::Ok);
+            };
+            plan::run(&paths, &cli.state_dir, cli.json, ci).await
+        }
+        Command::Run {
+            paths,
+            select,
+            summary,
+            junit,
+        } => {
+            let Some(paths) = ci::select(&paths, &select)? else {
+                return Ok(Outcome::Ok);
+            };
+            let reports = ci::Reports::new(summary, junit, ci, &cli.state_dir);
+            let opts = run::Options {
+                state_dir: cli.state_dir,
+                cache_dir: cli.cache_dir,
+                json: cli.json,
+                ci,
+            };
+            run::run(&paths, &opts, &reports).await
+        }
+        Command::Watch { dir, plan_only } => {
+            let opts = run::Options {
+                state_dir: cli.state_dir,
+                cache_dir: cli.cache_dir,
+                json: cli.json,
+                ci,
+            };
+            watch::run(&dir, &opts, plan_only).await
+        }
+        Command::Report { paths, out } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            report::run(&paths, &out, &cli.state_dir, &cache_dir).await
+        }
+        Command::Doctor { paths } => doctor::run(&paths, cli.json, ci).await,
+        Command::Jobs {
+            command: JobsCommand::Retry { id },
+        } => {
+            let opts = run::Options {
+                state_dir: cli.state_dir,
+                cache_dir: cli.cache_dir,
+                json: cli.json,
+                ci,
+            };
+            run::retry(&id, &opts).await
+        }
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man => completions::man(),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Gc { dry_run } => gc::run(dry_run, &cli.state_dir, cli.json).await,
@@ -321,11 +424,16 @@ pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
     (ok, diags)
 }
 
-/// Prints diagnostics to stderr (human) and returns whether there were any.
-pub fn report(diags: &[Diagnostic]) -> bool {
+/// Prints diagnostics to stderr (human) and returns whether there were any. In CI
+/// each one is also a GitHub Actions annotation on stdout.
+pub fn report(diags: &[Diagnostic], ci: bool) -> bool {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let _ = writeln!(err, "{}", d.render());
+    }
+    if ci {
+        let text: String = diags.iter().map(ci::annotation).collect();
+        out(&text);
     }
     !diags.is_empty()
 }

@@ -21,9 +21,9 @@ struct Planned<'a> {
     spend: &'a Spend,
 }
 
-pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool, ci: bool) -> CmdResult {
     let (ok, diags) = load_all(paths);
-    if report(&diags) {
+    if report(&diags, ci) {
         return Ok(Outcome::Invalid);
     }
     super::warn_loose_permissions(state_dir);

@@ -1,34 +1,114 @@
-//! `factory run`: every job with work to do, through the whole pipeline.
+//! `factory run`: every job with work to do, through the whole pipeline. [`execute`] is
+//! the run path `factory watch` shares.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{CmdResult, Failure, Outcome, load_all, out, report};
+use tokio::sync::watch;
+
+use super::ci::{JobReport, Reports};
+use super::{CmdResult, Expanded, Failure, Outcome, load_all, out, report};
+use crate::engine::cache::Cache;
 use crate::engine::progress::{Mode, Progress};
-use crate::engine::{Batch, Budgets, Engine};
+use crate::engine::{Batch, Budgets, Engine, Summary};
 use crate::media::Tools;
 use crate::plan;
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
 use crate::store::Store;
 
-pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
+/// The global flags a run needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub cache_dir: Option<PathBuf>,
+    pub json: bool,
+    pub ci: bool,
+}
+
+impl Options {
+    fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("cache"))
+    }
+}
+
+pub async fn run(paths: &[PathBuf], opts: &Options, reports: &Reports) -> CmdResult {
     let (ok, diags) = load_all(paths);
-    if report(&diags) {
+    if report(&diags, opts.ci) {
         return Ok(Outcome::Invalid);
     }
+    let (cancel, watcher) = stop_on_ctrl_c();
+    let result = execute(ok, opts, cancel).await;
+    watcher.abort();
+    let (summary, jobs) = result?;
+    reports.write(&summary, &jobs)?;
+    Ok(finish(&summary, opts))
+}
+
+/// A stop signal that turns true on Ctrl-C, and the task that waits for it.
+fn stop_on_ctrl_c() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, cancel) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop.send(true);
+        }
+    });
+    (cancel, watcher)
+}
+
+/// Prints the summary (one JSON line with `--json`) and maps it to the exit outcome.
+fn finish(summary: &Summary, opts: &Options) -> Outcome {
+    if opts.json {
+        // One line, like the progress events before it: the output stays JSON lines.
+        out(&format!(
+            "{}\n",
+            serde_json::json!({ "event": "summary", "summary": summary })
+        ));
+    } else {
+        out(&summary_line(summary));
+    }
+    if summary.failed > 0 || summary.interrupted > 0 {
+        Outcome::JobsFailed
+    } else {
+        Outcome::Ok
+    }
+}
+
+/// Plans and runs the jobs of loaded recipes until done or `cancel` turns true; how
+/// every job of those recipes stands afterwards.
+pub async fn execute(
+    ok: Vec<Expanded>,
+    opts: &Options,
+    cancel: watch::Receiver<bool>,
+) -> Result<(Summary, Vec<JobReport>), Failure> {
+    execute_only(ok, opts, cancel, None).await
+}
+
+/// Like [`execute`]; with `only`, runs just that job (for `jobs retry`).
+async fn execute_only(
+    ok: Vec<Expanded>,
+    opts: &Options,
+    cancel: watch::Receiver<bool>,
+    only: Option<&str>,
+) -> Result<(Summary, Vec<JobReport>), Failure> {
     // Missing tools end the run before any job starts.
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
-    super::warn_loose_permissions(state_dir);
-    let store = Store::open(state_dir).await?;
+    super::warn_loose_permissions(&opts.state_dir);
+    let store = Store::open(&opts.state_dir).await?;
     // Retention runs before any work, so nothing past its date outlives a run.
-    let collected = super::gc::collect(&store, state_dir, false).await?;
-    if !collected.is_empty() && !json {
+    let collected = super::gc::collect(&store, &opts.state_dir, false).await?;
+    if !collected.is_empty() && !opts.json {
         eprint!("{}", super::gc::describe(&collected, false));
     }
     let mut batches = Vec::with_capacity(ok.len());
     let mut total = 0;
     let mut characters = 0;
-    for e in ok {
+    for mut e in ok {
+        if let Some(id) = only {
+            e.jobs.retain(|j| j.id.to_string() == id);
+        }
         let stored = store.jobs_of_recipe(&e.recipe.name).await?;
         let p = plan::plan(
             &e.recipe.name,
@@ -41,7 +121,7 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
         characters += plan::spend(&running, &cached, &plan::Prices::default())
             .spend
             .tts_characters;
-        let actions: std::collections::HashMap<String, plan::Action> =
+        let actions: HashMap<String, plan::Action> =
             p.jobs.iter().map(|j| (j.id.clone(), j.action)).collect();
         let jobs: Vec<_> = e
             .jobs
@@ -51,7 +131,15 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
                     .get(&j.id.to_string())
                     .copied()
                     .unwrap_or(plan::Action::New);
-                (j, action)
+                // A retried job runs even when the plan would leave it alone.
+                (
+                    j,
+                    if only.is_some() && !action.runs() {
+                        plan::Action::Failed
+                    } else {
+                        action
+                    },
+                )
             })
             .collect();
         total += jobs.len();
@@ -63,90 +151,110 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, json: bool) -> CmdResult {
         });
     }
     check_characters(characters).await?;
-    execute(store, tools, batches, total, state_dir, json).await
-}
-
-/// Runs prepared batches with progress, Ctrl-C handling and the final summary.
-pub async fn execute(
-    store: Store,
-    tools: Tools,
-    batches: Vec<Batch>,
-    total: usize,
-    state_dir: &Path,
-    json: bool,
-) -> CmdResult {
-    let progress = Arc::new(Progress::new(Mode::detect(json), total as u64));
-    let (stop, cancel) = tokio::sync::watch::channel(false);
-    let engine = Arc::new(Engine::new(
+    let wanted: Vec<(String, String)> = batches
+        .iter()
+        .flat_map(|b| {
+            b.jobs
+                .iter()
+                .map(|(j, _)| (b.recipe.clone(), j.id.to_string()))
+        })
+        .collect();
+    let progress = Arc::new(Progress::new(
+        Mode::detect(opts.json, opts.ci),
+        total as u64,
+    ));
+    let mut engine = Engine::new(
         store.clone(),
         tools.clone(),
-        crate::stages::Providers::new(tools, state_dir.to_owned(), store.pool().clone()),
-        state_dir.to_owned(),
+        crate::stages::Providers::new(tools, opts.state_dir.clone(), store.pool().clone()),
+        opts.state_dir.clone(),
         Arc::clone(&progress),
         Budgets::default(),
         cancel,
-    ));
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop.send(true);
-        }
-    });
-    let summary = engine.run(batches).await;
-    watcher.abort();
+    );
+    engine.cache = Cache::new(opts.cache_dir());
+    let summary = Arc::new(engine).run(batches).await;
+    let jobs = job_reports(&store, &wanted).await;
     store.close().await;
-    if json {
-        // One line, like the progress events before it: the output stays JSON lines.
-        out(&format!(
-            "{}\n",
-            serde_json::json!({ "event": "summary", "summary": summary })
-        ));
-    } else {
-        out(&format!(
-            "{} done ({} reused from cache), {} already done, {} failed{}{}; {} stage{} executed in {:.1} s\n",
-            summary.done,
-            summary.reused,
-            summary.already_done,
-            summary.failed,
-            if summary.queued > 0 {
-                format!(
-                    ", {} queued (the TikTok inbox is full; they go out in a later run)",
-                    summary.queued
-                )
-            } else {
-                String::new()
-            },
-            if summary.interrupted > 0 {
-                format!(
-                    ", {} interrupted (they resume next run)",
-                    summary.interrupted
-                )
-            } else {
-                String::new()
-            },
-            summary.executed_stages,
-            if summary.executed_stages == 1 {
-                ""
-            } else {
-                "s"
-            },
-            summary.wall_seconds
-        ));
+    Ok((summary, jobs?))
+}
+
+async fn job_reports(
+    store: &Store,
+    wanted: &[(String, String)],
+) -> Result<Vec<JobReport>, Failure> {
+    let mut by_recipe: HashMap<&str, Vec<crate::store::StoredJob>> = HashMap::new();
+    let mut reports = Vec::with_capacity(wanted.len());
+    for (recipe, id) in wanted {
+        if !by_recipe.contains_key(recipe.as_str()) {
+            by_recipe.insert(recipe, store.jobs_of_recipe(recipe).await?);
+        }
+        let Some(job) = by_recipe
+            .get(recipe.as_str())
+            .and_then(|jobs| jobs.iter().find(|j| &j.id == id))
+        else {
+            continue;
+        };
+        let seconds = store
+            .stages(id)
+            .await?
+            .iter()
+            .filter_map(|s| Some(s.finished_at? - s.started_at?))
+            .sum();
+        reports.push(JobReport {
+            recipe: recipe.clone(),
+            id: id.clone(),
+            topic: job.topic.clone(),
+            status: job.status.as_str().to_owned(),
+            stage: job.stage.clone(),
+            error: job.error.clone(),
+            seconds,
+        });
     }
-    Ok(if summary.failed > 0 || summary.interrupted > 0 {
-        Outcome::JobsFailed
-    } else {
-        Outcome::Ok
-    })
+    Ok(reports)
+}
+
+pub fn summary_line(summary: &Summary) -> String {
+    format!(
+        "{} done ({} reused from cache), {} already done, {} failed{}{}; {} stage{} executed in {:.1} s\n",
+        summary.done,
+        summary.reused,
+        summary.already_done,
+        summary.failed,
+        if summary.queued > 0 {
+            format!(
+                ", {} queued (the TikTok inbox is full; they go out in a later run)",
+                summary.queued
+            )
+        } else {
+            String::new()
+        },
+        if summary.interrupted > 0 {
+            format!(
+                ", {} interrupted (they resume next run)",
+                summary.interrupted
+            )
+        } else {
+            String::new()
+        },
+        summary.executed_stages,
+        if summary.executed_stages == 1 {
+            ""
+        } else {
+            "s"
+        },
+        summary.wall_seconds
+    )
 }
 
 /// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are
 /// reused from the cache.
-pub async fn retry(id: &str, state_dir: &Path, json: bool) -> CmdResult {
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+pub async fn retry(id: &str, opts: &Options) -> CmdResult {
+    let Some(store) = Store::open_read_only(&opts.state_dir).await? else {
         return Err(
             Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
                 "no store at `{}` yet; run a recipe first",
-                state_dir.display()
+                opts.state_dir.display()
             )),
         );
     };
@@ -158,23 +266,6 @@ pub async fn retry(id: &str, state_dir: &Path, json: bool) -> CmdResult {
         ))
     })?;
     store.close().await;
-    let (ok, diags) = load_all(&[PathBuf::from(&path)]);
-    if report(&diags) {
-        return Ok(Outcome::Invalid);
-    }
-    let Some(e) = ok.into_iter().find(|e| e.recipe.name == stored.recipe) else {
-        return Err(Failure::invalid(format!(
-            "recipe `{}` is no longer at `{path}`",
-            stored.recipe
-        )));
-    };
-    let Some(job) = e.jobs.into_iter().find(|j| j.id.to_string() == stored.id) else {
-        return Err(Failure::invalid(format!(
-            "job `{}` is no longer in recipe `{}`",
-            stored.id, stored.recipe
-        ))
-        .with_hint("the recipe changed since; `factory plan` shows what replaced it"));
-    };
     if stored.status == crate::store::Status::Done {
         out(&format!(
             "job {} is already done; nothing to retry\n",
@@ -182,15 +273,31 @@ pub async fn retry(id: &str, state_dir: &Path, json: bool) -> CmdResult {
         ));
         return Ok(Outcome::Ok);
     }
-    let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
-    let store = Store::open(state_dir).await?;
-    let batch = Batch {
-        recipe: e.recipe.name.clone(),
-        recipe_path: e.recipe.path.clone(),
-        dir: e.recipe.dir.clone(),
-        jobs: vec![(job, plan::Action::Failed)],
-    };
-    execute(store, tools, vec![batch], 1, state_dir, json).await
+    let (ok, diags) = load_all(&[PathBuf::from(&path)]);
+    if report(&diags, opts.ci) {
+        return Ok(Outcome::Invalid);
+    }
+    let ok: Vec<Expanded> = ok
+        .into_iter()
+        .filter(|e| e.recipe.name == stored.recipe)
+        .collect();
+    if !ok
+        .iter()
+        .any(|e| e.jobs.iter().any(|j| j.id.to_string() == stored.id))
+    {
+        return Err(Failure::invalid(format!(
+            "job `{}` is no longer in recipe `{}` (`{}`)",
+            stored.id,
+            stored.recipe,
+            Path::new(&path).display()
+        ))
+        .with_hint("the recipe changed since; `factory plan` shows what replaced it"));
+    }
+    let (cancel, watcher) = stop_on_ctrl_c();
+    let result = execute_only(ok, opts, cancel, Some(&stored.id)).await;
+    watcher.abort();
+    let (summary, _) = result?;
+    Ok(finish(&summary, opts))
 }
 
 /// Fails before any job starts when the ElevenLabs plan has fewer characters left than the

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{CmdResult, Outcome, load_all, out, out_json, report};
 
-pub fn run(paths: &[PathBuf], json: bool) -> CmdResult {
+pub fn run(paths: &[PathBuf], json: bool, ci: bool) -> CmdResult {
     let (ok, diags) = load_all(paths);
     if json {
         out_json(&json!({
@@ -18,7 +18,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> CmdResult {
             })).collect::<Vec<_>>(),
             "diagnostics": diags,
         }));
-    } else if report(&diags) {
+    } else if report(&diags, ci) {
         let files: std::collections::BTreeSet<_> = diags.iter().map(|d| &d.path).collect();
         eprintln!(
             "error: {} problem{} in {} file{}",

@@ -17,11 +17,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Bars only for a person at a terminal; CI and pipes get plain lines.
-    pub fn detect(json: bool) -> Self {
+    /// Bars only for a person at a terminal; CI (`CI` set or `--ci`) and pipes get
+    /// plain lines.
+    pub fn detect(json: bool, ci: bool) -> Self {
         if json {
             Self::Json
-        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        } else if !ci && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
             Self::Bars
         } else {
             Self::Plain

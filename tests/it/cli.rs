@@ -27,7 +27,8 @@ fn sample_recipes_validate_and_nothing_is_written() {
             state_dir.to_str().unwrap(),
             "validate",
             "recipes",
-            "examples",
+            // Not `examples`: its GitHub Actions workflow is YAML but no recipe.
+            "examples/cooking-channel",
         ],
         root,
     );

@@ -2,7 +2,9 @@
 //! `support`.
 
 mod auth;
+mod ci_mode;
 mod cli;
+mod completions;
 mod fakes;
 mod job_id;
 mod pipeline;
@@ -20,6 +22,8 @@ mod providers_pexels;
 mod publish_r2;
 mod publish_telegram;
 mod publish_tiktok;
+mod report;
 mod schema;
 mod support;
 mod validate;
+mod watch;

@@ -1,0 +1,264 @@
+//! `factory watch DIR`: on every save, re-validate and re-plan the recipes that changed,
+//! print the plan difference, and run the new and changed jobs.
+//!
+//! One run at a time: the engine marks rows left `running` as interrupted when it starts,
+//! so two overlapping runs would interrupt each other. Saves during a run are validated
+//! and planned at once and their recipes run when the current run ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::ci::JobReport;
+use super::run::{Options, execute, summary_line};
+use super::{CmdResult, Expanded, Failure, Outcome, load_all, out, report};
+use crate::engine::Summary;
+use crate::plan;
+use crate::recipe;
+use crate::store::Store;
+
+/// Editors save in bursts (write temp, rename, touch); one quiet spell ends a save.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+type RunHandle = JoinHandle<Result<(Summary, Vec<JobReport>), Failure>>;
+
+pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
+    if !dir.is_dir() {
+        return Err(Failure::invalid(format!(
+            "`{}` is not a folder",
+            dir.display()
+        )));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<BTreeSet<PathBuf>>();
+    // Events name canonical paths; messages name them as the user wrote the folder.
+    let given = dir.to_owned();
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        if let Ok(events) = result {
+            let paths: BTreeSet<PathBuf> = events
+                .into_iter()
+                // Reading a recipe is an access event; planning it must not plan it again.
+                .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
+                .flat_map(|e| e.event.paths)
+                .filter(|p| is_yaml(p))
+                .map(|p| match p.strip_prefix(&canonical) {
+                    Ok(rest) => given.join(rest),
+                    Err(_) => p,
+                })
+                .collect();
+            if !paths.is_empty() {
+                let _ = tx.send(paths);
+            }
+        }
+    })
+    .map_err(|e| Failure::environment(format!("cannot watch `{}`: {e}", dir.display())))?;
+    debouncer
+        .watch(dir, RecursiveMode::Recursive)
+        .map_err(|e| Failure::environment(format!("cannot watch `{}`: {e}", dir.display())))?;
+
+    let mut w = Watcher {
+        opts: opts.clone(),
+        plan_only,
+        known: BTreeMap::new(),
+        texts: BTreeMap::new(),
+        pending: BTreeSet::new(),
+        running: None,
+    };
+    let (stop, cancel) = watch::channel(false);
+    let initial = recipe::discover(&[dir.to_owned()]).unwrap_or_default();
+    w.changed(initial.into_iter().collect()).await?;
+    out(&format!(
+        "watching `{}` for changes (Ctrl-C to stop)\n",
+        dir.display()
+    ));
+    loop {
+        w.start_pending(&cancel);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            Some(mut paths) = rx.recv() => {
+                // A save that straddles two debounce windows still plans once.
+                while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    paths.extend(more);
+                }
+                w.changed(affected(&paths)).await?;
+            }
+            result = wait(&mut w.running) => {
+                w.running = None;
+                finished(result);
+            }
+        }
+    }
+    // Stop cleanly: running stages are cancelled and their jobs resume next time.
+    let _ = stop.send(true);
+    if let Some(handle) = w.running.take() {
+        finished(handle.await);
+    }
+    out("stopped\n");
+    Ok(Outcome::Ok)
+}
+
+struct Watcher {
+    opts: Options,
+    plan_only: bool,
+    /// The job ids of each recipe's last plan, to print what a save changed.
+    known: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// What each recipe (and its project file) said when last planned: events that change
+    /// nothing, such as a touch or a save of the same text, plan nothing.
+    texts: BTreeMap<PathBuf, String>,
+    /// Valid recipes waiting for the current run to end.
+    pending: BTreeSet<PathBuf>,
+    running: Option<RunHandle>,
+}
+
+impl Watcher {
+    /// Validates and plans the recipes whose files changed; queues the valid ones to run.
+    async fn changed(&mut self, files: BTreeSet<PathBuf>) -> Result<(), Failure> {
+        let (present, gone): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.into_iter().partition(|f| f.is_file());
+        for f in gone {
+            self.texts.remove(&f);
+            if self.known.remove(&f).is_some() {
+                out(&format!(
+                    "recipe `{}` was removed; its jobs stay in the store\n",
+                    f.display()
+                ));
+            }
+        }
+        let present: Vec<PathBuf> = present
+            .into_iter()
+            .filter(|f| {
+                let text = with_project(f);
+                self.texts.insert(f.clone(), text.clone()) != Some(text)
+            })
+            .collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let (ok, diags) = load_all(&present);
+        report(&diags, self.opts.ci);
+        // A broken file is read again on its next save, even one restoring old text.
+        for d in &diags {
+            self.texts.remove(&d.path);
+        }
+        if !diags.is_empty() {
+            out(&format!(
+                "{} problem{} found; other recipes and running work continue\n",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            ));
+        }
+        let store = Store::open_read_only(&self.opts.state_dir).await?;
+        for e in &ok {
+            let stored = match &store {
+                Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
+                None => Vec::new(),
+            };
+            let p = plan::plan(
+                &e.recipe.name,
+                &e.recipe.path.display().to_string(),
+                &e.jobs,
+                &stored,
+            );
+            let ids: BTreeSet<String> = p.jobs.iter().map(|j| j.id.clone()).collect();
+            let before = self
+                .known
+                .insert(e.recipe.path.clone(), ids.clone())
+                .unwrap_or_default();
+            out(&format!(
+                "== plan {}: {} added, {} gone since the last plan\n{}",
+                e.recipe.name,
+                ids.difference(&before).count(),
+                before.difference(&ids).count(),
+                p.render()
+            ));
+            if !self.plan_only && p.jobs.iter().any(|j| j.action.runs()) {
+                self.pending.insert(e.recipe.path.clone());
+            }
+        }
+        if let Some(s) = store {
+            s.close().await;
+        }
+        Ok(())
+    }
+
+    /// Starts a run of the queued recipes when none is running.
+    fn start_pending(&mut self, cancel: &watch::Receiver<bool>) {
+        if self.running.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let files: Vec<PathBuf> = std::mem::take(&mut self.pending).into_iter().collect();
+        // Loaded again: the file may have changed since it was planned.
+        let (ok, _) = load_all(&files);
+        let ok: Vec<Expanded> = ok;
+        if ok.is_empty() {
+            return;
+        }
+        let opts = self.opts.clone();
+        let cancel = cancel.clone();
+        self.running = Some(tokio::spawn(
+            async move { execute(ok, &opts, cancel).await },
+        ));
+    }
+}
+
+async fn wait(
+    running: &mut Option<RunHandle>,
+) -> Result<Result<(Summary, Vec<JobReport>), Failure>, tokio::task::JoinError> {
+    match running {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn finished(result: Result<Result<(Summary, Vec<JobReport>), Failure>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok((summary, _))) => out(&format!("run: {}", summary_line(&summary))),
+        Ok(Err(f)) => eprintln!("error: {}", f.message),
+        Err(e) => eprintln!("error: the run stopped: {e}"),
+    }
+}
+
+/// A recipe's text and its folder's project file's text: what its plan depends on.
+fn with_project(recipe: &Path) -> String {
+    let project = recipe
+        .parent()
+        .map(|d| d.join("factory.yaml"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    format!(
+        "{}\n---\n{project}",
+        std::fs::read_to_string(recipe).unwrap_or_default()
+    )
+}
+
+/// Recipe and project files; hidden files (editor temporaries) are not recipes.
+fn is_yaml(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+/// The recipe files a set of changed paths touches: a project file touches every recipe
+/// beside it; files of deleted recipes stay in the set so the watcher can say so.
+fn affected(paths: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    for p in paths {
+        if p.file_name().is_some_and(|n| n == "factory.yaml") {
+            if let Some(dir) = p.parent() {
+                files.extend(
+                    recipe::discover(&[dir.to_owned()])
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|f| f.parent() == Some(dir)),
+                );
+            }
+        } else {
+            files.insert(p.clone());
+        }
+    }
+    files
+}
