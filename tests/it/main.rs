@@ -20,6 +20,7 @@ mod providers_keys;
 mod providers_openrouter;
 mod providers_pexels;
 mod publish_r2;
+mod publish_run;
 mod publish_telegram;
 mod publish_tiktok;
 mod report;

@@ -49,6 +49,8 @@ pub struct Behaviour {
     pub init_rate: usize,
     /// Answer refresh errors with HTTP 200 (seen in the sandbox).
     pub oauth_errors_with_200: bool,
+    /// Hold every chunk PUT this long before answering (a slow upload a test can crash).
+    pub put_delay: Option<std::time::Duration>,
 }
 
 impl Default for Behaviour {
@@ -62,6 +64,7 @@ impl Default for Behaviour {
             pending_cap: 5,
             init_rate: 6,
             oauth_errors_with_200: false,
+            put_delay: None,
         }
     }
 }
@@ -531,6 +534,10 @@ async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = shared.inner.lock().unwrap().behaviour.put_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut inner = shared.inner.lock().unwrap();
     inner.put_attempts += 1;
     if headers.contains_key(header::AUTHORIZATION) {
