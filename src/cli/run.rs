@@ -248,7 +248,8 @@ pub fn summary_line(summary: &Summary) -> String {
 }
 
 /// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are
-/// reused from the cache.
+/// reused from the cache. A done job whose video expired renders again from its kept
+/// script and inputs; a draft already delivered is never sent twice.
 pub async fn retry(id: &str, opts: &Options) -> CmdResult {
     let Some(store) = Store::open_read_only(&opts.state_dir).await? else {
         return Err(
@@ -266,13 +267,6 @@ pub async fn retry(id: &str, opts: &Options) -> CmdResult {
         ))
     })?;
     store.close().await;
-    if stored.status == crate::store::Status::Done {
-        out(&format!(
-            "job {} is already done; nothing to retry\n",
-            stored.id
-        ));
-        return Ok(Outcome::Ok);
-    }
     let (ok, diags) = load_all(&[PathBuf::from(&path)]);
     if report(&diags, opts.ci) {
         return Ok(Outcome::Invalid);

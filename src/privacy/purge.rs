@@ -143,7 +143,8 @@ pub async fn purge(
 
 /// Deletes one hosted copy: a local file directly, anything else through `remote`.
 pub async fn delete_hosted(location: &str, remote: Option<&dyn Host>) -> Result<(), PurgeError> {
-    if Path::new(location).is_absolute() {
+    // Hosted copies are either R2 objects (`r2://bucket/key`) or files of the local host.
+    if !location.starts_with("r2://") {
         return remove_file(Path::new(location)).await;
     }
     let Some(remote) = remote else {

@@ -39,7 +39,7 @@ impl Host for LocalHost {
             .map_err(|e| io(&e, &dest))?;
         let abs = dest.canonicalize().unwrap_or(dest.clone());
         Ok(Hosted {
-            location: dest.to_string_lossy().into_owned(),
+            location: abs.to_string_lossy().into_owned(),
             url: format!("file://{}", abs.display()),
             expires_at: r.expires_at,
         })
@@ -76,6 +76,8 @@ impl Drafts for LocalDrafts {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| io(&e, &dir))?;
+        // Absolute, so retention and purge find the files whatever directory they run from.
+        let dir = dir.canonicalize().unwrap_or(dir);
         let video = dir.join(format!("{}.mp4", r.job_id));
         let sidecar = dir.join(format!("{}.json", r.job_id));
         log.record(&EffectProgress {

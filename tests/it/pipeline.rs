@@ -428,3 +428,60 @@ async fn ctrl_c_records_interrupted_stages_that_resume_next_run() {
     assert_eq!(executed(&again), 4, "{}", again.stdout);
     assert_eq!(drafts(dir.path(), "stop").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_video_renders_again_from_kept_inputs_on_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "keep.yaml",
+        &format!(
+            "version: 1\nname: keep\n{VOICES}templates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix: {{ topic: [Alpha], voice: [a] }}\n"
+        ),
+    );
+    assert_eq!(run(dir.path(), "keep.yaml").code, 0);
+    assert_eq!(drafts(dir.path(), "keep").len(), 1);
+
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 15 * 86_400)
+        .to_string();
+    let gc = Factory::new()
+        .args(["gc"])
+        .current_dir(dir.path())
+        .env("FACTORY_NOW", &later)
+        .run();
+    assert_eq!(gc.code, 0, "{gc:?}");
+    assert!(drafts(dir.path(), "keep").is_empty(), "the draft expired");
+
+    let id = {
+        let s = store(dir.path()).await;
+        let job = s.list_jobs(&Default::default()).await.unwrap().remove(0);
+        assert_eq!(job.status, Status::Done, "the job row stays");
+        s.close().await;
+        job.id
+    };
+    let retried = Factory::new()
+        .args(["jobs", "retry", &id])
+        .current_dir(dir.path())
+        .env("CI", "1")
+        .run();
+    assert_eq!(retried.code, 0, "{retried:?}");
+    assert!(
+        retried.stderr.contains("script: cached"),
+        "the script is reused: {}",
+        retried.stderr
+    );
+    assert!(
+        retried.stderr.contains("render: done"),
+        "the video renders again: {}",
+        retried.stderr
+    );
+    assert!(
+        retried.stderr.contains("draft: cached"),
+        "the draft is not sent twice: {}",
+        retried.stderr
+    );
+}
