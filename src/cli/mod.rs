@@ -90,6 +90,10 @@ pub enum Command {
         /// Only show the plan difference; run nothing.
         #[arg(long)]
         plan_only: bool,
+        /// Also run every recipe this often (seconds), to collect expired videos and send
+        /// drafts that waited for room in the TikTok inbox.
+        #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+        every: u64,
     },
     /// Check the keys, quotas and tools the recipes need, without spending anything.
     Doctor {
@@ -308,14 +312,24 @@ pub async fn run(cli: Cli) -> CmdResult {
             };
             run::run(&paths, &opts, &reports).await
         }
-        Command::Watch { dir, plan_only } => {
+        Command::Watch {
+            dir,
+            plan_only,
+            every,
+        } => {
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
             };
-            watch::run(&dir, &opts, plan_only).await
+            watch::run(
+                &dir,
+                &opts,
+                plan_only,
+                std::time::Duration::from_secs(every.max(1)),
+            )
+            .await
         }
         Command::Report { paths, out } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));

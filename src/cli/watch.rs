@@ -27,7 +27,7 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 type RunHandle = JoinHandle<Result<(Summary, Vec<JobReport>), Failure>>;
 
-pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
+pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -> CmdResult {
     if !dir.is_dir() {
         return Err(Failure::invalid(format!(
             "`{}` is not a folder",
@@ -76,10 +76,17 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool) -> CmdResult {
         "watching `{}` for changes (Ctrl-C to stop)\n",
         dir.display()
     ));
+    // Now and then every recipe runs again even without a save: retention (gc) runs at
+    // the start of each run, and drafts queued for a full TikTok inbox go out once it has room.
+    let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         w.start_pending(&cancel);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = sweep.tick(), if !plan_only => {
+                let known: Vec<PathBuf> = w.known.keys().cloned().collect();
+                w.pending.extend(known);
+            }
             Some(mut paths) = rx.recv() => {
                 // A save that straddles two debounce windows still plans once.
                 while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {

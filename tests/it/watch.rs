@@ -200,3 +200,23 @@ fn a_new_job_runs_once() {
     let db = tmp.path().join(".factory");
     assert!(db.is_dir(), "the store was written");
 }
+
+#[test]
+fn recipes_run_again_now_and_then_to_collect_and_send_what_waited() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write(tmp.path(), "recipes/tiny.yaml", &recipe("tiny", "Comets"));
+    let mut w = Watch::start(tmp.path(), &["--every", "3"]);
+    let ran = w.wait_for(|l| l.starts_with("run: "), Duration::from_secs(240));
+    assert!(
+        ran.starts_with("run: 1 done"),
+        "{ran}\n{}",
+        w.seen.join("\n")
+    );
+    // No save in between: the sweep runs the recipe again (gc first), finding it done.
+    let swept = w.wait_for(|l| l.starts_with("run: "), Duration::from_secs(60));
+    assert!(
+        swept.contains("1 already done"),
+        "{swept}\n{}",
+        w.seen.join("\n")
+    );
+}
