@@ -105,6 +105,15 @@ async fn execute_only(
     let mut batches = Vec::with_capacity(ok.len());
     let mut total = 0;
     let mut characters = 0;
+    for e in &ok {
+        let days = e.recipe.publish.retention_days;
+        if days > 14 {
+            eprintln!(
+                "warning: recipe `{}` keeps videos {days} days (`publish.allow_longer_retention`), longer than the privacy policy's 14",
+                e.recipe.name
+            );
+        }
+    }
     for mut e in ok {
         if let Some(id) = only {
             e.jobs.retain(|j| j.id.to_string() == id);

@@ -62,7 +62,30 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
         template(r, &t.value, t.origin, &t.pointer, &mut out);
     }
     batch(r, &mut out);
+    retention(r, &mut out);
     out
+}
+
+/// The policy keeps videos 14 days at most; longer needs an explicit, visible opt-in.
+fn retention(r: &Resolved, out: &mut Vec<Diagnostic>) {
+    let p = &r.publish;
+    let origin = if r.recipe.publish.is_some() {
+        Origin::Recipe
+    } else {
+        Origin::Project
+    };
+    let max = if p.allow_longer_retention { 365 } else { 14 };
+    if p.retention_days == 0 || p.retention_days > max {
+        out.push(
+            r.diag(origin, "/publish/retention_days", "out-of-range", format!(
+                "`publish.retention_days` is {} but must be between 1 and {max}",
+                p.retention_days
+            ))
+            .with_hint_opt((max == 14).then(|| {
+                "the privacy policy deletes videos after 14 days; `allow_longer_retention: true` overrides it, and every run says so".to_owned()
+            })),
+        );
+    }
 }
 
 fn voice(

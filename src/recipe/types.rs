@@ -378,9 +378,13 @@ pub struct Publish {
     /// Where the rendered video is hosted for the notice link.
     #[serde(default)]
     pub host: HostProvider,
-    /// Days hosted copies and local renders are kept, 1–14.
+    /// Days hosted copies and local renders are kept, 1–14 (the privacy policy's limit).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Allow `retention_days` above 14 (up to 365). Every run that uses it says so in its
+    /// output: the privacy policy promises deletion after 14 days.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_longer_retention: bool,
     /// Upload to this TikTok account's inbox as a draft. Without it, drafts go to the
     /// local drafts folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,6 +400,7 @@ impl Default for Publish {
         Self {
             host: HostProvider::Local,
             retention_days: default_retention_days(),
+            allow_longer_retention: false,
             tiktok: None,
         }
     }

@@ -61,3 +61,33 @@ fn every_mistake_is_reported_with_its_position() {
     );
     assert!(err.contains("did you mean `warm`?"), "{err}");
 }
+
+#[test]
+fn retention_beyond_the_policy_needs_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = |publish: &str| {
+        format!(
+            "version: 1\nname: keep\nvoices:\n  a: {{ provider: espeak }}\ntemplates:\n  t:\n    script: {{ provider: offline }}\n    title: x\nbatch:\n  template: t\n  matrix: {{ topic: [A], voice: [a] }}\npublish: {publish}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("keep.yaml"),
+        recipe("{ retention_days: 30 }"),
+    )
+    .unwrap();
+    let (code, _, err) = factory(&["validate", "keep.yaml"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("keep.yaml:12:") && err.contains("between 1 and 14"),
+        "{err}"
+    );
+    assert!(err.contains("allow_longer_retention"), "{err}");
+
+    std::fs::write(
+        dir.path().join("keep.yaml"),
+        recipe("{ retention_days: 30, allow_longer_retention: true }"),
+    )
+    .unwrap();
+    let (code, _, err) = factory(&["validate", "keep.yaml"], dir.path());
+    assert_eq!(code, 0, "{err}");
+}
