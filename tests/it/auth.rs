@@ -71,6 +71,7 @@ impl Env {
                 "30",
             ])
             .envs(self.vars())
+            .env_remove("CI")
             .env_remove("FACTORY_SECRET_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -226,15 +226,13 @@ async fn links_never_outlive_seven_days() {
     let r2 = R2::new(moto.config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = file(dir.path(), "a.mp4", 1000);
-    let hosted = r2
-        .put(&request(&path, "a.mp4", now() + 30 * DAY))
-        .await
-        .unwrap();
+    let expires_at = now() + 30 * DAY;
+    let hosted = r2.put(&request(&path, "a.mp4", expires_at)).await.unwrap();
     assert_eq!(
         query_param(&hosted.url, "X-Amz-Expires").as_deref(),
         Some("604800")
     );
-    assert_eq!(hosted.expires_at, now() + 30 * DAY);
+    assert_eq!(hosted.expires_at, expires_at);
 }
 
 #[tokio::test]
