@@ -386,45 +386,27 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
     for (i, v) in m.voice.iter().enumerate() {
         reference(r, "voice", v, &format!("/batch/matrix/voice/{i}"), out);
     }
-    for (i, cell) in m.include.iter().enumerate() {
-        if let Some(v) = &cell.voice {
-            reference(
-                r,
-                "voice",
-                v,
-                &format!("/batch/matrix/include/{i}/voice"),
-                out,
-            );
+    // Voices and templates named by `include` and `exclude` entries must exist too.
+    let named = m
+        .include
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("/batch/matrix/include/{i}"), &c.voice, &c.template))
+        .chain(
+            m.exclude
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (format!("/batch/matrix/exclude/{i}"), &f.voice, &f.template)),
+        );
+    for (at, voice, template) in named {
+        if let Some(v) = voice {
+            reference(r, "voice", v, &format!("{at}/voice"), out);
         }
-        if let Some(t) = &cell.template {
-            reference(
-                r,
-                "template",
-                t,
-                &format!("/batch/matrix/include/{i}/template"),
-                out,
-            );
+        if let Some(t) = template {
+            reference(r, "template", t, &format!("{at}/template"), out);
         }
     }
     for (i, f) in m.exclude.iter().enumerate() {
-        if let Some(v) = &f.voice {
-            reference(
-                r,
-                "voice",
-                v,
-                &format!("/batch/matrix/exclude/{i}/voice"),
-                out,
-            );
-        }
-        if let Some(t) = &f.template {
-            reference(
-                r,
-                "template",
-                t,
-                &format!("/batch/matrix/exclude/{i}/template"),
-                out,
-            );
-        }
         if f.topic.is_none() && f.voice.is_none() && f.template.is_none() {
             out.push(r.diag(
                 Origin::Recipe,

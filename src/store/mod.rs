@@ -145,14 +145,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let pool = connect(&path, options, 4).await?;
         migrations::run(&pool)
             .await
             .map_err(|source| StoreError::Migrate {
@@ -174,14 +167,7 @@ impl Store {
             .filename(&path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let pool = connect(&path, options, 2).await?;
         Ok(Some(Self { pool, path }))
     }
 
@@ -389,6 +375,21 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
     })
+}
+
+async fn connect(
+    path: &Path,
+    options: SqliteConnectOptions,
+    max: u32,
+) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {
