@@ -5,6 +5,7 @@
 //! [`stages`] through [`providers`] and [`media`].
 
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod expand;
 pub mod media;

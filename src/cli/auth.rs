@@ -157,7 +157,7 @@ async fn status(state_dir: &Path, json: bool) -> CmdResult {
     } else if accounts.is_empty() {
         out("no accounts connected\n");
     } else {
-        let now = crate::store::now();
+        let now = crate::clock::now();
         let mut text = String::new();
         for a in &accounts {
             text.push_str(&format!(

@@ -14,7 +14,7 @@ pub async fn run(out_file: Option<PathBuf>, state_dir: &Path) -> CmdResult {
         }
         None => serde_json::json!({
             "schema": crate::privacy::export::SCHEMA,
-            "exported_at": crate::store::now(),
+            "exported_at": crate::clock::now(),
             "accounts": [],
             "jobs": [],
             "effects": [],

@@ -114,7 +114,7 @@ async fn card(tools: &Tools, job: &StoredJob, stages: &[StoredStage], meta: &Met
         );
     }
     html.push_str("</p>");
-    let expired = meta.expires_at.is_some_and(|at| at <= crate::store::now())
+    let expired = meta.expires_at.is_some_and(|at| at <= crate::clock::now())
         || meta.video.as_ref().is_some_and(|v| !v.is_file());
     match &meta.video {
         Some(_) if expired => html.push_str("<p class=\"expired\">video expired</p>"),

@@ -425,7 +425,7 @@ impl JobRun<'_> {
                 &json!(music),
             ],
         );
-        let expires = crate::store::now() + i64::from(spec.publish.retention_days) * 86_400;
+        let expires = crate::clock::now() + i64::from(spec.publish.retention_days) * 86_400;
         let dir = self.b.dir.clone();
         let render_hit = self
             .cached_or_run(
@@ -512,7 +512,6 @@ impl JobRun<'_> {
                     caption: caption.clone(),
                     hashtags: hashtags.clone(),
                     credits: credits.clone(),
-                    previous: log.previous.clone(),
                 };
                 async move {
                     let drafts = e.providers.drafts(&spec.publish)?;
@@ -634,8 +633,9 @@ impl JobRun<'_> {
                 .and_then(|d| serde_json::from_str::<Value>(d).ok())
                 .and_then(|v| v["phase"].as_str().map(str::to_owned))?;
             Some(EffectProgress {
-                external_id: x.external_id?,
+                external_id: x.external_id,
                 phase,
+                data: Value::Null,
             })
         });
         e.store
@@ -828,6 +828,10 @@ pub struct Ledger {
 
 #[async_trait::async_trait]
 impl EffectLog for Ledger {
+    async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError> {
+        Ok(self.previous.clone())
+    }
+
     async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError> {
         let detail = json!({ "phase": progress.phase }).to_string();
         self.store
@@ -836,7 +840,7 @@ impl EffectLog for Ledger {
                 &self.job,
                 self.kind,
                 "started",
-                Some(&progress.external_id),
+                progress.external_id.as_deref(),
                 Some(&detail),
             )
             .await

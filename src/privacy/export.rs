@@ -97,7 +97,7 @@ pub async fn export(pool: &SqlitePool) -> Result<Value, sqlx::Error> {
     .collect::<Vec<_>>();
     Ok(json!({
         "schema": SCHEMA,
-        "exported_at": crate::store::now(),
+        "exported_at": crate::clock::now(),
         "accounts": accounts,
         "jobs": jobs,
         "effects": ledger,

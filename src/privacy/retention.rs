@@ -186,11 +186,4 @@ async fn remove(path: &Path) -> Result<(), PurgeError> {
     }
 }
 
-/// The clock `gc` and `run` use: the system's, unless the hidden `FACTORY_NOW` (unix
-/// seconds) sets it, which tests use to step past the retention period.
-pub fn now() -> i64 {
-    std::env::var("FACTORY_NOW")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(crate::store::now)
-}
+pub use crate::clock::now;

@@ -21,6 +21,25 @@ pub enum ProviderError {
         service: &'static str,
         message: String,
     },
+    /// Not now, but surely later: a rate window or a quota that refills at `until` (unix
+    /// seconds), such as TikTok's pending-draft cap or a 429 without a known reset. The
+    /// engine keeps the job `deferred` until then instead of failing it; `scope` names the
+    /// budget that is empty (`tiktok:inits:<open_id>`), so other jobs of that budget wait too.
+    #[error("{service}: {message}")]
+    Deferred {
+        service: &'static str,
+        message: String,
+        until: i64,
+        scope: String,
+    },
+    /// The request may have taken effect, but no answer says so: a timeout after the body
+    /// was sent, an answer cut off or garbled. A side effect that ends this way is recorded
+    /// `unknown` and reconciled with the service before anything is sent again.
+    #[error("{service}: {message}")]
+    Unconfirmed {
+        service: &'static str,
+        message: String,
+    },
     /// The run was stopped (Ctrl-C) while the call was in flight.
     #[error("cancelled")]
     Cancelled,
@@ -54,7 +73,41 @@ impl ProviderError {
         }
     }
 
+    pub fn deferred(
+        service: &'static str,
+        message: impl Into<String>,
+        until: i64,
+        scope: impl Into<String>,
+    ) -> Self {
+        Self::Deferred {
+            service,
+            message: message.into(),
+            until,
+            scope: scope.into(),
+        }
+    }
+
+    pub fn unconfirmed(service: &'static str, message: impl Into<String>) -> Self {
+        Self::Unconfirmed {
+            service,
+            message: message.into(),
+        }
+    }
+
+    /// Worth another attempt in this run: retryable errors, and unconfirmed ones (whose
+    /// next attempt reconciles before it sends).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable { .. })
+        matches!(self, Self::Retryable { .. } | Self::Unconfirmed { .. })
+    }
+
+    /// The service that failed, for the stage record.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Self::Retryable { service, .. }
+            | Self::Permanent { service, .. }
+            | Self::Deferred { service, .. }
+            | Self::Unconfirmed { service, .. } => service,
+            Self::Cancelled => "engine",
+        }
     }
 }

@@ -81,8 +81,9 @@ impl Drafts for LocalDrafts {
         let video = dir.join(format!("{}.mp4", r.job_id));
         let sidecar = dir.join(format!("{}.json", r.job_id));
         log.record(&EffectProgress {
-            external_id: video.to_string_lossy().into_owned(),
+            external_id: Some(video.to_string_lossy().into_owned()),
             phase: "initialized".into(),
+            data: serde_json::Value::Null,
         })
         .await?;
         let tmp = dir.join(format!(".{}.mp4.part", r.job_id));

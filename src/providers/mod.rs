@@ -168,6 +168,8 @@ pub struct Hosted {
 
 #[async_trait]
 pub trait Host: Send + Sync {
+    /// Idempotent by `key`: when the object is already there with the same content (a
+    /// HEAD, or a conditional write refused), it is returned without writing again.
     async fn put(&self, request: &HostRequest) -> Result<Hosted, ProviderError>;
     /// Deletes one hosted copy; deleting what is already gone succeeds.
     async fn delete(&self, location: &str) -> Result<(), ProviderError>;
@@ -187,17 +189,23 @@ pub struct DraftRequest {
     pub caption: String,
     pub hashtags: Vec<String>,
     pub credits: Vec<Credit>,
-    /// What the ledger recorded of an earlier attempt for this same draft, if any.
-    pub previous: Option<EffectProgress>,
 }
 
-/// A step of a side effect already recorded in the ledger.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A step of a side effect, recorded in the ledger the moment it happens. What a provider
+/// needs to resume or reconcile an attempt that ended without an answer lives here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EffectProgress {
-    /// The service's id for the effect (TikTok `publish_id`, a message id, a path).
-    pub external_id: String,
-    /// How far it got: `initialized`, `uploaded`, `delivered`.
+    /// The service's id for the effect (TikTok `publish_id`, a message id, a path), once
+    /// the service has given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// How far it got, in the provider's words: `init-sent`, `initialized`, `uploaded`,
+    /// `delivered`.
     pub phase: String,
+    /// Provider-specific resume state (an upload URL and the chunks it holds, when the
+    /// init was made); never a credential.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,15 +215,41 @@ pub struct DraftReceipt {
     pub status: String,
 }
 
-/// Persists progress of a side effect the moment it happens, so a crash mid-way can be
-/// resumed instead of repeated.
+/// The ledger entry of one side effect, as a provider sees it: what earlier attempts
+/// recorded (read afresh on every call, never captured once), and where to record the
+/// next step before it is taken.
 #[async_trait]
 pub trait EffectLog: Send + Sync {
+    /// The last progress recorded for this effect by any attempt, any process.
+    async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError>;
+    /// Persists a step; returns only once it is durable.
     async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError>;
+}
+
+/// Shared rate budgets and blocks, kept in the store so every process and worker honours
+/// them (TikTok's 6 inits per minute per token, 5 pending drafts per 24 h per account,
+/// Pexels' hourly window, a key blocked by a 429).
+#[async_trait]
+pub trait Budgets: Send + Sync {
+    /// Takes one unit of `key`'s budget of `limit` per `window_secs`; `Err(until)` (unix
+    /// seconds) when the budget is empty or the key is blocked.
+    async fn take(
+        &self,
+        key: &str,
+        limit: u32,
+        window_secs: i64,
+    ) -> Result<Result<(), i64>, ProviderError>;
+    /// Gives back the unit taken last for `key` (the request was refused before it counted).
+    async fn give_back(&self, key: &str) -> Result<(), ProviderError>;
+    /// Blocks `key` until `until` for everyone (a 429 with Retry-After, a cap reached).
+    async fn block(&self, key: &str, until: i64) -> Result<(), ProviderError>;
 }
 
 #[async_trait]
 pub trait Drafts: Send + Sync {
+    /// Sends the draft, or finishes an earlier attempt that `log` recorded: a recorded
+    /// `publish_id` is asked about (and its upload resumed or polled) before any new
+    /// init, so one job never puts two drafts in the inbox.
     async fn send(
         &self,
         request: &DraftRequest,
@@ -233,6 +267,8 @@ pub struct Notice {
 
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Returns the service's message id (or a local identifier).
+    /// Returns the service's message id (or a local identifier). An error that leaves it
+    /// open whether the message went out is [`ProviderError::Unconfirmed`]; the engine
+    /// then never sends it again.
     async fn send(&self, notice: &Notice) -> Result<String, ProviderError>;
 }

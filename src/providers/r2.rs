@@ -24,8 +24,8 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{Host, HostRequest, Hosted, ProviderError};
+use crate::clock::now as unix_now;
 use crate::secret::Secret;
-use crate::store::now as unix_now;
 
 pub const SERVICE: &str = "r2";
 /// R2 refuses presigned URLs valid for longer.

@@ -122,11 +122,7 @@ pub struct Store {
     path: PathBuf,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::now;
 
 impl Store {
     /// Opens (creating when needed) the store in `state_dir`: the directory user-only

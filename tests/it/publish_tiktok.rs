@@ -15,7 +15,7 @@ use tiktok_factory::providers::tiktok::{
     Account, AccountStore, DraftSettings, LoginOptions, OAuth, OAuthError, SqliteAccountStore,
     TikTokDrafts, is_pending_draft_cap,
 };
-use tiktok_factory::providers::{DraftRequest, Drafts, EffectProgress, ProviderError};
+use tiktok_factory::providers::{DraftRequest, Drafts, ProviderError};
 use tiktok_factory::secret::Secret;
 use tiktok_factory::store::Store;
 
@@ -87,7 +87,7 @@ fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-fn request(video: PathBuf, previous: Option<EffectProgress>) -> DraftRequest {
+fn request(video: PathBuf) -> DraftRequest {
     DraftRequest {
         video,
         job_id: "job-1".to_owned(),
@@ -97,7 +97,6 @@ fn request(video: PathBuf, previous: Option<EffectProgress>) -> DraftRequest {
         caption: "They bend light.".to_owned(),
         hashtags: vec!["space".to_owned()],
         credits: Vec::new(),
-        previous,
     }
 }
 
@@ -224,7 +223,7 @@ async fn a_video_over_one_chunk_goes_up_in_order_and_lands_in_the_inbox() {
     let log = MemoryLog::default();
     let receipt = setup
         .drafts
-        .send(&request(path.clone(), None), &log)
+        .send(&request(path.clone()), &log)
         .await
         .unwrap();
 
@@ -248,7 +247,7 @@ async fn a_video_over_one_chunk_goes_up_in_order_and_lands_in_the_inbox() {
     assert!(
         log.records()
             .iter()
-            .all(|r| r.external_id == receipt.external_id)
+            .all(|r| r.external_id.as_deref() == Some(receipt.external_id.as_str()))
     );
 }
 
@@ -259,7 +258,7 @@ async fn a_chunk_answered_with_5xx_is_sent_again() {
     let path = video(setup.dir.path(), 1_000_000);
     let receipt = setup
         .drafts
-        .send(&request(path.clone(), None), &MemoryLog::default())
+        .send(&request(path.clone()), &MemoryLog::default())
         .await
         .unwrap();
     assert_eq!(setup.fake.put_attempts(), 3);
@@ -271,7 +270,7 @@ async fn a_chunk_answered_with_5xx_is_sent_again() {
     setup.fake.set(|b| b.chunk_failures = 3);
     let error = setup
         .drafts
-        .send(&request(path, None), &MemoryLog::default())
+        .send(&request(path), &MemoryLog::default())
         .await
         .unwrap_err();
     assert!(error.is_retryable());
@@ -290,7 +289,7 @@ async fn a_crash_after_init_starts_over_and_leaves_exactly_one_draft() {
     let log = Arc::new(MemoryLog::crashing_after(PHASE_INITIALIZED));
     let task = {
         let (drafts, log, path) = (setup.drafts.clone(), log.clone(), path.clone());
-        tokio::spawn(async move { drafts.send(&request(path, None), log.as_ref()).await })
+        tokio::spawn(async move { drafts.send(&request(path), log.as_ref()).await })
     };
     log.crashed.notified().await;
     task.abort();
@@ -299,13 +298,9 @@ async fn a_crash_after_init_starts_over_and_leaves_exactly_one_draft() {
     assert_eq!(previous.phase, PHASE_INITIALIZED);
     assert_eq!(setup.fake.put_attempts(), 0);
 
-    let resumed = MemoryLog::default();
-    let receipt = setup
-        .drafts
-        .send(&request(path, Some(previous.clone())), &resumed)
-        .await
-        .unwrap();
-    assert_ne!(receipt.external_id, previous.external_id);
+    let resumed = MemoryLog::resuming(previous.clone());
+    let receipt = setup.drafts.send(&request(path), &resumed).await.unwrap();
+    assert_ne!(Some(receipt.external_id.clone()), previous.external_id);
     assert_eq!(setup.fake.inits().len(), 2);
     assert_eq!(setup.fake.inbox(), vec![receipt.external_id]);
 }
@@ -317,7 +312,7 @@ async fn a_crash_after_upload_only_polls_and_never_uploads_again() {
     let log = Arc::new(MemoryLog::crashing_after(PHASE_UPLOADED));
     let task = {
         let (drafts, log, path) = (setup.drafts.clone(), log.clone(), path.clone());
-        tokio::spawn(async move { drafts.send(&request(path, None), log.as_ref()).await })
+        tokio::spawn(async move { drafts.send(&request(path), log.as_ref()).await })
     };
     log.crashed.notified().await;
     task.abort();
@@ -327,17 +322,13 @@ async fn a_crash_after_upload_only_polls_and_never_uploads_again() {
     let puts = setup.fake.put_attempts();
     assert_eq!(puts, 1);
 
-    let resumed = MemoryLog::default();
-    let receipt = setup
-        .drafts
-        .send(&request(path, Some(previous.clone())), &resumed)
-        .await
-        .unwrap();
-    assert_eq!(receipt.external_id, previous.external_id);
+    let resumed = MemoryLog::resuming(previous.clone());
+    let receipt = setup.drafts.send(&request(path), &resumed).await.unwrap();
+    assert_eq!(Some(receipt.external_id), previous.external_id.clone());
     assert_eq!(setup.fake.inits().len(), 1);
     assert_eq!(setup.fake.put_attempts(), puts);
-    assert_eq!(setup.fake.inbox(), vec![previous.external_id]);
-    assert_eq!(resumed.phases(), vec!["delivered"]);
+    assert_eq!(setup.fake.inbox(), vec![previous.external_id.unwrap()]);
+    assert_eq!(resumed.phases(), vec!["uploaded", "delivered"]);
 }
 
 #[tokio::test]
@@ -347,15 +338,11 @@ async fn the_pending_draft_cap_is_a_distinct_retryable_error() {
     let path = video(setup.dir.path(), 1_000_000);
     setup
         .drafts
-        .send(&request(path.clone(), None), &MemoryLog::default())
+        .send(&request(path.clone()), &MemoryLog::default())
         .await
         .unwrap();
     let log = MemoryLog::default();
-    let error = setup
-        .drafts
-        .send(&request(path, None), &log)
-        .await
-        .unwrap_err();
+    let error = setup.drafts.send(&request(path), &log).await.unwrap_err();
     assert!(is_pending_draft_cap(&error), "{error}");
     assert!(
         error
@@ -370,7 +357,7 @@ async fn the_pending_draft_cap_is_a_distinct_retryable_error() {
 async fn init_errors_are_read_from_the_body_even_with_http_200() {
     let setup = setup(None).await;
     let path = video(setup.dir.path(), 1_000_000);
-    let draft = request(path, None);
+    let draft = request(path);
     let log = MemoryLog::default();
     let send = || setup.drafts.send(&draft, &log);
 
@@ -414,7 +401,7 @@ async fn tiktoks_own_init_rate_limit_comes_back_retryable() {
             inits_per_minute: 100,
             ..fast()
         });
-    let draft = request(video(setup.dir.path(), 1_000_000), None);
+    let draft = request(video(setup.dir.path(), 1_000_000));
     for _ in 0..6 {
         unlimited.send(&draft, &MemoryLog::default()).await.unwrap();
     }
@@ -436,11 +423,7 @@ async fn processing_failure_is_permanent_and_names_the_reason() {
         .set(|b| b.fail_reason = Some("frame_rate_check_failed".to_owned()));
     let path = video(setup.dir.path(), 1_000_000);
     let log = MemoryLog::default();
-    let error = setup
-        .drafts
-        .send(&request(path, None), &log)
-        .await
-        .unwrap_err();
+    let error = setup.drafts.send(&request(path), &log).await.unwrap_err();
     assert!(!error.is_retryable());
     assert!(
         error.to_string().contains("`frame_rate_check_failed`"),
@@ -462,7 +445,7 @@ async fn an_expiring_token_is_refreshed_and_the_rotated_one_is_stored() {
     let path = video(setup.dir.path(), 1_000_000);
     setup
         .drafts
-        .send(&request(path, None), &MemoryLog::default())
+        .send(&request(path), &MemoryLog::default())
         .await
         .unwrap();
     assert_eq!(setup.fake.refreshes(), 1);
@@ -485,7 +468,7 @@ async fn a_refused_access_token_is_refreshed_once_and_the_send_goes_on() {
     let path = video(setup.dir.path(), 1_000_000);
     let receipt = setup
         .drafts
-        .send(&request(path, None), &MemoryLog::default())
+        .send(&request(path), &MemoryLog::default())
         .await
         .unwrap();
     assert_eq!(receipt.status, "SEND_TO_USER_INBOX");
@@ -509,7 +492,7 @@ async fn an_account_from_tiktok_account_json_is_copied_into_the_store() {
         .with_seed_account(Some(seed));
     let path = video(setup.dir.path(), 1_000_000);
     drafts
-        .send(&request(path, None), &MemoryLog::default())
+        .send(&request(path), &MemoryLog::default())
         .await
         .unwrap();
     let stored = setup.store.load(ACCOUNT).await.unwrap().unwrap();
@@ -521,7 +504,7 @@ async fn an_account_from_tiktok_account_json_is_copied_into_the_store() {
     );
 
     let unknown = TikTokDrafts::new(setup.fake.config(), setup.store.clone()).unwrap();
-    let mut other = request(video(setup.dir.path(), 10), None);
+    let mut other = request(video(setup.dir.path(), 10));
     other.account = "nobody".to_owned();
     let error = unknown
         .send(&other, &MemoryLog::default())
@@ -554,7 +537,7 @@ async fn only_video_upload_is_requested_and_no_direct_post_endpoint_is_called() 
         .with_settings(fast());
     drafts
         .send(
-            &request(video(dir.path(), 2_000_000), None),
+            &request(video(dir.path(), 2_000_000)),
             &MemoryLog::default(),
         )
         .await

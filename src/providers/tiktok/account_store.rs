@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
 
 use super::{Account, AccountStore, AccountStoreError, PROVIDER};
+use crate::clock::now as unix_now;
 use crate::privacy::crypto::{self, Key};
 use crate::secret::Secret;
-use crate::store::now as unix_now;
 
 pub struct SqliteAccountStore {
     pool: SqlitePool,

@@ -217,7 +217,7 @@ pub trait AccountStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::now as unix_now;
+    use crate::clock::now as unix_now;
 
     #[test]
     fn account_json_needs_open_id_and_refresh_token_and_hides_its_input() {

@@ -21,9 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Account, SCOPE, SERVICE, TikTokConfig};
+use crate::clock::now as unix_now;
 use crate::providers::ProviderError;
 use crate::secret::Secret;
-use crate::store::now as unix_now;
 
 const AUTHORIZE_PATH: &str = "/v2/auth/authorize/";
 const TOKEN_PATH: &str = "/v2/oauth/token/";

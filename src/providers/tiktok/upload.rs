@@ -21,11 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::time::Instant;
 
 use super::{Account, AccountStore, OAuth, SERVICE, TikTokConfig};
+use crate::clock::now as unix_now;
 use crate::providers::{
     DraftReceipt, DraftRequest, Drafts, EffectLog, EffectProgress, ProviderError,
 };
 use crate::secret::Secret;
-use crate::store::now as unix_now;
 
 pub const PHASE_INITIALIZED: &str = "initialized";
 pub const PHASE_UPLOADED: &str = "uploaded";
@@ -473,12 +473,11 @@ impl Drafts for TikTokDrafts {
     ) -> Result<DraftReceipt, ProviderError> {
         let name = request.account.as_str();
         let mut account = self.account(name, None).await?;
-        if let Some(previous) = &request.previous
+        if let Some(previous) = log.progress().await?
             && matches!(previous.phase.as_str(), PHASE_UPLOADED | PHASE_DELIVERED)
+            && let Some(publish_id) = previous.external_id
         {
-            return self
-                .await_inbox(name, &mut account, &previous.external_id, log)
-                .await;
+            return self.await_inbox(name, &mut account, &publish_id, log).await;
         }
         let size = tokio::fs::metadata(&request.video)
             .await
@@ -503,8 +502,9 @@ impl Drafts for TikTokDrafts {
 
 fn progress(publish_id: &str, phase: &str) -> EffectProgress {
     EffectProgress {
-        external_id: publish_id.to_owned(),
+        external_id: Some(publish_id.to_owned()),
         phase: phase.to_owned(),
+        data: serde_json::Value::Null,
     }
 }
 

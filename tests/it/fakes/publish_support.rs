@@ -46,6 +46,14 @@ pub struct MemoryLog {
 }
 
 impl MemoryLog {
+    /// A ledger that already holds what an earlier attempt recorded.
+    pub fn resuming(previous: EffectProgress) -> Self {
+        Self {
+            records: Mutex::new(vec![previous]),
+            ..Self::default()
+        }
+    }
+
     pub fn crashing_after(phase: &'static str) -> Self {
         Self {
             crash_after: Some(phase),
@@ -68,6 +76,10 @@ impl MemoryLog {
 
 #[async_trait]
 impl EffectLog for MemoryLog {
+    async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError> {
+        Ok(self.last())
+    }
+
     async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError> {
         self.records.lock().unwrap().push(progress.clone());
         if self.crash_after == Some(progress.phase.as_str()) {
