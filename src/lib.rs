@@ -4,15 +4,19 @@
 //! recipe into jobs, [`plan`] diffs them against the [`store`], and [`engine`] runs the
 //! [`stages`] through [`providers`] and [`media`].
 
+pub mod artifacts;
 pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod expand;
+pub mod keys;
+pub mod lock;
 pub mod media;
 pub mod plan;
 pub mod privacy;
 pub mod providers;
 pub mod recipe;
+pub mod registry;
 pub mod secret;
 pub mod stages;
 pub mod store;

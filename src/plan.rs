@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::engine::keys;
 use crate::expand::{Job, JobSpec};
+use crate::keys::{self, ToolVersions};
 use crate::recipe::{FootageProvider, ScriptProvider, VoiceProvider};
 use crate::store::{Status, StoredJob};
 
@@ -22,6 +22,8 @@ pub enum Action {
     Resume,
     /// Failed before: resumes at the failed stage.
     Failed,
+    /// Waiting for a rate window or a cap that has not opened yet; runs after it does.
+    Deferred,
     /// Finished; nothing to do.
     Done,
     /// In the store but no longer in the recipe. Its record is kept.
@@ -35,6 +37,7 @@ impl Action {
             Self::Changed => "changed",
             Self::Resume => "resume",
             Self::Failed => "failed",
+            Self::Deferred => "deferred",
             Self::Done => "done",
             Self::Removed => "removed",
         }
@@ -69,6 +72,7 @@ pub struct Counts {
     pub changed: usize,
     pub resume: usize,
     pub failed: usize,
+    pub deferred: usize,
     pub done: usize,
     pub removed: usize,
 }
@@ -108,11 +112,27 @@ pub fn plan(recipe: &str, path: &str, jobs: &[Job], stored: &[StoredJob]) -> Rec
                     )),
                     s.stage.clone(),
                 ),
-                Status::Queued => (
-                    Action::Resume,
-                    Some("queued: waiting for room in the TikTok account".into()),
-                    s.stage.clone(),
-                ),
+                Status::Deferred => {
+                    let reason = s.error.as_deref().map(first_line).unwrap_or("waiting");
+                    match s.deferred_until {
+                        Some(until) if until > crate::clock::now() => (
+                            Action::Deferred,
+                            Some(format!(
+                                "deferred until {}: {reason}",
+                                crate::clock::format(until)
+                            )),
+                            s.stage.clone(),
+                        ),
+                        _ => (
+                            Action::Resume,
+                            Some(format!(
+                                "was deferred ({reason}); resumes at `{}`",
+                                s.stage.as_deref().unwrap_or("script")
+                            )),
+                            s.stage.clone(),
+                        ),
+                    }
+                }
                 Status::Pending | Status::Running | Status::Interrupted => (
                     Action::Resume,
                     Some(format!(
@@ -182,6 +202,7 @@ fn bump(c: &mut Counts, a: Action) {
         Action::Changed => c.changed += 1,
         Action::Resume => c.resume += 1,
         Action::Failed => c.failed += 1,
+        Action::Deferred => c.deferred += 1,
         Action::Done => c.done += 1,
         Action::Removed => c.removed += 1,
     }
@@ -371,7 +392,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             }
         }
         if spec.footage.provider == FootageProvider::Pexels {
-            let key = keys::footage_key(spec);
+            let key = keys::footage_key(spec, None, &ToolVersions::default());
             if seen.insert(key.clone()) {
                 if cached.keys.contains(&key) {
                     out.saved.footage_searches += 1;
@@ -386,7 +407,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             let (key, characters, voice_cached) = match cached.scripts.get(&script_key) {
                 Some(lines) => {
                     let spoken: Vec<&str> = lines.iter().map(String::as_str).collect();
-                    let key = keys::voice_key(spec, &spoken);
+                    let key = keys::voice_key(spec, &spoken, &ToolVersions::default());
                     let cached = cached.keys.contains(&key);
                     (key, spoken_chars(&spoken), cached)
                 }

@@ -225,7 +225,7 @@ fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
 }
 
 fn is_skipped(status: &str) -> bool {
-    matches!(status, "queued" | "interrupted" | "pending" | "running")
+    matches!(status, "deferred" | "interrupted" | "pending" | "running")
 }
 
 /// Escapes text for XML content and attributes; control characters XML 1.0 forbids go.

@@ -9,6 +9,7 @@ mod export;
 mod gc;
 mod jobs;
 mod plan;
+mod progress;
 mod purge;
 mod report;
 mod run;
@@ -49,6 +50,9 @@ pub struct Cli {
     /// Where the artifact cache lives, so CI caches can keep it [default: STATE_DIR/cache].
     #[arg(long, global = true, env = "FACTORY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// When another command holds the state directory, wait for it instead of stopping.
+    #[arg(long, global = true)]
+    pub wait: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -292,7 +296,11 @@ pub async fn run(cli: Cli) -> CmdResult {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
             };
-            plan::run(&paths, &cli.state_dir, cli.json, ci).await
+            let cache_dir = cli
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| cli.state_dir.join("cache"));
+            plan::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
         }
         Command::Run {
             paths,
@@ -309,6 +317,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
+                wait: cli.wait,
             };
             run::run(&paths, &opts, &reports).await
         }
@@ -322,6 +331,8 @@ pub async fn run(cli: Cli) -> CmdResult {
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
+                // Runs of `watch` queue behind a manual `run` rather than stop.
+                wait: true,
             };
             watch::run(
                 &dir,
@@ -344,6 +355,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
+                wait: cli.wait,
             };
             run::retry(&id, &opts).await
         }

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::ci::{JobReport, Reports};
+use super::progress::{Mode, Progress};
 use super::{CmdResult, Expanded, Failure, Outcome, load_all, out, report};
-use crate::engine::cache::Cache;
-use crate::engine::progress::{Mode, Progress};
-use crate::engine::{Batch, Budgets, Engine, Summary};
+use crate::artifacts::ArtifactStore;
+use crate::engine::{Budgets, Engine, JobInput, Settings, Sink, Summary};
+use crate::lock::StateLock;
 use crate::media::Tools;
 use crate::plan;
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
+use crate::registry::Registry;
 use crate::store::Store;
 
 /// The global flags a run needs.
@@ -24,10 +26,12 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub ci: bool,
+    /// Wait for another command holding the state lock instead of stopping.
+    pub wait: bool,
 }
 
 impl Options {
-    fn cache_dir(&self) -> PathBuf {
+    pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("cache"))
@@ -39,7 +43,7 @@ pub async fn run(paths: &[PathBuf], opts: &Options, reports: &Reports) -> CmdRes
     if report(&diags, opts.ci) {
         return Ok(Outcome::Invalid);
     }
-    let (cancel, watcher) = stop_on_ctrl_c();
+    let (cancel, watcher) = stop_on_signals();
     let result = execute(ok, opts, cancel).await;
     watcher.abort();
     let (summary, jobs) = result?;
@@ -47,13 +51,26 @@ pub async fn run(paths: &[PathBuf], opts: &Options, reports: &Reports) -> CmdRes
     Ok(finish(&summary, opts))
 }
 
-/// A stop signal that turns true on Ctrl-C, and the task that waits for it.
-fn stop_on_ctrl_c() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+/// A stop signal that turns true on Ctrl-C or SIGTERM (CI cancellation, `systemctl
+/// stop`, Kubernetes), and the task that waits for it: running stages are recorded
+/// interrupted, children stopped, temp work removed, the summary printed.
+pub(super) fn stop_on_signals() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
     let (stop, cancel) = watch::channel(false);
     let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop.send(true);
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
         }
+        stop.send_replace(true);
     });
     (cancel, watcher)
 }
@@ -95,23 +112,40 @@ async fn execute_only(
 ) -> Result<(Summary, Vec<JobReport>), Failure> {
     // Missing tools end the run before any job starts.
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
+    let _locks = lock_state(opts, "run").await?;
     super::warn_loose_permissions(&opts.state_dir);
     let store = Store::open(&opts.state_dir).await?;
+    let cache_dir = opts.cache_dir();
+    let artifacts = ArtifactStore::open(&cache_dir)
+        .and_then(|a| a.remove_stale_work().map(|_| a))
+        .map_err(|e| Failure::environment(e.to_string()))?;
+    // A kept artifact store over a fresh database: the index is rebuilt from it.
+    let records = artifacts
+        .jobs()
+        .map_err(|e| Failure::environment(e.to_string()))?;
+    let paths: HashMap<String, String> = ok
+        .iter()
+        .map(|e| (e.recipe.name.clone(), e.recipe.path.display().to_string()))
+        .collect();
+    store
+        .import_done(&records, |recipe| paths.get(recipe).cloned())
+        .await?;
     // Retention runs before any work, so nothing past its date outlives a run.
     let collected = super::gc::collect(&store, &opts.state_dir, false).await?;
     if !collected.is_empty() && !opts.json {
         eprint!("{}", super::gc::describe(&collected, false));
     }
-    let mut batches = Vec::with_capacity(ok.len());
-    let mut total = 0;
+    let mut inputs = Vec::new();
+    let mut already_done = 0;
     let mut characters = 0;
+    let mut notes = Vec::new();
     for e in &ok {
         let days = e.recipe.publish.retention_days;
         if days > 14 {
-            eprintln!(
+            notes.push(format!(
                 "warning: recipe `{}` keeps videos {days} days (`publish.allow_longer_retention`), longer than the privacy policy's 14",
                 e.recipe.name
-            );
+            ));
         }
     }
     for mut e in ok {
@@ -126,66 +160,99 @@ async fn execute_only(
             &stored,
         );
         let running = super::plan::running(&p, &e.jobs);
-        let cached = super::plan::cached(&store, &running).await?;
+        let cached = super::plan::cached(&artifacts, &running).await;
         characters += plan::spend(&running, &cached, &plan::Prices::default())
             .spend
             .tts_characters;
         let actions: HashMap<String, plan::Action> =
             p.jobs.iter().map(|j| (j.id.clone(), j.action)).collect();
-        let jobs: Vec<_> = e
-            .jobs
-            .into_iter()
-            .map(|j| {
-                let action = actions
-                    .get(&j.id.to_string())
-                    .copied()
-                    .unwrap_or(plan::Action::New);
-                // A retried job runs even when the plan would leave it alone.
-                (
-                    j,
-                    if only.is_some() && !action.runs() {
-                        plan::Action::Failed
-                    } else {
-                        action
-                    },
-                )
-            })
-            .collect();
-        total += jobs.len();
-        batches.push(Batch {
-            recipe: e.recipe.name.clone(),
-            recipe_path: e.recipe.path.clone(),
-            dir: e.recipe.dir.clone(),
-            jobs,
-        });
+        for job in e.jobs {
+            let action = actions
+                .get(&job.id.to_string())
+                .copied()
+                .unwrap_or(plan::Action::New);
+            // A retried job runs even when the plan would leave it alone.
+            if !action.runs() && only.is_none() {
+                already_done += 1;
+                continue;
+            }
+            inputs.push(JobInput {
+                recipe: e.recipe.name.clone(),
+                recipe_path: e.recipe.path.clone(),
+                dir: e.recipe.dir.clone(),
+                job,
+            });
+        }
     }
     check_characters(characters).await?;
-    let wanted: Vec<(String, String)> = batches
+    let wanted: Vec<(String, String)> = inputs
         .iter()
-        .flat_map(|b| {
-            b.jobs
-                .iter()
-                .map(|(j, _)| (b.recipe.clone(), j.id.to_string()))
-        })
+        .map(|i| (i.recipe.clone(), i.job.id.to_string()))
         .collect();
     let progress = Arc::new(Progress::new(
         Mode::detect(opts.json, opts.ci),
-        total as u64,
+        inputs.len() as u64,
     ));
-    let mut engine = Engine::new(
-        store.clone(),
-        tools.clone(),
-        crate::stages::Providers::new(tools, opts.state_dir.clone(), store.pool().clone()),
+    for note in notes {
+        progress.note(&note);
+    }
+    let versions = tools.versions().await;
+    let services = Arc::new(Registry::new(
+        tools,
+        versions,
         opts.state_dir.clone(),
-        Arc::clone(&progress),
+        store.pool().clone(),
+    ));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        artifacts,
+        services,
+        Arc::new(crate::stages::Pipeline),
+        Arc::clone(&progress) as Arc<dyn Sink>,
         Budgets::default(),
+        Settings::default(),
         cancel,
-    );
-    engine.cache = Cache::new(opts.cache_dir());
-    let summary = Arc::new(engine).run(batches).await;
+    ));
+    let summary = engine.run(inputs, already_done).await;
     let jobs = job_reports(&store, &wanted).await;
     store.close().await;
     Ok((summary, jobs?))
+}
+
+/// The state lock, and the artifact store's when it lives elsewhere (a CI cache): two
+/// processes never run jobs over the same state or the same ledger. With `--wait` (and
+/// in `watch`), waits for the holder, saying so once.
+pub async fn lock_state(opts: &Options, command: &str) -> Result<Vec<StateLock>, Failure> {
+    let mut dirs = vec![opts.state_dir.clone()];
+    let cache = opts.cache_dir();
+    if !cache.starts_with(&opts.state_dir) {
+        dirs.push(cache);
+    }
+    let mut locks = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let mut told = false;
+        loop {
+            match StateLock::acquire(&dir, command) {
+                Ok(lock) => {
+                    locks.push(lock);
+                    break;
+                }
+                Err(e @ crate::lock::LockError::Held { .. }) if opts.wait => {
+                    if !told {
+                        eprintln!("waiting: {e}");
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e @ crate::lock::LockError::Held { .. }) => {
+                    return Err(Failure::environment(e.to_string())
+                        .with_hint("wait for it to finish, or pass `--wait` to queue behind it"));
+                }
+                Err(e) => return Err(Failure::environment(e.to_string())),
+            }
+        }
+    }
+    Ok(locks)
 }
 
 async fn job_reports(
@@ -224,36 +291,54 @@ async fn job_reports(
 }
 
 pub fn summary_line(summary: &Summary) -> String {
-    format!(
-        "{} done ({} reused from cache), {} already done, {} failed{}{}; {} stage{} executed in {:.1} s\n",
-        summary.done,
-        summary.reused,
-        summary.already_done,
-        summary.failed,
-        if summary.queued > 0 {
-            format!(
-                ", {} queued (the TikTok inbox is full; they go out in a later run)",
-                summary.queued
-            )
-        } else {
-            String::new()
-        },
-        if summary.interrupted > 0 {
-            format!(
-                ", {} interrupted (they resume next run)",
-                summary.interrupted
-            )
-        } else {
-            String::new()
-        },
+    let mut parts = vec![format!(
+        "{} done ({} reused from cache), {} already done, {} failed",
+        summary.done, summary.reused, summary.already_done, summary.failed
+    )];
+    if summary.deferred > 0 {
+        parts.push(format!(
+            "{} deferred (waiting for a rate window or the TikTok inbox; they continue in a later run)",
+            summary.deferred
+        ));
+    }
+    if summary.interrupted > 0 {
+        parts.push(format!(
+            "{} interrupted (they resume next run)",
+            summary.interrupted
+        ));
+    }
+    if summary.unconfirmed > 0 {
+        parts.push(format!(
+            "{} notice{} unconfirmed (an answer was lost; not sent again)",
+            summary.unconfirmed,
+            plural(summary.unconfirmed)
+        ));
+    }
+    let mut stages = format!(
+        "{} stage{} executed in {:.1} s, {} reused",
         summary.executed_stages,
-        if summary.executed_stages == 1 {
-            ""
-        } else {
-            "s"
-        },
-        summary.wall_seconds
-    )
+        plural(summary.executed_stages),
+        summary.wall_seconds,
+        summary.reused_stages
+    );
+    if summary.retries > 0 {
+        stages.push_str(&format!(
+            ", {} retr{}",
+            summary.retries,
+            if summary.retries == 1 { "y" } else { "ies" }
+        ));
+    }
+    if summary.rebuilt > 0 {
+        stages.push_str(&format!(
+            ", {} rebuilt after failing verification",
+            summary.rebuilt
+        ));
+    }
+    format!("{}; {stages}\n", parts.join(", "))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are
@@ -296,7 +381,7 @@ pub async fn retry(id: &str, opts: &Options) -> CmdResult {
         ))
         .with_hint("the recipe changed since; `factory plan` shows what replaced it"));
     }
-    let (cancel, watcher) = stop_on_ctrl_c();
+    let (cancel, watcher) = stop_on_signals();
     let result = execute_only(ok, opts, cancel, Some(&stored.id)).await;
     watcher.abort();
     let (summary, _) = result?;

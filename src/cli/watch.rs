@@ -21,6 +21,7 @@ use crate::engine::Summary;
 use crate::plan;
 use crate::recipe;
 use crate::store::Store;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Editors save in bursts (write temp, rename, touch); one quiet spell ends a save.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -79,10 +80,16 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
     // Now and then every recipe runs again even without a save: retention (gc) runs at
     // the start of each run, and drafts queued for a full TikTok inbox go out once it has room.
     let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| Failure::environment(format!("cannot handle SIGTERM: {e}")))?;
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(|e| Failure::environment(format!("cannot handle SIGHUP: {e}")))?;
     loop {
         w.start_pending(&cancel);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
             _ = sweep.tick(), if !plan_only => {
                 let known: Vec<PathBuf> = w.known.keys().cloned().collect();
                 w.pending.extend(known);
@@ -101,7 +108,7 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
         }
     }
     // Stop cleanly: running stages are cancelled and their jobs resume next time.
-    let _ = stop.send(true);
+    stop.send_replace(true);
     if let Some(handle) = w.running.take() {
         finished(handle.await);
     }

@@ -98,6 +98,36 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// The versions that enter stage keys: the first line each tool prints of itself,
+    /// and the caption font by file name and size.
+    pub async fn versions(&self) -> crate::keys::ToolVersions {
+        async fn first_line(program: &Path, flag: &str) -> String {
+            run(program, [flag])
+                .await
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default()
+        }
+        let font = std::fs::metadata(CAPTION_FONT_FILE)
+            .map(|m| format!("DejaVuSans-Bold.ttf {}", m.len()))
+            .unwrap_or_default();
+        crate::keys::ToolVersions {
+            ffmpeg: first_line(&self.ffmpeg, "-version").await,
+            espeak: first_line(&self.espeak, "--version").await,
+            font,
+        }
+    }
+}
+
+/// The font `scripts/install-deps` installs for captions.
+const CAPTION_FONT_FILE: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+
 /// A name with no directory part is searched on `search_path`; anything else is taken
 /// as a path.
 fn locate(program: &OsStr, search_path: Option<&OsStr>) -> Option<PathBuf> {
@@ -122,6 +152,31 @@ fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
 
+/// A child that outlives the engine renders into a work folder nobody reads:
+/// `kill_on_drop` covers a cancelled job, the kernel covers a killed engine (SIGKILL to
+/// the child the moment its parent dies).
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut tokio::process::Command) {}
+
 /// Runs a program to completion and returns its output, or its stderr tail when it
 /// fails. The child is killed if the returned future is dropped, so a cancelled job
 /// leaves no ffmpeg behind.
@@ -135,18 +190,18 @@ where
         .unwrap_or(program.as_os_str())
         .to_string_lossy()
         .into_owned();
-    let output = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| MediaError::Spawn {
-            tool: tool.clone(),
-            source,
-        })?;
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    let output = command.output().await.map_err(|source| MediaError::Spawn {
+        tool: tool.clone(),
+        source,
+    })?;
     if output.status.success() {
         Ok(output)
     } else {

@@ -11,13 +11,11 @@ pub mod openrouter;
 pub mod pexels;
 mod probe;
 pub mod r2;
-mod retry;
 pub mod telegram;
 pub mod tiktok;
 
 pub use error::ProviderError;
 pub use http::{SetupError, Timeouts};
-pub use retry::RetryPolicy;
 
 use std::path::{Path, PathBuf};
 

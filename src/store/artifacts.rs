@@ -130,6 +130,20 @@ impl Store {
         self.event(job, Some(stage), status, error).await
     }
 
+    /// Records a failed attempt that is tried again: the attempt count grows and the
+    /// history says why.
+    pub async fn stage_retry(&self, job: &str, stage: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE stages SET attempt = attempt + 1, error = $3 WHERE job_id = $1 AND stage = $2",
+        )
+        .bind(job)
+        .bind(stage)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        self.event(job, Some(stage), "retry", Some(error)).await
+    }
+
     /// Marks every running stage and job as interrupted (after Ctrl-C or a crash).
     pub async fn interrupt_running(&self) -> Result<u64, StoreError> {
         let now = now();

@@ -36,6 +36,8 @@ pub enum StoreError {
     NoSuchJob(String),
     #[error("job id prefix `{0}` matches several jobs; give more characters")]
     Ambiguous(String),
+    #[error("the job store holds a value this version does not know: {0}")]
+    Corrupt(String),
 }
 
 /// Job states, as stored.
@@ -44,7 +46,8 @@ pub enum StoreError {
 pub enum Status {
     Pending,
     Running,
-    Queued,
+    /// Waiting for a rate window or a cap until `deferred_until`.
+    Deferred,
     Done,
     Failed,
     Interrupted,
@@ -55,7 +58,7 @@ impl Status {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
-            Self::Queued => "queued",
+            Self::Deferred => "deferred",
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
@@ -69,7 +72,8 @@ impl FromStr for Status {
         Ok(match s {
             "pending" => Self::Pending,
             "running" => Self::Running,
-            "queued" => Self::Queued,
+            // Written by versions before deferral had a time; resumes like one that is due.
+            "deferred" | "queued" => Self::Deferred,
             "done" => Self::Done,
             "failed" => Self::Failed,
             "interrupted" => Self::Interrupted,
@@ -93,6 +97,8 @@ pub struct StoredJob {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// For a deferred job: when its window opens (unix seconds).
+    pub deferred_until: Option<i64>,
 }
 
 /// A stage row.
@@ -298,11 +304,24 @@ impl Store {
         stage: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.set_status_until(id, status, stage, error, None).await
+    }
+
+    /// Like [`Store::set_status`]; `until` is when a deferred job may continue.
+    pub async fn set_status_until(
+        &self,
+        id: &str,
+        status: Status,
+        stage: Option<&str>,
+        error: Option<&str>,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
         let now = now();
         let finished = matches!(status, Status::Done | Status::Failed).then_some(now);
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE jobs SET status = $2, stage = $3, error = $4, updated_at = $5, \
-             finished_at = $6, attempts = attempts + CASE WHEN $2 = 'running' AND status <> 'running' THEN 1 ELSE 0 END \
+             finished_at = $6, deferred_until = $7, \
+             attempts = attempts + CASE WHEN $2 = 'running' AND status <> 'running' THEN 1 ELSE 0 END \
              WHERE id = $1",
         )
         .bind(id)
@@ -311,9 +330,54 @@ impl Store {
         .bind(error)
         .bind(now)
         .bind(finished)
+        .bind(until)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NoSuchJob(id.to_owned()));
+        }
         self.event(id, stage, status.as_str(), error).await
+    }
+
+    /// Imports finished jobs recorded beside the artifacts that this store does not know
+    /// (a fresh state directory over a kept artifact store): the index is rebuilt.
+    pub async fn import_done(
+        &self,
+        jobs: &[crate::artifacts::JobRecord],
+        recipe_path: impl Fn(&str) -> Option<String>,
+    ) -> Result<usize, StoreError> {
+        let mut imported = 0;
+        for j in jobs {
+            let known = sqlx::query("SELECT 1 FROM jobs WHERE id = $1")
+                .bind(&j.id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+            if known {
+                continue;
+            }
+            let path = recipe_path(&j.recipe).unwrap_or_default();
+            self.upsert_job(&NewJob {
+                id: &j.id,
+                recipe: &j.recipe,
+                recipe_path: &path,
+                cell: &j.cell,
+                spec: &j.spec,
+                topic: &j.topic,
+                voice: &j.voice,
+                status: Status::Done,
+            })
+            .await?;
+            sqlx::query("UPDATE jobs SET finished_at = $2, updated_at = $2 WHERE id = $1")
+                .bind(&j.id)
+                .bind(j.finished_at)
+                .execute(&self.pool)
+                .await?;
+            self.event(&j.id, None, "imported", Some("from the artifact store"))
+                .await?;
+            imported += 1;
+        }
+        Ok(imported)
     }
 
     /// Appends to a job's status history.
@@ -353,7 +417,7 @@ pub struct NewJob<'a> {
 }
 
 const JOB_COLUMNS: &str = "SELECT id, recipe, cell, topic, voice, status, stage, attempts, error, \
-                           created_at, updated_at, finished_at FROM jobs";
+                           created_at, updated_at, finished_at, deferred_until FROM jobs";
 
 fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
     let status: String = r.try_get("status")?;
@@ -363,13 +427,14 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         cell: r.try_get("cell")?,
         topic: r.try_get("topic")?,
         voice: r.try_get("voice")?,
-        status: status.parse().unwrap_or(Status::Failed),
+        status: status.parse().map_err(StoreError::Corrupt)?,
         stage: r.try_get("stage")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
+        deferred_until: r.try_get("deferred_until")?,
     })
 }
 

@@ -90,25 +90,35 @@ async fn drafts_go_to_the_inbox_and_wait_in_a_queue_when_the_account_is_full() {
         .factory(dir.path())
         .args(["run", "publish.yaml"])
         .run();
-    assert_eq!(first.code, 0, "a queued draft is not a failure: {first:?}");
-    assert!(first.stdout.contains("1 queued"), "{}", first.stdout);
+    assert_eq!(
+        first.code, 0,
+        "a deferred draft is not a failure: {first:?}"
+    );
+    assert!(first.stdout.contains("1 deferred"), "{}", first.stdout);
     assert_eq!(services.tiktok.inbox().len(), 1);
     let listed = services
         .factory(dir.path())
-        .args(["jobs", "list", "--status", "queued"])
+        .args(["jobs", "list", "--status", "deferred"])
         .run();
     assert_eq!(listed.stdout.lines().count(), 1, "{listed:?}");
     let planned = services
         .factory(dir.path())
         .args(["plan", "publish.yaml"])
         .run();
-    assert!(planned.stdout.contains("queued"), "{}", planned.stdout);
+    assert!(
+        planned.stdout.contains("deferred until"),
+        "{}",
+        planned.stdout
+    );
 
-    // The creator posted or deleted the waiting draft: room again, the queue empties.
+    // The creator posted or deleted the waiting draft, and the deferral's hour is over:
+    // room again, the queue empties.
     services.tiktok.set(|b| b.pending_cap = 5);
+    let later = tiktok_factory::clock::now() + 3_700;
     let second = services
         .factory(dir.path())
         .args(["run", "publish.yaml"])
+        .env("FACTORY_NOW", later.to_string())
         .run();
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(

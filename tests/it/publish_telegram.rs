@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use tiktok_factory::engine::RetryPolicy;
 use tiktok_factory::providers::telegram::{Telegram, draft_notice_text};
-use tiktok_factory::providers::{Notice, Notifier, ProviderError, RetryPolicy};
+use tiktok_factory::providers::{Notice, Notifier, ProviderError};
 use tiktok_factory::secret::Secret;
 
 use crate::fakes::telegram::{CHAT, FakeTelegram, MIGRATED_CHAT, NEW_CHAT_ID, TOKEN};

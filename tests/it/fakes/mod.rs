@@ -20,7 +20,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use futures_util::StreamExt as _;
-use tiktok_factory::providers::RetryPolicy;
+use tiktok_factory::engine::RetryPolicy;
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]

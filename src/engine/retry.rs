@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::ProviderError;
+use crate::providers::ProviderError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -31,13 +31,14 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1` (0-based `attempt` just failed).
     pub fn delay(&self, attempt: u32, error: &ProviderError) -> Option<Duration> {
-        let ProviderError::Retryable { retry_after, .. } = error else {
-            return None;
-        };
-        if attempt + 1 >= self.attempts {
+        if !error.is_retryable() || attempt + 1 >= self.attempts {
             return None;
         }
-        if let Some(after) = retry_after {
+        if let ProviderError::Retryable {
+            retry_after: Some(after),
+            ..
+        } = error
+        {
             return (*after <= self.max_retry_after).then_some(*after);
         }
         let cap = self

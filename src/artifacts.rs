@@ -1,0 +1,707 @@
+//! The artifact store: content-addressed and self-describing, so it is enough on its own.
+//!
+//! ```text
+//! <root>/<stage>/<key>/manifest.json   files, sizes, digests and the stage output
+//! <root>/<stage>/<key>/…               the files, named relative to the entry
+//! <root>/<stage>/.tmp-<key>-…/         work in progress (removed when found stale)
+//! <root>/effects/<key>.json            the side-effect ledger: intent → done | unknown
+//! <root>/jobs/<job-id>.json            finished jobs, so an empty database can be rebuilt
+//! ```
+//!
+//! An entry is built in a temporary directory, hashed, described by its manifest and only
+//! then renamed into place; a crash leaves either nothing or a complete entry. Every
+//! lookup verifies the digests of the files before the entry is used, so a corrupted or
+//! truncated file is rebuilt, never delivered. The database is an index and a history;
+//! a CI runner that keeps only this folder repeats no paid call and no side effect.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::providers::EffectProgress;
+
+const MANIFEST: &str = "manifest.json";
+const MANIFEST_VERSION: u32 = 1;
+const EFFECTS: &str = "effects";
+const JOBS: &str = "jobs";
+const WORK_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("artifact store `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("artifact record `{path}` is unreadable: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("stage produced an empty file `{0}`")]
+    Empty(PathBuf),
+    #[error("stage output names `{0}`, which is not inside its work directory")]
+    Outside(PathBuf),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
+    move |source| ArtifactError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One file of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the entry's directory.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What an entry holds and what its stage returned; paths relative to the entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub stage: String,
+    pub key: String,
+    /// The file that identifies the artifact (the video of a render).
+    pub main: String,
+    pub files: Vec<FileEntry>,
+    pub output: Value,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl Manifest {
+    pub fn main_file(&self) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == self.main)
+    }
+}
+
+/// A verified entry.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Hit {
+    /// A file of the entry by its relative name.
+    pub fn path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// The stage output, typed.
+    pub fn output<T: serde::de::DeserializeOwned>(&self) -> Result<T, ArtifactError> {
+        serde_json::from_value(self.manifest.output.clone()).map_err(|e| {
+            ArtifactError::Unreadable {
+                path: self.dir.join(MANIFEST),
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Hit),
+    Miss,
+    /// An entry was there but failed verification; it has been removed and must be
+    /// rebuilt. The reason says what was wrong, for the output.
+    Corrupt(String),
+}
+
+/// How far a side effect got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EffectStatus {
+    /// Recorded before the call: it may have happened.
+    Intent,
+    /// Confirmed by the service.
+    Done,
+    /// The call ended without an answer that says what happened.
+    Unknown,
+    /// The service said no: nothing happened, and a later attempt may send.
+    Failed,
+}
+
+impl EffectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intent => "intent",
+            Self::Done => "done",
+            Self::Unknown => "unknown",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One side effect's ledger entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectRecord {
+    pub key: String,
+    /// The stage that performs it (`host`, `draft`, `notify`).
+    pub kind: String,
+    pub job: String,
+    pub status: EffectStatus,
+    /// Attempts that reached the service, this one included.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<EffectProgress>,
+    /// The service's receipt once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A finished job, kept beside its artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub recipe: String,
+    pub cell: String,
+    pub topic: String,
+    pub voice: String,
+    /// The canonical JSON of the resolved spec.
+    pub spec: String,
+    /// Stage name → key, in pipeline order.
+    pub stages: Vec<(String, String)>,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    root: PathBuf,
+}
+
+impl ArtifactStore {
+    /// The store at `root`, created user-only when missing.
+    pub fn open(root: &Path) -> Result<Self, ArtifactError> {
+        create_private_dir(root).map_err(io(root))?;
+        Ok(Self::at(root))
+    }
+
+    /// The store at `root` for reading only; nothing is created. The root is made
+    /// absolute, so the paths stages return are recognised as inside their entries.
+    pub fn at(root: &Path) -> Self {
+        Self {
+            root: std::path::absolute(root).unwrap_or_else(|_| root.to_owned()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn entry(&self, stage: &str, key: &str) -> PathBuf {
+        self.root.join(stage).join(key)
+    }
+
+    /// Whether an entry is there (its manifest), without verifying it: for `plan`.
+    pub fn contains(&self, stage: &str, key: &str) -> bool {
+        self.entry(stage, key).join(MANIFEST).is_file()
+    }
+
+    /// The entry for `key`, verified file by file against its manifest.
+    pub async fn get(&self, stage: &str, key: &str) -> Result<Lookup, ArtifactError> {
+        let dir = self.entry(stage, key);
+        let manifest_path = dir.join(MANIFEST);
+        let text = match tokio::fs::read(&manifest_path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) => return Err(io(&manifest_path)(e)),
+        };
+        let problem = match serde_json::from_slice::<Manifest>(&text) {
+            Ok(manifest) if manifest.key != key || manifest.stage != stage => {
+                format!("`{}` describes another entry", manifest_path.display())
+            }
+            Ok(manifest) => match verify(&dir, &manifest).await {
+                None => return Ok(Lookup::Hit(Hit { dir, manifest })),
+                Some(problem) => problem,
+            },
+            Err(e) => format!("`{}` is unreadable: {e}", manifest_path.display()),
+        };
+        tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
+        Ok(Lookup::Corrupt(problem))
+    }
+
+    /// A fresh, empty work directory for building `key`; unique per attempt.
+    pub async fn workdir(&self, stage: &str, key: &str) -> Result<PathBuf, ArtifactError> {
+        let parent = self.root.join(stage);
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(io(&parent))?;
+        let dir = parent.join(format!(
+            "{WORK_PREFIX}{key}-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        tokio::fs::create_dir(&dir).await.map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    /// Describes a finished work directory and moves it into place. Paths inside
+    /// `output` that point into `work` are stored relative to the entry.
+    pub async fn commit(
+        &self,
+        stage: &str,
+        key: &str,
+        work: &Path,
+        main: &str,
+        output: &Value,
+        expires_at: Option<i64>,
+    ) -> Result<Hit, ArtifactError> {
+        let files = hash_tree(work).await?;
+        match files.iter().find(|f| f.path == main) {
+            Some(f) if f.bytes > 0 => {}
+            _ => return Err(ArtifactError::Empty(work.join(main))),
+        }
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            stage: stage.to_owned(),
+            key: key.to_owned(),
+            main: main.to_owned(),
+            files,
+            output: relativize(output, work)?,
+            created_at: crate::clock::now(),
+            expires_at,
+        };
+        write_atomically(
+            &work.join(MANIFEST),
+            &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+        )?;
+        let dest = self.entry(stage, key);
+        if dest.exists() {
+            // Built meanwhile by another job or left by a crash: a verified entry wins.
+            if let Lookup::Hit(hit) = self.get(stage, key).await? {
+                tokio::fs::remove_dir_all(work).await.map_err(io(work))?;
+                return Ok(hit);
+            }
+        }
+        tokio::fs::rename(work, &dest).await.map_err(io(&dest))?;
+        Ok(Hit {
+            dir: dest,
+            manifest,
+        })
+    }
+
+    /// Removes work directories that no live build owns. The caller holds the state
+    /// lock, so every one found belongs to a process that is gone.
+    pub fn remove_stale_work(&self) -> Result<usize, ArtifactError> {
+        let mut removed = 0;
+        let Ok(stages) = std::fs::read_dir(&self.root) else {
+            return Ok(0);
+        };
+        for stage in stages.flatten() {
+            if !stage.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(stage.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(WORK_PREFIX) {
+                    let path = entry.path();
+                    std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every entry, verified: `(stage, key, problem)` for those that fail.
+    pub async fn verify_all(
+        &self,
+    ) -> Result<(usize, Vec<(String, String, String)>), ArtifactError> {
+        let mut checked = 0;
+        let mut bad = Vec::new();
+        let Ok(stages) = std::fs::read_dir(&self.root) else {
+            return Ok((0, bad));
+        };
+        for stage in stages.flatten() {
+            let name = stage.file_name().to_string_lossy().into_owned();
+            if name == EFFECTS || name == JOBS || !stage.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(stage.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let key = entry.file_name().to_string_lossy().into_owned();
+                if key.starts_with(WORK_PREFIX) || !entry.path().join(MANIFEST).is_file() {
+                    continue;
+                }
+                checked += 1;
+                if let Lookup::Corrupt(problem) = self.get(&name, &key).await? {
+                    bad.push((name.clone(), key, problem));
+                }
+            }
+        }
+        Ok((checked, bad))
+    }
+
+    fn effect_path(&self, key: &str) -> PathBuf {
+        self.root.join(EFFECTS).join(format!("{key}.json"))
+    }
+
+    /// The ledger entry of one side effect, read from disk every time.
+    pub fn effect(&self, key: &str) -> Result<Option<EffectRecord>, ArtifactError> {
+        read_record(&self.effect_path(key))
+    }
+
+    /// Writes a ledger entry durably (temp file, fsync, rename) before returning.
+    pub fn put_effect(&self, record: &EffectRecord) -> Result<(), ArtifactError> {
+        let path = self.effect_path(&record.key);
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(record).unwrap_or_default(),
+        )
+    }
+
+    fn job_path(&self, id: &str) -> PathBuf {
+        self.root.join(JOBS).join(format!("{id}.json"))
+    }
+
+    pub fn put_job(&self, record: &JobRecord) -> Result<(), ArtifactError> {
+        write_atomically(
+            &self.job_path(&record.id),
+            &serde_json::to_vec_pretty(record).unwrap_or_default(),
+        )
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, ArtifactError> {
+        read_record(&self.job_path(id))
+    }
+
+    /// Every finished job recorded here.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, ArtifactError> {
+        let dir = self.root.join(JOBS);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut jobs: Vec<JobRecord> = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(job) = read_record(&path)?
+            {
+                jobs.push(job);
+            }
+        }
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs)
+    }
+
+    /// Forgets a job: its record and its ledger entries (for `purge`).
+    pub fn forget_job(&self, id: &str) -> Result<(), ArtifactError> {
+        remove_if_there(&self.job_path(id))?;
+        let dir = self.root.join(EFFECTS);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Some(record) = read_record::<EffectRecord>(&path)?
+                && record.job == id
+            {
+                remove_if_there(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<(), ArtifactError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ArtifactError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ArtifactError::Unreadable {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Temp file beside `path`, written, synced, renamed over it, the directory synced: the
+/// record is either the old one or the new one, whatever happens.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.{:016x}.part",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        fastrand::u64(..)
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        d.sync_all().map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Every regular file below `dir` (the manifest aside), hashed.
+async fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, ArtifactError> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let here = dir.join(&rel);
+        let mut entries = tokio::fs::read_dir(&here).await.map_err(io(&here))?;
+        while let Some(entry) = entries.next_entry().await.map_err(io(&here))? {
+            let kind = entry.file_type().await.map_err(io(&entry.path()))?;
+            let name = rel.join(entry.file_name());
+            if kind.is_dir() {
+                pending.push(name);
+            } else if kind.is_file() && name != Path::new(MANIFEST) {
+                let (bytes, sha256) = hash_file(&entry.path()).await?;
+                files.push(FileEntry {
+                    path: name.to_string_lossy().into_owned(),
+                    bytes,
+                    sha256,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// What is wrong with an entry, if anything.
+async fn verify(dir: &Path, manifest: &Manifest) -> Option<String> {
+    if manifest.main_file().is_none() {
+        return Some(format!("`{}` lists no main file", dir.display()));
+    }
+    for f in &manifest.files {
+        let path = dir.join(&f.path);
+        match hash_file(&path).await {
+            Ok((bytes, _)) if bytes != f.bytes => {
+                return Some(format!(
+                    "`{}` is {bytes} bytes, {} were recorded",
+                    path.display(),
+                    f.bytes
+                ));
+            }
+            Ok((_, sha256)) if sha256 != f.sha256 => {
+                return Some(format!(
+                    "`{}` does not match its recorded digest",
+                    path.display()
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Some(format!("`{}` is missing", path.display())),
+        }
+    }
+    None
+}
+
+/// Streams a file through SHA-256: its size and hex digest.
+pub async fn hash_file(path: &Path) -> Result<(u64, String), ArtifactError> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await.map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).await.map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// Strings in `output` that name a file inside `work` become relative to it; any other
+/// absolute path into the cache is a stage bug and refused.
+fn relativize(output: &Value, work: &Path) -> Result<Value, ArtifactError> {
+    Ok(match output {
+        Value::String(s) => {
+            let p = Path::new(s);
+            if p.is_absolute() && p.starts_with(work) {
+                let rel = p.strip_prefix(work).unwrap_or(p);
+                Value::String(rel.to_string_lossy().into_owned())
+            } else if p.is_absolute()
+                && p.components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with(WORK_PREFIX))
+            {
+                return Err(ArtifactError::Outside(p.to_owned()));
+            } else {
+                output.clone()
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| relativize(v, work))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), relativize(v, work)?)))
+                .collect::<Result<_, ArtifactError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn built(store: &ArtifactStore, stage: &str, key: &str, body: &[u8]) -> Hit {
+        let work = store.workdir(stage, key).await.unwrap();
+        std::fs::write(work.join("out.bin"), body).unwrap();
+        let output = json!({ "file": work.join("out.bin"), "n": 1 });
+        store
+            .commit(stage, key, &work, "out.bin", &output, None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_entry_describes_itself_with_paths_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let hit = built(&store, "render", "k1", b"video").await;
+        assert_eq!(hit.manifest.output["file"], json!("out.bin"));
+        // Moved elsewhere (another runner, another checkout), the entry still resolves.
+        let moved = tempfile::tempdir().unwrap();
+        std::fs::rename(dir.path().join("render"), moved.path().join("render")).unwrap();
+        let Lookup::Hit(hit) = ArtifactStore::at(moved.path())
+            .get("render", "k1")
+            .await
+            .unwrap()
+        else {
+            panic!("the moved entry is not found");
+        };
+        assert_eq!(std::fs::read(hit.path("out.bin")).unwrap(), b"video");
+    }
+
+    #[tokio::test]
+    async fn a_cached_file_corrupted_in_place_is_not_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let hit = built(&store, "render", "k2", b"abcdef").await;
+        std::fs::write(hit.path("out.bin"), b"abcdeX").unwrap();
+        let found = store.get("render", "k2").await.unwrap();
+        assert!(
+            matches!(&found, Lookup::Corrupt(why) if why.contains("digest")),
+            "{found:?}"
+        );
+        assert!(matches!(
+            store.get("render", "k2").await.unwrap(),
+            Lookup::Miss
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_file_is_not_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let hit = built(&store, "footage", "k3", b"0123456789").await;
+        std::fs::write(hit.path("out.bin"), b"01234").unwrap();
+        assert!(matches!(
+            store.get("footage", "k3").await.unwrap(),
+            Lookup::Corrupt(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_work_directories_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let work = store.workdir("render", "k4").await.unwrap();
+        std::fs::write(work.join("partial.mp4"), b"half").unwrap();
+        built(&store, "render", "k5", b"whole").await;
+        assert_eq!(store.remove_stale_work().unwrap(), 1);
+        assert!(!work.exists());
+        assert!(store.contains("render", "k5"));
+    }
+
+    #[tokio::test]
+    async fn an_empty_main_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let work = store.workdir("voice", "k6").await.unwrap();
+        std::fs::write(work.join("a.wav"), b"").unwrap();
+        let err = store
+            .commit("voice", "k6", &work, "a.wav", &json!({}), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ArtifactError::Empty(_)));
+    }
+
+    #[test]
+    fn effect_and_job_records_round_trip_and_are_forgotten_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let record = EffectRecord {
+            key: "e1".into(),
+            kind: "draft".into(),
+            job: "j1".into(),
+            status: EffectStatus::Intent,
+            attempts: 1,
+            progress: None,
+            result: None,
+            error: None,
+            updated_at: 1,
+        };
+        store.put_effect(&record).unwrap();
+        assert_eq!(store.effect("e1").unwrap(), Some(record));
+        store
+            .put_job(&JobRecord {
+                id: "j1".into(),
+                recipe: "r".into(),
+                cell: "c".into(),
+                topic: "t".into(),
+                voice: "v".into(),
+                spec: "{}".into(),
+                stages: vec![],
+                finished_at: 2,
+            })
+            .unwrap();
+        assert_eq!(store.jobs().unwrap().len(), 1);
+        store.forget_job("j1").unwrap();
+        assert!(store.jobs().unwrap().is_empty());
+        assert_eq!(store.effect("e1").unwrap(), None);
+    }
+}

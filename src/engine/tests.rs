@@ -1,0 +1,710 @@
+//! The engine in-process: scripted services (succeed, fail once, fail for good, hang,
+//! panic, lose an answer), a temporary store and artifact store, no ffmpeg, no network.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::*;
+use crate::artifacts::{EffectRecord, EffectStatus};
+use crate::expand::{FootageSpec, ScriptSpec};
+use crate::keys::ToolVersions;
+use crate::media::RenderSpec;
+use crate::providers::{
+    Clip, DraftReceipt, DraftRequest, Drafts, EffectLog, EffectProgress, FootageRequest,
+    FootageSource, Host, HostRequest, Hosted, Narration, Notice, Notifier, ProviderError, Script,
+    ScriptRequest, ScriptWriter, Voice, VoiceRequest, WordTiming,
+};
+use crate::recipe::{Notify, Publish, VoiceDef};
+use crate::registry::{Digests, Renderer};
+
+/// What a scripted call does next; once the script runs out, it succeeds.
+#[derive(Debug, Clone)]
+enum Step {
+    Fail(ProviderError),
+    /// Performs the effect, then answers with this error (a lost answer).
+    DoThenFail(ProviderError),
+    /// Takes this long, then succeeds.
+    Slow(Duration),
+    Hang,
+    Panic,
+}
+
+#[derive(Default)]
+struct Script_ {
+    steps: Mutex<VecDeque<Step>>,
+    calls: AtomicUsize,
+}
+
+impl Script_ {
+    fn push(&self, step: Step) {
+        self.steps.lock().unwrap().push_back(step);
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Counts the call and takes the next step.
+    async fn next(&self) -> Option<Step> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let step = self.steps.lock().unwrap().pop_front();
+        match step {
+            Some(Step::Hang) => std::future::pending().await,
+            Some(Step::Panic) => panic!("scripted panic"),
+            Some(Step::Slow(d)) => {
+                tokio::time::sleep(d).await;
+                None
+            }
+            other => other,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fakes {
+    script: Script_,
+    footage: Script_,
+    voice: Script_,
+    render: Script_,
+    host: Script_,
+    drafts: Script_,
+    notify: Script_,
+    /// Drafts in the inbox, by job.
+    inbox: Mutex<Vec<String>>,
+    hosted: Mutex<Vec<String>>,
+    notices: Mutex<Vec<String>>,
+    digests: Digests,
+    versions: ToolVersions,
+}
+
+struct Services_(Arc<Fakes>);
+
+impl Services for Services_ {
+    fn script_writer(&self, _: &ScriptSpec) -> Result<Arc<dyn ScriptWriter>, ProviderError> {
+        Ok(Arc::new(Writer(Arc::clone(&self.0))))
+    }
+    fn footage_source(
+        &self,
+        _: &FootageSpec,
+        _: &Path,
+    ) -> Result<Arc<dyn FootageSource>, ProviderError> {
+        Ok(Arc::new(Footage(Arc::clone(&self.0))))
+    }
+    fn voice(&self, _: &VoiceDef) -> Result<Arc<dyn Voice>, ProviderError> {
+        Ok(Arc::new(Speaker(Arc::clone(&self.0))))
+    }
+    fn renderer(&self) -> Arc<dyn Renderer> {
+        Arc::new(Render(Arc::clone(&self.0)))
+    }
+    fn host(&self, _: &Publish) -> Result<Arc<dyn Host>, ProviderError> {
+        Ok(Arc::new(Hoster(Arc::clone(&self.0))))
+    }
+    fn drafts(&self, _: &Publish) -> Result<Arc<dyn Drafts>, ProviderError> {
+        Ok(Arc::new(Inbox(Arc::clone(&self.0))))
+    }
+    fn notifier(&self, _: Option<&Notify>) -> Result<Arc<dyn Notifier>, ProviderError> {
+        Ok(Arc::new(Messenger(Arc::clone(&self.0))))
+    }
+    fn versions(&self) -> &ToolVersions {
+        &self.0.versions
+    }
+    fn digests(&self) -> &Digests {
+        &self.0.digests
+    }
+}
+
+fn fail_or_ok(step: Option<Step>) -> Result<(), ProviderError> {
+    match step {
+        Some(Step::Fail(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+struct Writer(Arc<Fakes>);
+#[async_trait]
+impl ScriptWriter for Writer {
+    async fn write(&self, r: &ScriptRequest) -> Result<Script, ProviderError> {
+        fail_or_ok(self.0.script.next().await)?;
+        Ok(Script {
+            hook: format!("{} hook.", r.topic),
+            sentences: vec!["A body line.".into()],
+            cta: "Follow.".into(),
+            title: r.topic.clone(),
+            caption: "caption".into(),
+            hashtags: vec!["tag".into()],
+            usage: None,
+        })
+    }
+}
+
+struct Footage(Arc<Fakes>);
+#[async_trait]
+impl FootageSource for Footage {
+    async fn fetch(&self, _: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
+        fail_or_ok(self.0.footage.next().await)?;
+        let path = dir.join("clip-0.mp4");
+        std::fs::write(&path, b"clip").unwrap();
+        Ok(vec![Clip {
+            path,
+            source_id: "fake:0".into(),
+            duration: 5.0,
+            credit: None,
+        }])
+    }
+}
+
+struct Speaker(Arc<Fakes>);
+#[async_trait]
+impl Voice for Speaker {
+    async fn speak(&self, r: &VoiceRequest, dir: &Path) -> Result<Narration, ProviderError> {
+        fail_or_ok(self.0.voice.next().await)?;
+        let audio = dir.join("narration.wav");
+        std::fs::write(&audio, r.lines.join(" ")).unwrap();
+        Ok(Narration {
+            audio,
+            duration: 3.0,
+            words: vec![WordTiming {
+                word: "hook".into(),
+                start: 0.0,
+                end: 0.5,
+            }],
+            characters: 10,
+        })
+    }
+}
+
+struct Render(Arc<Fakes>);
+#[async_trait]
+impl Renderer for Render {
+    async fn render(&self, spec: &RenderSpec) -> Result<(), ProviderError> {
+        fail_or_ok(self.0.render.next().await)?;
+        // The inputs must be readable where the stage says they are.
+        let mut bytes = std::fs::read(&spec.narration).unwrap();
+        for clip in &spec.clips {
+            bytes.extend(std::fs::read(clip).unwrap());
+        }
+        std::fs::write(&spec.out, bytes).unwrap();
+        Ok(())
+    }
+}
+
+struct Hoster(Arc<Fakes>);
+#[async_trait]
+impl Host for Hoster {
+    async fn put(&self, r: &HostRequest) -> Result<Hosted, ProviderError> {
+        let step = self.0.host.next().await;
+        let mut hosted = self.0.hosted.lock().unwrap();
+        if !hosted.contains(&r.key) {
+            if let Some(Step::Fail(e)) = step {
+                return Err(e);
+            }
+            hosted.push(r.key.clone());
+        }
+        Ok(Hosted {
+            location: r.key.clone(),
+            url: format!("https://example.test/{}", r.key),
+            expires_at: r.expires_at,
+        })
+    }
+    async fn delete(&self, _: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn expired(&self, _: i64) -> Result<Vec<String>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Like TikTok: a draft lands in the inbox when the upload completes, and the recorded
+/// id is asked about before anything is sent again.
+struct Inbox(Arc<Fakes>);
+#[async_trait]
+impl Drafts for Inbox {
+    async fn send(
+        &self,
+        r: &DraftRequest,
+        log: &dyn EffectLog,
+    ) -> Result<DraftReceipt, ProviderError> {
+        if let Some(p) = log.progress().await?
+            && p.phase == "uploaded"
+        {
+            return Ok(DraftReceipt {
+                external_id: p.external_id.unwrap_or_default(),
+                status: "SEND_TO_USER_INBOX".into(),
+            });
+        }
+        let step = self.0.drafts.next().await;
+        if let Some(Step::Fail(e)) = step {
+            return Err(e);
+        }
+        let id = format!("publish-{}", r.job_id);
+        self.0.inbox.lock().unwrap().push(r.job_id.clone());
+        log.record(&EffectProgress {
+            external_id: Some(id.clone()),
+            phase: "uploaded".into(),
+            data: serde_json::Value::Null,
+        })
+        .await?;
+        if let Some(Step::DoThenFail(e)) = step {
+            return Err(e);
+        }
+        Ok(DraftReceipt {
+            external_id: id,
+            status: "SEND_TO_USER_INBOX".into(),
+        })
+    }
+}
+
+struct Messenger(Arc<Fakes>);
+#[async_trait]
+impl Notifier for Messenger {
+    async fn send(&self, n: &Notice) -> Result<String, ProviderError> {
+        let step = self.0.notify.next().await;
+        if let Some(Step::Fail(e)) = step {
+            return Err(e);
+        }
+        self.0.notices.lock().unwrap().push(n.text.clone());
+        if let Some(Step::DoThenFail(e)) = step {
+            return Err(e);
+        }
+        Ok("1".into())
+    }
+}
+
+/// A recipe folder, a state directory and an artifact store.
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    jobs: Vec<JobInput>,
+    fakes: Arc<Fakes>,
+    events: Arc<Collect>,
+    stop: watch::Sender<bool>,
+}
+
+const RECIPE: &str = r#"version: 1
+name: fake
+voices:
+  a: { provider: espeak, voice: en-us }
+  b: { provider: espeak, voice: en-gb }
+templates:
+  t:
+    script: { provider: offline, seconds: 10 }
+    footage: { provider: generated, clips: 1 }
+    captions: { style: bold-center, max_words: 3, highlight: word }
+    video: { size: 1080x1920, fps: 30, max_seconds: 60 }
+    title: "{{ topic }}"
+batch:
+  template: t
+  matrix: { topic: [Owls], voice: [VOICES] }
+"#;
+
+impl World {
+    fn new(voices: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let path = root.join("fake.yaml");
+        std::fs::write(&path, RECIPE.replace("VOICES", voices)).unwrap();
+        let (ok, diags) = crate::cli::load_all(std::slice::from_ref(&path));
+        assert!(diags.is_empty(), "{diags:?}");
+        let e = ok.into_iter().next().unwrap();
+        let jobs = e
+            .jobs
+            .into_iter()
+            .map(|job| JobInput {
+                recipe: "fake".into(),
+                recipe_path: path.clone(),
+                dir: root.clone(),
+                job,
+            })
+            .collect();
+        Self {
+            _dir: dir,
+            root,
+            jobs,
+            fakes: Arc::new(Fakes::default()),
+            events: Arc::new(Collect::default()),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    fn inputs(&self) -> Vec<JobInput> {
+        self.jobs
+            .iter()
+            .map(|j| JobInput {
+                recipe: j.recipe.clone(),
+                recipe_path: j.recipe_path.clone(),
+                dir: j.dir.clone(),
+                job: j.job.clone(),
+            })
+            .collect()
+    }
+
+    async fn engine_at(&self, state: &str, budgets: Budgets) -> Arc<Engine> {
+        let store = Store::open(&self.root.join(state)).await.unwrap();
+        let artifacts = ArtifactStore::open(&self.root.join("cache")).unwrap();
+        Arc::new(Engine::new(
+            store,
+            artifacts,
+            Arc::new(Services_(Arc::clone(&self.fakes))),
+            Arc::new(crate::stages::Pipeline),
+            Arc::clone(&self.events) as Arc<dyn Sink>,
+            budgets,
+            Settings {
+                retry: RetryPolicy {
+                    attempts: 3,
+                    base: Duration::from_millis(1),
+                    max_delay: Duration::from_millis(5),
+                    max_retry_after: Duration::from_secs(1),
+                },
+                max_wait_in_run: Duration::from_secs(2),
+            },
+            self.stop.subscribe(),
+        ))
+    }
+
+    async fn engine(&self) -> Arc<Engine> {
+        self.engine_at("state", Budgets::default()).await
+    }
+
+    async fn run(&self) -> Summary {
+        self.engine().await.run(self.inputs(), 0).await
+    }
+
+    async fn job(&self, engine: &Engine, i: usize) -> crate::store::StoredJob {
+        engine
+            .store()
+            .find_job(&self.jobs[i].job.id.to_string())
+            .await
+            .unwrap()
+    }
+}
+
+fn retryable() -> ProviderError {
+    ProviderError::retryable("fake", "HTTP 503")
+}
+
+#[tokio::test]
+async fn a_job_runs_every_stage_and_a_second_run_executes_nothing() {
+    let w = World::new("a");
+    let first = w.run().await;
+    assert_eq!((first.done, first.executed_stages), (1, 8), "{first:?}");
+    let again = w.run().await;
+    assert_eq!(
+        (
+            again.done,
+            again.reused,
+            again.executed_stages,
+            again.reused_stages
+        ),
+        (1, 1, 0, 8)
+    );
+    assert_eq!(w.fakes.script.calls(), 1);
+    assert_eq!(w.fakes.inbox.lock().unwrap().len(), 1);
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_job_resumes_at_the_failed_stage() {
+    let w = World::new("a");
+    w.fakes
+        .render
+        .push(Step::Fail(ProviderError::permanent("render", "bad media")));
+    let first = w.run().await;
+    assert_eq!(first.failed, 1);
+    let engine = w.engine().await;
+    let job = w.job(&engine, 0).await;
+    assert_eq!(job.status, Status::Failed);
+    assert_eq!(job.stage.as_deref(), Some("render"));
+    let again = engine.run(w.inputs(), 0).await;
+    assert_eq!(again.done, 1);
+    // Script, footage, voice and captions came from the artifact store.
+    assert_eq!(again.reused_stages, 4);
+    assert_eq!(w.fakes.script.calls(), 1);
+    assert_eq!(w.fakes.render.calls(), 2);
+}
+
+#[tokio::test]
+async fn two_jobs_that_share_a_script_pay_for_it_once() {
+    let w = World::new("a, b");
+    let summary = w.run().await;
+    assert_eq!(summary.done, 2);
+    assert_eq!(w.fakes.script.calls(), 1);
+    assert_eq!(w.fakes.footage.calls(), 1);
+    assert_eq!(w.fakes.voice.calls(), 2);
+}
+
+#[tokio::test]
+async fn retries_are_recorded_in_the_summary_the_store_and_the_events() {
+    let w = World::new("a");
+    w.fakes.script.push(Step::Fail(retryable()));
+    let summary = w.run().await;
+    assert_eq!((summary.done, summary.retries), (1, 1));
+    let engine = w.engine().await;
+    let stages = engine
+        .store()
+        .stages(&w.jobs[0].job.id.to_string())
+        .await
+        .unwrap();
+    let script = stages.iter().find(|s| s.stage == "script").unwrap();
+    assert_eq!(script.attempt, 2);
+    assert!(w.events.events().iter().any(|e| matches!(
+        e,
+        Event::Retry {
+            stage: Stage::Script,
+            attempt: 2,
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn a_stage_that_keeps_failing_fails_its_job_after_the_last_attempt() {
+    let w = World::new("a");
+    for _ in 0..3 {
+        w.fakes.voice.push(Step::Fail(retryable()));
+    }
+    let summary = w.run().await;
+    assert_eq!((summary.failed, summary.retries), (1, 2));
+    let job = w.job(&*w.engine().await, 0).await;
+    assert_eq!(job.stage.as_deref(), Some("voice"));
+    assert!(job.error.unwrap().contains("503"));
+}
+
+#[tokio::test]
+async fn a_panicking_stage_fails_its_job_with_the_stage_and_the_message() {
+    let w = World::new("a");
+    w.fakes.footage.push(Step::Panic);
+    let summary = w.run().await;
+    assert_eq!(summary.failed, 1);
+    let job = w.job(&*w.engine().await, 0).await;
+    assert_eq!(job.status, Status::Failed);
+    assert_eq!(job.stage.as_deref(), Some("footage"));
+    assert!(job.error.unwrap().contains("scripted panic"));
+}
+
+#[tokio::test]
+async fn cancelling_a_run_marks_the_running_stage_interrupted_and_the_next_run_resumes() {
+    let w = World::new("a");
+    w.fakes.voice.push(Step::Hang);
+    let engine = w.engine().await;
+    let run = tokio::spawn({
+        let engine = Arc::clone(&engine);
+        let inputs = w.inputs();
+        async move { engine.run(inputs, 0).await }
+    });
+    while w.fakes.voice.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    w.stop.send(true).unwrap();
+    let summary = run.await.unwrap();
+    assert_eq!(summary.interrupted, 1);
+    let job = w.job(&engine, 0).await;
+    assert_eq!(job.status, Status::Interrupted);
+    assert_eq!(job.stage.as_deref(), Some("voice"));
+    w.stop.send(false).unwrap();
+    let again = w.run().await;
+    assert_eq!(again.done, 1);
+    assert_eq!(w.fakes.script.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_long_deferral_defers_the_job_until_its_time() {
+    let w = World::new("a");
+    let until = crate::clock::now() + 3600;
+    w.fakes.drafts.push(Step::Fail(ProviderError::deferred(
+        "tiktok",
+        "the account has 5 pending drafts",
+        until,
+        "tiktok:pending:main",
+    )));
+    let summary = w.run().await;
+    assert_eq!(summary.deferred, 1);
+    let job = w.job(&*w.engine().await, 0).await;
+    assert_eq!(job.status, Status::Deferred);
+    assert_eq!(job.deferred_until, Some(until));
+    assert_eq!(job.stage.as_deref(), Some("draft"));
+    let planned = crate::plan::plan("fake", "fake.yaml", &[w.jobs[0].job.clone()], &[job]);
+    assert_eq!(planned.jobs[0].action, crate::plan::Action::Deferred);
+    assert!(w.fakes.inbox.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_short_deferral_is_waited_out_within_the_run() {
+    let w = World::new("a");
+    w.fakes.script.push(Step::Fail(ProviderError::deferred(
+        "openrouter",
+        "rate window",
+        crate::clock::now() + 1,
+        "openrouter:rpm",
+    )));
+    let summary = w.run().await;
+    assert_eq!(summary.done, 1);
+    assert!(
+        w.events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Waiting { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_draft_whose_answer_is_lost_after_delivery_is_reconciled_not_sent_again() {
+    let w = World::new("a");
+    w.fakes
+        .drafts
+        .push(Step::DoThenFail(ProviderError::unconfirmed(
+            "tiktok",
+            "answer cut off",
+        )));
+    let summary = w.run().await;
+    assert_eq!((summary.done, summary.retries), (1, 1));
+    assert_eq!(w.fakes.inbox.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_notice_whose_answer_is_lost_is_reported_and_never_sent_again() {
+    let w = World::new("a");
+    w.fakes
+        .notify
+        .push(Step::DoThenFail(ProviderError::unconfirmed(
+            "telegram",
+            "answer cut off",
+        )));
+    let first = w.run().await;
+    assert_eq!((first.done, first.unconfirmed), (1, 1), "{first:?}");
+    let again = w.run().await;
+    assert_eq!(again.unconfirmed, 1);
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+    let stages = w
+        .engine()
+        .await
+        .store()
+        .stages(&w.jobs[0].job.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        stages.iter().find(|s| s.stage == "notify").unwrap().status,
+        "unconfirmed"
+    );
+}
+
+#[tokio::test]
+async fn a_notice_refused_by_the_service_is_sent_on_the_next_attempt() {
+    let w = World::new("a");
+    w.fakes.notify.push(Step::Fail(retryable()));
+    let summary = w.run().await;
+    assert_eq!((summary.done, summary.unconfirmed), (1, 0));
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_intent_left_by_a_crash_keeps_a_notice_from_going_out_twice() {
+    let w = World::new("a");
+    w.run().await;
+    // A crashed process wrote its intent and may have sent: simulate by turning the
+    // done entry back into an intent.
+    let engine = w.engine().await;
+    let dir = engine.artifacts().root().join("effects");
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let mut r: EffectRecord =
+            serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+        if r.kind == "notify" {
+            r.status = EffectStatus::Intent;
+            engine.artifacts().put_effect(&r).unwrap();
+        }
+    }
+    let fresh = w.engine_at("fresh-state", Budgets::default()).await;
+    let summary = fresh.run(w.inputs(), 0).await;
+    assert_eq!(summary.unconfirmed, 1);
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fresh_state_directory_over_a_kept_artifact_store_executes_nothing_and_sends_nothing() {
+    let w = World::new("a, b");
+    w.run().await;
+    let calls = |f: &Fakes| {
+        [
+            f.script.calls(),
+            f.footage.calls(),
+            f.voice.calls(),
+            f.render.calls(),
+            f.host.calls(),
+            f.drafts.calls(),
+            f.notify.calls(),
+        ]
+    };
+    let before = calls(&w.fakes);
+    let fresh = w.engine_at("another-runner", Budgets::default()).await;
+    let summary = fresh.run(w.inputs(), 0).await;
+    assert_eq!((summary.done, summary.executed_stages), (2, 0));
+    assert_eq!(calls(&w.fakes), before);
+    assert_eq!(w.fakes.inbox.lock().unwrap().len(), 2);
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 2);
+    assert_eq!(fresh.artifacts().jobs().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cached_render_corrupted_in_place_is_rebuilt_and_said_so() {
+    let w = World::new("a");
+    w.run().await;
+    let engine = w.engine().await;
+    let render = engine.artifacts().root().join("render");
+    let entry = std::fs::read_dir(&render)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    let video = entry.path().join(crate::stages::render::FILE);
+    let mut bytes = std::fs::read(&video).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&video, bytes).unwrap();
+    let summary = engine.run(w.inputs(), 0).await;
+    assert_eq!((summary.done, summary.rebuilt), (1, 1));
+    assert_eq!(w.fakes.render.calls(), 2);
+    assert!(w.events.events().iter().any(|e| matches!(
+        e,
+        Event::Rebuild {
+            stage: Stage::Render,
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn a_store_write_that_fails_fails_the_job_instead_of_passing_silently() {
+    let w = World::new("a");
+    let engine = w.engine().await;
+    engine.store().close().await;
+    let summary = engine.run(w.inputs(), 0).await;
+    assert_eq!((summary.done, summary.failed), (0, 1));
+    assert!(w.events.events().iter().any(|e| matches!(
+        e,
+        Event::Job { status: JobEnd::Failed, detail: Some(d), .. } if d.contains("cannot record")
+    )));
+}
+
+#[tokio::test]
+async fn a_full_lane_makes_a_stage_wait_for_a_slot_and_says_so() {
+    let w = World::new("a, b");
+    let budgets = Budgets {
+        cpu: 1,
+        ..Budgets::default()
+    };
+    w.fakes.render.push(Step::Slow(Duration::from_millis(300)));
+    let engine = w.engine_at("state", budgets).await;
+    let summary = engine.run(w.inputs(), 0).await;
+    assert_eq!(summary.done, 2);
+    assert!(w.events.events().iter().any(|e| matches!(
+        e,
+        Event::Queued {
+            stage: Stage::Render,
+            ..
+        }
+    )));
+}

@@ -1,0 +1,70 @@
+//! Captions: an ASS script timed from the narration's words.
+
+use serde_json::json;
+
+use super::Stage;
+use crate::engine::{Built, Halt, JobRun};
+use crate::expand::JobSpec;
+use crate::keys::{ToolVersions, stage_key};
+use crate::media::{CaptionPosition, CaptionStyle};
+use crate::providers::{Narration, WordTiming};
+use crate::recipe::{CaptionStyleName, CaptionsDef, Highlight};
+
+pub const VERSION: u32 = 1;
+const FILE: &str = "captions.ass";
+
+/// The caption settings, the narration (by its key) and the font.
+pub fn key(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> String {
+    stage_key(
+        Stage::Captions.as_str(),
+        VERSION,
+        &[
+            &json!(spec.captions),
+            &json!(voice_key),
+            &json!({ "font": versions.font }),
+        ],
+    )
+}
+
+pub fn style(def: &CaptionsDef) -> CaptionStyle {
+    CaptionStyle {
+        max_words: u8::try_from(def.max_words.clamp(1, 3)).unwrap_or(3),
+        highlight_word: def.highlight == Highlight::Word,
+        position: if def.style == CaptionStyleName::BoldLower {
+            CaptionPosition::Lower
+        } else {
+            CaptionPosition::Center
+        },
+        ..CaptionStyle::default()
+    }
+}
+
+pub fn ass(def: &CaptionsDef, words: &[WordTiming]) -> String {
+    crate::media::ass(words, &style(def), 1080, 1920)
+}
+
+/// The caption file to burn in, or `None` when the recipe turns captions off; and the key.
+pub async fn run(
+    job: &mut JobRun<'_>,
+    narration: &Narration,
+    voice_key: &str,
+) -> Result<(Option<std::path::PathBuf>, String), Halt> {
+    let spec = job.spec();
+    let key = key(spec, voice_key, job.services().versions());
+    let enabled = spec.captions.style != CaptionStyleName::None;
+    let hit = job
+        .cached(Stage::Captions, &key, None, |work| async move {
+            tokio::fs::write(work.join(FILE), ass(&spec.captions, &narration.words))
+                .await
+                .map_err(|e| {
+                    crate::providers::ProviderError::permanent("captions", e.to_string())
+                })?;
+            Ok(Built {
+                main: FILE.to_owned(),
+                output: json!({ "file": FILE, "enabled": enabled }),
+                cost: None,
+            })
+        })
+        .await?;
+    Ok((enabled.then(|| hit.path(FILE)), key))
+}

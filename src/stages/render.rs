@@ -1,0 +1,110 @@
+//! Render: one ffmpeg process per video; the output is checked before it counts.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::Stage;
+use crate::engine::{Built, Halt, JobRun};
+use crate::expand::JobSpec;
+use crate::keys::{ToolVersions, stage_key};
+use crate::media::RenderSpec;
+use crate::providers::{Clip, Narration, ProviderError};
+
+pub const VERSION: u32 = 1;
+pub const FILE: &str = "video.mp4";
+
+/// The video settings, the inputs by their keys, the music by its digest, and the
+/// ffmpeg that renders.
+pub fn key(
+    spec: &JobSpec,
+    footage_key: &str,
+    voice_key: &str,
+    captions_key: &str,
+    music: Option<&str>,
+    versions: &ToolVersions,
+) -> String {
+    stage_key(
+        Stage::Render.as_str(),
+        VERSION,
+        &[
+            &json!(spec.video),
+            &json!(footage_key),
+            &json!(voice_key),
+            &json!(captions_key),
+            &json!(music),
+            &json!({ "ffmpeg": versions.ffmpeg }),
+        ],
+    )
+}
+
+/// What a render stage gets from the stages before it.
+pub struct Inputs<'a> {
+    pub clips: &'a [Clip],
+    pub footage_key: &'a str,
+    pub narration: &'a Narration,
+    pub voice_key: &'a str,
+    pub captions: Option<PathBuf>,
+    pub captions_key: &'a str,
+}
+
+/// The rendered video, its key and when it expires.
+pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, String, i64), Halt> {
+    let spec = job.spec();
+    let services = job.services();
+    let music = match &spec.video.music {
+        Some(m) => Some(
+            services
+                .digests()
+                .file(&job.recipe_dir().join(m))
+                .await
+                .map_err(|e| Halt::failed(Stage::Render, e))?,
+        ),
+        None => None,
+    };
+    let key = key(
+        spec,
+        inputs.footage_key,
+        inputs.voice_key,
+        inputs.captions_key,
+        music.as_deref(),
+        services.versions(),
+    );
+    let expires = crate::clock::now() + i64::from(spec.publish.retention_days) * 86_400;
+    let narration = inputs.narration;
+    if narration.duration > f64::from(spec.video.max_seconds) {
+        return Err(Halt::failed(
+            Stage::Render,
+            format!(
+                "the narration is {:.1} s but `video.max_seconds` is {}; shorten the script (`script.seconds`)",
+                narration.duration, spec.video.max_seconds
+            ),
+        ));
+    }
+    let dir = job.recipe_dir();
+    let (clips, captions) = (inputs.clips, inputs.captions.clone());
+    let hit = job
+        .cached(Stage::Render, &key, Some(expires), |work| {
+            let captions = captions.clone();
+            async move {
+                let out = work.join(FILE);
+                let mut r = RenderSpec::new(
+                    clips.iter().map(|c| c.path.clone()).collect(),
+                    narration.audio.clone(),
+                    narration.duration,
+                    out,
+                );
+                r.captions = captions;
+                r.music = spec.video.music.as_ref().map(|m| dir.join(m));
+                r.fps = spec.video.fps;
+                services.renderer().render(&r).await?;
+                Ok::<_, ProviderError>(Built {
+                    main: FILE.to_owned(),
+                    output: json!({ "file": FILE, "seconds": narration.duration }),
+                    cost: None,
+                })
+            }
+        })
+        .await?;
+    Ok((hit.path(FILE), key, expires))
+}
