@@ -19,13 +19,15 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                 }
                 Ok(Outcome::Ok)
             }
-            JobsCommand::Show { id } | JobsCommand::Retry { id } => Err(Failure::invalid(format!(
-                "job `{id}` is not in the store"
-            ))
-            .with_hint(format!(
-                "no store at `{}` yet; run a recipe first",
-                state_dir.display()
-            ))),
+            JobsCommand::Show { id } | JobsCommand::Retry { id } => {
+                crate::store::job_prefix(&id)?;
+                Err(
+                    Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
+                        "no store at `{}` yet; run a recipe first",
+                        state_dir.display()
+                    )),
+                )
+            }
         };
     };
     match command {

@@ -236,7 +236,9 @@ impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match e {
-            StoreError::NoSuchJob(_) | StoreError::Ambiguous(_) => Self::invalid(e.to_string()),
+            StoreError::NoSuchJob(_) | StoreError::Ambiguous { .. } | StoreError::BadPrefix(_) => {
+                Self::invalid(e.to_string())
+            }
             other => Self::environment(other.to_string()),
         }
     }
@@ -339,6 +341,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Jobs {
             command: JobsCommand::Retry { id },
         } => {
+            crate::store::job_prefix(&id)?;
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 cache_dir: cli.cache_dir,
@@ -361,6 +364,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
+                    crate::store::job_prefix(&prefix)?;
                     let store = crate::store::Store::open_read_only(&cli.state_dir)
                         .await?
                         .ok_or_else(|| {

@@ -34,8 +34,18 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("job `{0}` is not in the store")]
     NoSuchJob(String),
-    #[error("job id prefix `{0}` matches several jobs; give more characters")]
-    Ambiguous(String),
+    #[error(
+        "job id prefix `{prefix}` matches several jobs: {}; give more of its digits",
+        list_ids(matches)
+    )]
+    Ambiguous {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    #[error(
+        "`{0}` is not a job id: give at least {MIN_PREFIX} of its hex digits (`factory jobs list` shows them)"
+    )]
+    BadPrefix(String),
 }
 
 /// Job states, as stored.
@@ -124,6 +134,35 @@ pub struct Store {
 
 pub use crate::clock::now;
 
+/// The fewest hex digits that name a job: shorter prefixes match too much by accident.
+pub const MIN_PREFIX: usize = 4;
+
+/// How many matches an ambiguous prefix lists (one more tells there are more).
+const AMBIGUOUS_SHOWN: usize = 10;
+
+/// A job id prefix as typed, checked and lowercased: hex digits only, at least
+/// [`MIN_PREFIX`] of them.
+pub fn job_prefix(typed: &str) -> Result<String, StoreError> {
+    let trimmed = typed.trim();
+    if trimmed.len() < MIN_PREFIX || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::BadPrefix(typed.to_owned()));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+fn list_ids(ids: &[String]) -> String {
+    let mut text = ids
+        .iter()
+        .take(AMBIGUOUS_SHOWN)
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > AMBIGUOUS_SHOWN {
+        text.push_str(" and more");
+    }
+    text
+}
+
 impl Store {
     /// Opens (creating when needed) the store in `state_dir`: the directory user-only
     /// (0700), the database file 0600, migrations applied.
@@ -202,17 +241,27 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// A job by its id or an unambiguous prefix of it.
+    /// A job by its id or an unambiguous prefix of it: at least [`MIN_PREFIX`] hex
+    /// digits, compared as a plain prefix (no pattern characters), an ambiguous one an
+    /// error that lists the matches.
     pub async fn find_job(&self, prefix: &str) -> Result<StoredJob, StoreError> {
-        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
-        let rows = sqlx::query(&format!("{JOB_COLUMNS} WHERE id LIKE $1 LIMIT 2"))
-            .bind(&pattern)
-            .fetch_all(&self.pool)
-            .await?;
-        match rows.len() {
-            0 => Err(StoreError::NoSuchJob(prefix.to_owned())),
-            1 => job_from_row(&rows[0]),
-            _ => Err(StoreError::Ambiguous(prefix.to_owned())),
+        let prefix = job_prefix(prefix)?;
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE substr(id, 1, $2) = $1 ORDER BY id LIMIT $3"
+        ))
+        .bind(&prefix)
+        .bind(i64::try_from(prefix.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(AMBIGUOUS_SHOWN + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs: Vec<StoredJob> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
+        match jobs.len() {
+            0 => Err(StoreError::NoSuchJob(prefix)),
+            1 => Ok(jobs.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix,
+                matches: jobs.into_iter().map(|j| j.id).collect(),
+            }),
         }
     }
 
