@@ -31,7 +31,7 @@ pub async fn run(dry_run: bool, state_dir: &Path, json: bool) -> CmdResult {
 pub async fn collect(store: &Store, state_dir: &Path, dry_run: bool) -> Result<GcReport, Failure> {
     let remote = R2Config::from_env().and_then(R2::new).ok();
     retention::collect(
-        store.pool(),
+        store,
         state_dir,
         retention::now(),
         dry_run,

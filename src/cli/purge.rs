@@ -16,9 +16,7 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
         out("nothing to purge: no store yet\n");
         return Ok(Outcome::Ok);
     };
-    let ids = purge::job_ids(store.pool(), &scope)
-        .await
-        .map_err(|e| Failure::environment(e.to_string()))?;
+    let ids = store.job_ids(&scope).await?;
     store.close().await;
     if ids.is_empty() && scope != Scope::All {
         return Err(Failure::invalid(match &scope {
@@ -36,7 +34,7 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
     let remote = R2Config::from_env().and_then(R2::new).ok();
     let store = Store::open(state_dir).await?;
     let purged = purge::purge(
-        store.pool(),
+        &store,
         state_dir,
         &ids,
         remote.as_ref().map(|r| r as &dyn Host),

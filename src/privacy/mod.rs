@@ -1,13 +1,11 @@
 //! What the privacy policy promises, in code: tokens encrypted at rest.
 
-pub mod compact;
+pub mod accounts;
 pub mod crypto;
 pub mod export;
 pub mod permissions;
 pub mod purge;
 pub mod retention;
-
-pub use compact::compact;
 
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@ use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
 use crate::providers::telegram::Telegram;
-use crate::providers::tiktok::{Account, SqliteAccountStore, TikTokConfig, TikTokDrafts};
+use crate::providers::tiktok::{Account, TikTokConfig, TikTokDrafts};
 use crate::providers::{
     Clip, Credit, Drafts, FootageSource, Host, Narration, Notifier, ProviderError, ScriptWriter,
     Voice, WordTiming,
@@ -179,7 +179,10 @@ impl Providers {
         let config = TikTokConfig::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
         let key = crate::privacy::crypto::Key::resolve(&crate::privacy::key_file(&self.state_dir))
             .map_err(|e| setup("tiktok")(e.to_string()))?;
-        let store = Arc::new(SqliteAccountStore::new(self.pool.clone(), key));
+        let store = Arc::new(crate::privacy::accounts::SealedAccounts::new(
+            crate::store::Store::from_pool(self.pool.clone(), &self.state_dir),
+            key,
+        ));
         let seed = Account::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
         Ok(Arc::new(
             TikTokDrafts::new(config, store)?.with_seed_account(seed),

@@ -1,10 +1,14 @@
 //! The job store: sqlx over SQLite (WAL) with embedded migrations. Statements use `$n`
 //! placeholders, integer timestamps and JSON as text, so the same SQL serves Postgres.
 
+mod accounts;
 mod artifacts;
 mod migrations;
+mod privacy;
 
+pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
+pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -206,6 +210,15 @@ impl Store {
         Ok(Some(Self { pool, path }))
     }
 
+    /// A store over a pool opened elsewhere (by [`Store::open`]), for code that holds
+    /// only the pool.
+    pub fn from_pool(pool: SqlitePool, state_dir: &Path) -> Self {
+        Self {
+            pool,
+            path: state_dir.join(DB_FILE),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -373,6 +386,18 @@ impl Store {
         status: &str,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.event_at(id, stage, status, detail, now()).await
+    }
+
+    /// Appends to a job's status history, at `at` (unix seconds).
+    pub async fn event_at(
+        &self,
+        id: &str,
+        stage: Option<&str>,
+        status: &str,
+        detail: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO events (job_id, seq, stage, status, detail, at) \
              SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE job_id = $1",
@@ -381,7 +406,7 @@ impl Store {
         .bind(stage)
         .bind(status)
         .bind(detail)
-        .bind(now())
+        .bind(at)
         .execute(&self.pool)
         .await?;
         Ok(())

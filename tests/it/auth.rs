@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use tiktok_factory::privacy::accounts::SealedAccounts;
 use tiktok_factory::privacy::crypto::Key;
-use tiktok_factory::providers::tiktok::{Account, AccountStore, SqliteAccountStore};
+use tiktok_factory::providers::tiktok::{Account, AccountStore};
 use tiktok_factory::store::Store;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -102,7 +103,7 @@ impl Env {
 
     async fn load(&self, key: Key, account: &str) -> Option<Account> {
         let store = Store::open(&self.state()).await.unwrap();
-        let loaded = SqliteAccountStore::new(store.pool().clone(), key)
+        let loaded = SealedAccounts::new(store.clone(), key)
             .load(account)
             .await
             .unwrap();
@@ -211,7 +212,7 @@ async fn rotate_key_re_encrypts_and_a_wrong_key_is_a_clear_error() {
     let new = key_in_file(&env.key_file());
     assert_eq!(env.load(new, "main").await.unwrap(), before);
     let store = Store::open(&env.state()).await.unwrap();
-    let stale = SqliteAccountStore::new(store.pool().clone(), old)
+    let stale = SealedAccounts::new(store.clone(), old)
         .load("main")
         .await
         .unwrap_err();

@@ -1,8 +1,9 @@
 //! `factory export`: every job in the store round-trips with its fields, the account shows
 //! without its tokens.
 
+use tiktok_factory::privacy::accounts::SealedAccounts;
 use tiktok_factory::privacy::crypto::Key;
-use tiktok_factory::providers::tiktok::{Account, AccountStore, SqliteAccountStore};
+use tiktok_factory::providers::tiktok::{Account, AccountStore};
 use tiktok_factory::secret::Secret;
 use tiktok_factory::store::{JobFilter, Store};
 
@@ -17,7 +18,7 @@ async fn export_round_trips_every_job_and_never_a_plaintext_token() {
     job(&store, &state, "alpha", "a1", "octopus-hearts-topic").await;
     job(&store, &state, "alpha", "a2", "saturn-rings-topic").await;
     job(&store, &state, "beta", "b1", "volcano-topic").await;
-    let accounts = SqliteAccountStore::new(store.pool().clone(), Key::generate());
+    let accounts = SealedAccounts::new(store.clone(), Key::generate());
     accounts
         .save(
             "main",
