@@ -32,10 +32,10 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
     };
     match command {
         JobsCommand::List { recipe, status } => {
-            let status = status.map(|s| s.parse()).transpose().map_err(|e: String| {
-                Failure::invalid(e)
-                    .with_hint("one of pending, running, queued, done, failed, interrupted")
-            })?;
+            let status = status
+                .map(|s| s.parse::<crate::store::Status>())
+                .transpose()
+                .map_err(|e| Failure::invalid(e.to_string()))?;
             let jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
             if json {
                 out_json(&json!({ "jobs": jobs }));

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::purge::{PurgeError, delete_hosted};
 use crate::providers::Host;
-use crate::store::Store;
+use crate::store::{EffectStatus, Store};
 
 /// Stages whose artifacts are media and expire with the render made from them.
 const INPUT_STAGES: [&str; 2] = ["footage", "voice"];
@@ -59,7 +59,7 @@ pub async fn collect(
                 }
             }
             for effect in store.effects_of_job(&job).await? {
-                if effect.status != "done" {
+                if effect.status != EffectStatus::Done.as_str() {
                     continue;
                 }
                 let detail: serde_json::Value = effect

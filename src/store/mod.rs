@@ -5,18 +5,21 @@ mod accounts;
 mod artifacts;
 mod migrations;
 mod privacy;
+mod status;
 
 pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
 pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
+pub use status::{EffectStatus, StageStatus, Status, UnknownStatus};
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+
+use crate::stages::Stage;
 
 pub const DB_FILE: &str = "factory.db";
 
@@ -36,6 +39,10 @@ pub enum StoreError {
     },
     #[error("job store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error(
+        "the job store holds `{value}` in `{table}`, which this version does not know; the store is damaged or from a newer version"
+    )]
+    Corrupt { table: &'static str, value: String },
     #[error("job `{0}` is not in the store")]
     NoSuchJob(String),
     #[error(
@@ -50,46 +57,6 @@ pub enum StoreError {
         "`{0}` is not a job id: give at least {MIN_PREFIX} of its hex digits (`factory jobs list` shows them)"
     )]
     BadPrefix(String),
-}
-
-/// Job states, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Running,
-    Queued,
-    Done,
-    Failed,
-    Interrupted,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Queued => "queued",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "running" => Self::Running,
-            "queued" => Self::Queued,
-            "done" => Self::Done,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            other => return Err(format!("unknown status `{other}`")),
-        })
-    }
 }
 
 /// A job row.
@@ -114,7 +81,7 @@ pub struct StoredJob {
 pub struct StoredStage {
     pub stage: String,
     pub key: String,
-    pub status: String,
+    pub status: StageStatus,
     pub attempt: i64,
     pub artifact: Option<String>,
     pub error: Option<String>,
@@ -152,6 +119,14 @@ pub fn job_prefix(typed: &str) -> Result<String, StoreError> {
         return Err(StoreError::BadPrefix(typed.to_owned()));
     }
     Ok(trimmed.to_ascii_lowercase())
+}
+
+/// Where a stage name sits in the pipeline; unknown names after every stage.
+pub fn pipeline_position(stage: &str) -> usize {
+    Stage::ALL
+        .iter()
+        .position(|s| s.name() == stage)
+        .unwrap_or(Stage::ALL.len())
 }
 
 fn list_ids(ids: &[String]) -> String {
@@ -296,22 +271,22 @@ impl Store {
         Ok(row.try_get("spec")?)
     }
 
+    /// A job's stages in pipeline order ([`Stage::ALL`]); names it does not know last.
     pub async fn stages(&self, job_id: &str) -> Result<Vec<StoredStage>, StoreError> {
         let rows = sqlx::query(
             "SELECT stage, key, status, attempt, artifact, error, cost, started_at, finished_at \
-             FROM stages WHERE job_id = $1 ORDER BY CASE stage WHEN 'script' THEN 1 WHEN 'footage' THEN 2 \
-             WHEN 'voice' THEN 3 WHEN 'captions' THEN 4 WHEN 'render' THEN 5 WHEN 'host' THEN 6 \
-             WHEN 'draft' THEN 7 WHEN 'notify' THEN 8 ELSE 9 END",
+             FROM stages WHERE job_id = $1 ORDER BY stage",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut stages = rows
+            .iter()
             .map(|r| {
                 Ok(StoredStage {
                     stage: r.try_get("stage")?,
                     key: r.try_get("key")?,
-                    status: r.try_get("status")?,
+                    status: StageStatus::from_column("stages", &r.try_get::<String, _>("status")?)?,
                     attempt: r.try_get("attempt")?,
                     artifact: r.try_get("artifact")?,
                     error: r.try_get("error")?,
@@ -320,7 +295,9 @@ impl Store {
                     finished_at: r.try_get("finished_at")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        stages.sort_by_key(|s| pipeline_position(&s.stage));
+        Ok(stages)
     }
 
     /// Inserts a job, or refreshes the spec of one already known.
@@ -437,7 +414,7 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         cell: r.try_get("cell")?,
         topic: r.try_get("topic")?,
         voice: r.try_get("voice")?,
-        status: status.parse().unwrap_or(Status::Failed),
+        status: Status::from_column("jobs", &status)?,
         stage: r.try_get("stage")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
@@ -502,5 +479,101 @@ fn tighten(db: &Path) {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::set_permissions(PathBuf::from(p), std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one_job(dir: &Path) -> Store {
+        let store = Store::open(dir).await.unwrap();
+        store
+            .upsert_job(&NewJob {
+                id: "abcd000011112222",
+                recipe: "r",
+                recipe_path: "r.yaml",
+                cell: "{}",
+                spec: "{}",
+                topic: "t",
+                voice: "v",
+                status: Status::Pending,
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn an_unknown_job_status_is_corrupt_never_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        sqlx::query("UPDATE jobs SET status = 'finished'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for result in [
+            store.list_jobs(&JobFilter::default()).await.map(|_| ()),
+            store.jobs_of_recipe("r").await.map(|_| ()),
+            store.find_job("abcd").await.map(|_| ()),
+        ] {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt { table: "jobs", value } if value == "finished"),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("`finished` in `jobs`"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stage_status_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        store
+            .stage_finished("abcd000011112222", "script", "k", "weird", None, None, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.stages("abcd000011112222").await,
+            Err(StoreError::Corrupt { table: "stages", ref value }) if value == "weird"
+        ));
+    }
+
+    #[tokio::test]
+    async fn stages_come_in_pipeline_order_from_one_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        for stage in [
+            "notify",
+            "zzz-unknown",
+            "captions",
+            "script",
+            "draft",
+            "footage",
+        ] {
+            store
+                .stage_finished("abcd000011112222", stage, "k", "done", None, None, None)
+                .await
+                .unwrap();
+        }
+        let order: Vec<String> = store
+            .stages("abcd000011112222")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.stage)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "script",
+                "footage",
+                "captions",
+                "draft",
+                "notify",
+                "zzz-unknown"
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, Row, TypeInfo};
 
-use super::{AccountSummary, Effect, Store, StoreError};
+use super::{AccountSummary, Effect, EffectStatus, Store, StoreError};
 
 /// Which jobs a purge deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,11 @@ impl Store {
                     key: r.try_get("key")?,
                     job_id: r.try_get("job_id")?,
                     kind: r.try_get("kind")?,
-                    status: r.try_get("status")?,
+                    status: {
+                        let status: String = r.try_get("status")?;
+                        EffectStatus::from_column("effects", &status)?;
+                        status
+                    },
                     external_id: r.try_get("external_id")?,
                     detail: r.try_get("detail")?,
                 })
@@ -277,8 +281,9 @@ impl Store {
 
     /// Marks a ledger row `expired`: the hosted copy is gone, so a rerun hosts again.
     pub async fn expire_effect(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE effects SET status = 'expired' WHERE key = $1")
+        sqlx::query("UPDATE effects SET status = $2 WHERE key = $1")
             .bind(key)
+            .bind(EffectStatus::Expired.as_str())
             .execute(self.pool())
             .await?;
         Ok(())

@@ -423,3 +423,25 @@ async fn jobs_show_of_an_unknown_id_exits_2() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(!empty.path().join("none").exists());
 }
+
+#[tokio::test]
+async fn jobs_list_of_a_store_with_an_unknown_status_exits_3_instead_of_showing_failed() {
+    let project = Project::new(RECIPE);
+    project.record(all_done).await;
+    let store = Store::open(&project.state()).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'finished'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    for args in [vec!["jobs", "list"], vec!["plan", "recipe.yaml"]] {
+        let out = project.factory().args(&args).run();
+        assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("`finished` in `jobs`"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("failed"), "{}", out.stdout);
+    }
+}
