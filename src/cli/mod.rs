@@ -354,7 +354,9 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Man => completions::man(),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
-        Command::Gc { dry_run } => gc::run(dry_run, &cli.state_dir, cli.json).await,
+        Command::Gc { dry_run } => {
+            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+        }
         Command::Export { out } => export::run(out, &cli.state_dir).await,
         Command::Purge {
             job,
@@ -377,7 +379,14 @@ pub async fn run(cli: Cli) -> CmdResult {
                 (None, Some(name)) => crate::privacy::purge::Scope::Recipe(name),
                 (None, None) => crate::privacy::purge::Scope::All,
             };
-            purge::run(scope, yes, &cli.state_dir, cli.json).await
+            purge::run(
+                scope,
+                yes,
+                &cli.state_dir,
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
         Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
     }

@@ -6,12 +6,19 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{CmdResult, Failure, Outcome, out, out_json};
+use crate::privacy::paths::Places;
 use crate::privacy::purge::{self, Scope};
 use crate::providers::Host;
 use crate::providers::r2::{R2, R2Config};
 use crate::store::Store;
 
-pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(
+    scope: Scope,
+    yes: bool,
+    state_dir: &Path,
+    cache_dir: Option<&Path>,
+    json: bool,
+) -> CmdResult {
     let Some(store) = Store::open_read_only(state_dir).await? else {
         out("nothing to purge: no store yet\n");
         return Ok(Outcome::Ok);
@@ -35,7 +42,7 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
     let store = Store::open(state_dir).await?;
     let purged = purge::purge(
         &store,
-        state_dir,
+        &Places::new(state_dir, cache_dir),
         &ids,
         remote.as_ref().map(|r| r as &dyn Host),
     )
@@ -57,6 +64,7 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
             purged.drafts,
             plural(purged.drafts, "s"),
         ));
+        out(&super::gc::kept_lines(&purged.kept));
     }
     Ok(Outcome::Ok)
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod crypto;
 pub mod export;
+pub mod paths;
 pub mod permissions;
 pub mod purge;
 pub mod retention;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::paths::{Places, resolve};
 use crate::providers::Host;
 use crate::store::{Store, StoreError};
 
@@ -29,13 +30,15 @@ pub struct Purged {
     pub artifacts: usize,
     pub hosted: usize,
     pub drafts: usize,
+    /// Recorded files outside the state and cache directories, left alone.
+    pub kept: Vec<String>,
 }
 
-/// Deletes the jobs `ids` and everything made for them. `remote` deletes hosted copies
-/// that are not local files (R2 objects); local ones are removed directly.
+/// Deletes the jobs `ids` and everything made for them, inside `places` only. `remote`
+/// deletes hosted copies that are not local files (R2 objects).
 pub async fn purge(
     store: &Store,
-    state_dir: &Path,
+    places: &Places,
     ids: &[String],
     remote: Option<&dyn Host>,
 ) -> Result<Purged, PurgeError> {
@@ -50,31 +53,27 @@ pub async fn purge(
             match effect.kind.as_str() {
                 "host" => {
                     if let Some(location) = detail["location"].as_str() {
-                        delete_hosted(location, remote).await?;
+                        delete_hosted(location, places, remote, &mut purged.kept).await?;
                         purged.hosted += 1;
                     }
                 }
                 "draft" => {
                     // Local drafts are files (and a sidecar); TikTok drafts live in the
                     // creator's inbox, which only the creator can clear.
-                    if let Some(path) = effect.external_id.filter(|p| Path::new(p).is_absolute()) {
-                        let video = PathBuf::from(path);
-                        remove_file(&video).await?;
-                        remove_file(&video.with_extension("json")).await?;
-                        purged.drafts += 1;
+                    if let Some(video) = local_draft(places, effect.external_id.as_deref()) {
+                        if delete_file(places, &video, &mut purged.kept).await? {
+                            purged.drafts += 1;
+                        }
+                        delete_file(places, &video.with_extension("json"), &mut purged.kept)
+                            .await?;
                     }
                 }
                 _ => {}
             }
         }
         for artifact in store.artifacts_only_of_job(id).await? {
-            remove_dir(
-                &state_dir
-                    .join("cache")
-                    .join(&artifact.stage)
-                    .join(&artifact.key),
-            )
-            .await?;
+            let dir = places.cache_dir.join(&artifact.stage).join(&artifact.key);
+            delete_dir(places, &dir, &mut purged.kept).await?;
             store.delete_artifact(&artifact.key).await?;
             purged.artifacts += 1;
         }
@@ -86,11 +85,28 @@ pub async fn purge(
     Ok(purged)
 }
 
-/// Deletes one hosted copy: a local file directly, anything else through `remote`.
-pub async fn delete_hosted(location: &str, remote: Option<&dyn Host>) -> Result<(), PurgeError> {
+/// The local file a draft's external id names, if it is one: an absolute path (older
+/// stores) or a path relative to the state directory that names a file there. A TikTok
+/// `publish_id` is neither.
+pub fn local_draft(places: &Places, external_id: Option<&str>) -> Option<PathBuf> {
+    let stored = external_id.filter(|s| !s.is_empty())?;
+    let path = resolve(&places.state_dir, stored);
+    (Path::new(stored).is_absolute() || path.is_file()).then_some(path)
+}
+
+/// Deletes one hosted copy: a local file directly (inside `places` only, otherwise it is
+/// added to `kept`), anything else through `remote`.
+pub async fn delete_hosted(
+    location: &str,
+    places: &Places,
+    remote: Option<&dyn Host>,
+    kept: &mut Vec<String>,
+) -> Result<(), PurgeError> {
     // Hosted copies are either R2 objects (`r2://bucket/key`) or files of the local host.
     if !location.starts_with("r2://") {
-        return remove_file(Path::new(location)).await;
+        let path = resolve(&places.state_dir, location);
+        delete_file(places, &path, kept).await?;
+        return Ok(());
     }
     let Some(remote) = remote else {
         return Err(PurgeError::Hosted {
@@ -107,24 +123,44 @@ pub async fn delete_hosted(location: &str, remote: Option<&dyn Host>) -> Result<
         })
 }
 
-async fn remove_file(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+/// Removes a file inside `places`; whether there was one. A path outside is left alone
+/// and added to `kept`.
+pub async fn delete_file(
+    places: &Places,
+    path: &Path,
+    kept: &mut Vec<String>,
+) -> Result<bool, PurgeError> {
+    let Ok(path) = places.deletable(path) else {
+        keep(path, kept);
+        return Ok(false);
+    };
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(PurgeError::Io { path, source }),
     }
 }
 
-async fn remove_dir(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_dir_all(path).await {
+/// Removes a folder and its files inside `places`; one outside is added to `kept`.
+pub async fn delete_dir(
+    places: &Places,
+    path: &Path,
+    kept: &mut Vec<String>,
+) -> Result<(), PurgeError> {
+    let Ok(path) = places.deletable(path) else {
+        keep(path, kept);
+        return Ok(());
+    };
+    match tokio::fs::remove_dir_all(&path).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(PurgeError::Io { path, source }),
+    }
+}
+
+fn keep(path: &Path, kept: &mut Vec<String>) {
+    let text = path.display().to_string();
+    if !kept.contains(&text) {
+        kept.push(text);
     }
 }

@@ -4,9 +4,8 @@
 //! Job rows stay, with an `expired` event noting it; the script stays, so a rerun
 //! re-renders without a new paid script call.
 
-use std::path::Path;
-
-use super::purge::{PurgeError, delete_hosted};
+use super::paths::Places;
+use super::purge::{PurgeError, delete_dir, delete_file, delete_hosted, local_draft};
 use crate::providers::Host;
 use crate::store::{EffectStatus, Store};
 
@@ -21,21 +20,26 @@ pub struct GcReport {
     /// Hosted copies: local paths or object keys.
     pub hosted: Vec<String>,
     pub drafts: Vec<String>,
+    /// Recorded files outside the state and cache directories, left alone.
+    pub kept: Vec<String>,
     /// Jobs whose video expired.
     pub jobs: Vec<String>,
 }
 
 impl GcReport {
     pub fn is_empty(&self) -> bool {
-        self.artifacts.is_empty() && self.hosted.is_empty() && self.drafts.is_empty()
+        self.artifacts.is_empty()
+            && self.hosted.is_empty()
+            && self.drafts.is_empty()
+            && self.kept.is_empty()
     }
 }
 
-/// Deletes everything due at `now` (unix seconds). `remote` is the R2 host when
-/// configured: its own expired objects are swept as well.
+/// Deletes everything due at `now` (unix seconds), inside `places` only. `remote` is
+/// the R2 host when configured: its own expired objects are swept as well.
 pub async fn collect(
     store: &Store,
-    state_dir: &Path,
+    places: &Places,
     now: i64,
     dry_run: bool,
     remote: Option<&dyn Host>,
@@ -72,23 +76,23 @@ pub async fn collect(
                         continue;
                     };
                     if !dry_run {
-                        delete_hosted(location, remote).await?;
+                        delete_hosted(location, places, remote, &mut report.kept).await?;
                         // Not `done` any more, so a rerun hosts the new render again.
                         store.expire_effect(&effect.key).await?;
                     }
                     report.hosted.push(location.to_owned());
                 } else if effect.kind == "draft"
-                    && let Some(path) = effect
-                        .external_id
-                        .filter(|p| Path::new(p).is_absolute() && Path::new(p).exists())
+                    && let Some(video) = local_draft(places, effect.external_id.as_deref())
+                    && video.exists()
                 {
                     // The draft ledger row stays `done`: the draft was sent and must
                     // never be sent twice. Only the local file goes.
                     if !dry_run {
-                        remove(Path::new(&path)).await?;
-                        remove(&Path::new(&path).with_extension("json")).await?;
+                        delete_file(places, &video, &mut report.kept).await?;
+                        delete_file(places, &video.with_extension("json"), &mut report.kept)
+                            .await?;
                     }
-                    report.drafts.push(path);
+                    report.drafts.push(video.display().to_string());
                 }
             }
             if !report.jobs.contains(&job) {
@@ -98,12 +102,8 @@ pub async fn collect(
     }
     for (stage, key) in &due {
         if !dry_run {
-            let dir = state_dir.join("cache").join(stage).join(key);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(PurgeError::Io { path: dir, source }),
-            }
+            let dir = places.cache_dir.join(stage).join(key);
+            delete_dir(places, &dir, &mut report.kept).await?;
             store.expire_artifact(key, now).await?;
         }
         report.artifacts.push(format!("{stage}/{key}"));
@@ -131,23 +131,12 @@ pub async fn collect(
                 continue;
             }
             if !dry_run {
-                delete_hosted(&object, Some(remote)).await?;
+                delete_hosted(&object, places, Some(remote), &mut report.kept).await?;
             }
             report.hosted.push(object);
         }
     }
     Ok(report)
-}
-
-async fn remove(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    }
 }
 
 pub use crate::clock::now;

@@ -316,3 +316,82 @@ async fn jobs_show_and_retry_need_four_hex_digits() {
     assert_eq!(none.code, 2, "{}", none.stderr);
     assert!(none.stderr.contains("give at least 4"), "{}", none.stderr);
 }
+
+/// Every file under `dir`, relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_in_a_copy_leaves_the_originals_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let store = Store::open(&a).await.unwrap();
+    // What a run records today: absolute paths into `a`.
+    job(&store, &a, "alpha", "a1", "octopus-hearts-topic").await;
+    job(&store, &a, "alpha", "a2", "saturn-rings-topic").await;
+    // And a hostile record naming a file that belongs to neither directory.
+    let victim = dir.path().join("elsewhere").join("victim.mp4");
+    std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    std::fs::write(&victim, "not yours").unwrap();
+    store
+        .record_effect(
+            "h-hostile",
+            "a1",
+            "host",
+            "done",
+            None,
+            Some(&serde_json::json!({ "location": victim }).to_string()),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let originals = files(&a);
+    assert!(
+        originals.contains(&"drafts/alpha/a1.mp4".to_owned()),
+        "{originals:?}"
+    );
+
+    let out = Factory::new()
+        .env("FACTORY_STATE_DIR", &b)
+        .args(["purge", "--all", "--yes"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(files(&a), originals, "the original's files changed");
+    assert!(
+        victim.exists(),
+        "a file outside both directories was deleted"
+    );
+    assert!(
+        out.stdout.contains("left 1 recorded file alone") && out.stdout.contains("victim.mp4"),
+        "{}",
+        out.stdout
+    );
+    // The copy's own files went: its store's paths were read as its own.
+    let left: Vec<_> = files(&b)
+        .into_iter()
+        .filter(|f| !f.starts_with("factory.db"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
