@@ -17,7 +17,7 @@ pub async fn run(
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
-    if !state_dir.join(crate::store::DB_FILE).is_file() {
+    if !Store::exists(state_dir)? {
         out("nothing to collect: no store yet\n");
         return Ok(Outcome::Ok);
     }

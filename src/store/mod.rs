@@ -30,7 +30,19 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the job store `{path}`: {source}")]
+    #[error("cannot create the job store file `{path}`: {source}")]
+    DbFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the job store at `{path}`: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the job store `{path}` is not a file; move it away or choose another `--state-dir`")]
+    NotAFile { path: PathBuf },
+    #[error("cannot open the job store file `{path}`: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot migrate the job store `{path}`: {source}")]
     Migrate {
@@ -148,7 +160,8 @@ impl Store {
     pub async fn open(state_dir: &Path) -> Result<Self, StoreError> {
         create_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
-        create_private_file(&path).map_err(|source| StoreError::StateDir {
+        locate(state_dir)?;
+        create_private_file(&path).map_err(|source| StoreError::DbFile {
             path: path.clone(),
             source,
         })?;
@@ -170,18 +183,33 @@ impl Store {
         Ok(Self { pool, path })
     }
 
-    /// Opens an existing store without writing to it; `None` when there is none yet.
+    /// Whether `state_dir` holds a store: `false` only when there is none yet; a store
+    /// that cannot be read is an error, never "no store".
+    pub fn exists(state_dir: &Path) -> Result<bool, StoreError> {
+        locate(state_dir).map(|found| found.is_some())
+    }
+
+    /// Opens an existing store without writing to it; `None` when there is none yet, an
+    /// error when there is one that cannot be read.
     /// `plan`, `validate` and `jobs` use this: they never create or change the store.
     pub async fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StoreError> {
-        let path = state_dir.join(DB_FILE);
-        if !path.is_file() {
+        let Some(path) = locate(state_dir)? else {
             return Ok(None);
-        }
+        };
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = connect(&path, options, 2).await?;
+        // SQLite reads the header only on first use: ask now, so a file that is not a
+        // database fails here, named, and not in some later query.
+        if let Err(source) = sqlx::query("SELECT count(*) FROM sqlite_master")
+            .fetch_one(&pool)
+            .await
+        {
+            pool.close().await;
+            return Err(StoreError::Open { path, source });
+        }
         Ok(Some(Self { pool, path }))
     }
 
@@ -422,6 +450,26 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
     })
+}
+
+/// The store file of `state_dir`: `None` when neither it nor the directory exists yet
+/// (or the directory exists without it); an error when either cannot be read or the
+/// store's path is not a file.
+fn locate(state_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let path = state_dir.join(DB_FILE);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path)),
+        Ok(_) => Err(StoreError::NotAFile { path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(state_dir) {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Unreadable {
+                path: state_dir.to_owned(),
+                source,
+            }),
+        },
+        Err(source) => Err(StoreError::Unreadable { path, source }),
+    }
 }
 
 async fn connect(
