@@ -66,10 +66,11 @@ pub async fn run(
     }
     store.close().await;
     let html = page(jobs.len(), &cards);
-    std::fs::write(out_file, html)
+    // The report shows the user's scripts and frames: owner-only, like the store.
+    crate::privacy::permissions::write_private(out_file, html.as_bytes())
         .map_err(|e| Failure::environment(format!("cannot write `{}`: {e}", out_file.display())))?;
     out(&format!(
-        "report of {} job{} written to `{}`\n",
+        "report of {} job{} written to `{}` (mode 600: readable by you only)\n",
         jobs.len(),
         if jobs.len() == 1 { "" } else { "s" },
         out_file.display()

@@ -90,3 +90,36 @@ async fn export_round_trips_every_job_and_never_a_plaintext_token() {
         stored.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_html_is_written_owner_only_and_says_where_and_with_which_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = Store::open(&state).await.unwrap();
+    job(&store, &state, "alpha", "a1", "octopus-hearts-topic").await;
+    store.close().await;
+    let report = dir.path().join("report.html");
+    std::fs::write(&report, "old").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Factory::new()
+        .env("FACTORY_STATE_DIR", &state)
+        .args(["report", "--out"])
+        .arg(&report)
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("octopus-hearts-topic")
+    );
+    assert_eq!(
+        out.stdout,
+        format!(
+            "report of 1 job written to `{}` (mode 600: readable by you only)\n",
+            report.display()
+        )
+    );
+}
