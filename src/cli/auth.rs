@@ -205,14 +205,10 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
                 "account `{name}` is not connected"
             )));
         }
-        Ok(Some(account)) => match OAuth::new(config()?)
-            .map_err(store_error)?
-            .revoke(account)
-            .await
-        {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        },
+        Ok(Some(account)) => {
+            let oauth = OAuth::new(config()?).map_err(store_error)?;
+            revoke(&oauth, account).await.err()
+        }
         Err(e) => Some(e.to_string()),
     };
     accounts.delete(name).await.map_err(store_error)?;
@@ -234,6 +230,22 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
         ))
         .with_hint("remove the app under TikTok → Settings → Security → Manage app permissions")),
     }
+}
+
+/// Revokes the account's access at TikTok. Revoking takes an access token: an account
+/// seeded without one (`TIKTOK_ACCOUNT_JSON` with a refresh token only) gets one from its
+/// refresh token first, so the revoke never sends an empty `token=`.
+async fn revoke(oauth: &OAuth, account: &crate::providers::tiktok::Account) -> Result<(), String> {
+    if !account.access_token.expose().is_empty() {
+        return oauth.revoke(account).await.map_err(|e| e.to_string());
+    }
+    if account.refresh_token.expose().is_empty() {
+        return Err("the account holds no token at all, so there was nothing to revoke".to_owned());
+    }
+    let fresh = oauth.refresh(account).await.map_err(|e| {
+        format!("the account held no access token and its refresh token was refused ({e}), so nothing was revoked")
+    })?;
+    oauth.revoke(&fresh).await.map_err(|e| e.to_string())
 }
 
 async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {

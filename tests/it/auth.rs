@@ -248,3 +248,26 @@ async fn rotate_key_re_encrypts_and_a_wrong_key_is_a_clear_error() {
         no_new.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_of_an_account_seeded_without_an_access_token_revokes_with_its_refresh_token() {
+    let env = Env::start().await;
+    let mut account = env.fake.connected_account();
+    account.access_token = tiktok_factory::secret::Secret::new("");
+    account.access_expires_at = 0;
+    let key = Key::load_or_create(&env.key_file()).unwrap();
+    let store = Store::open(&env.state()).await.unwrap();
+    SealedAccounts::new(store.clone(), key)
+        .save("main", &account)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = env.factory().args(["auth", "tiktok", "disconnect"]).run();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let revoked = env.fake.revoked();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(!revoked[0].is_empty(), "revoked with an empty `token=`");
+    assert_eq!(env.fake.refreshes(), 1);
+    assert!(!contains(&db_bytes(&env.state()), OPEN_ID));
+}
