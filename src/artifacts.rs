@@ -22,6 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::providers::EffectProgress;
+pub use crate::store::EffectStatus;
 
 const MANIFEST: &str = "manifest.json";
 const MANIFEST_VERSION: u32 = 1;
@@ -113,31 +114,6 @@ pub enum Lookup {
     /// An entry was there but failed verification; it has been removed and must be
     /// rebuilt. The reason says what was wrong, for the output.
     Corrupt(String),
-}
-
-/// How far a side effect got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EffectStatus {
-    /// Recorded before the call: it may have happened.
-    Intent,
-    /// Confirmed by the service.
-    Done,
-    /// The call ended without an answer that says what happened.
-    Unknown,
-    /// The service said no: nothing happened, and a later attempt may send.
-    Failed,
-}
-
-impl EffectStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Intent => "intent",
-            Self::Done => "done",
-            Self::Unknown => "unknown",
-            Self::Failed => "failed",
-        }
-    }
 }
 
 /// One side effect's ledger entry.

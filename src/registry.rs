@@ -20,7 +20,7 @@ use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
 use crate::providers::telegram::Telegram;
-use crate::providers::tiktok::{Account, SqliteAccountStore, TikTokConfig, TikTokDrafts};
+use crate::providers::tiktok::{Account, TikTokConfig, TikTokDrafts};
 use crate::providers::{Drafts, FootageSource, Host, Notifier, ProviderError, ScriptWriter, Voice};
 use crate::recipe::{
     FootageProvider, HostProvider, Notify, Publish, ScriptProvider, VoiceDef, VoiceProvider,
@@ -103,7 +103,7 @@ pub struct Registry {
     versions: ToolVersions,
     digests: Digests,
     state_dir: PathBuf,
-    pool: sqlx::SqlitePool,
+    store: crate::store::Store,
     openrouter: OnceLock<Result<Arc<OpenRouter>, ProviderError>>,
     pexels: OnceLock<Result<Pexels, ProviderError>>,
     elevenlabs_permits: Arc<Semaphore>,
@@ -122,14 +122,14 @@ impl Registry {
         tools: Tools,
         versions: ToolVersions,
         state_dir: PathBuf,
-        pool: sqlx::SqlitePool,
+        store: crate::store::Store,
     ) -> Self {
         Self {
             tools,
             versions,
             digests: Digests::default(),
             state_dir,
-            pool,
+            store,
             openrouter: OnceLock::new(),
             pexels: OnceLock::new(),
             elevenlabs_permits: elevenlabs_tier().permits(),
@@ -143,7 +143,10 @@ impl Registry {
         let config = TikTokConfig::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
         let key = crate::privacy::crypto::Key::resolve(&crate::privacy::key_file(&self.state_dir))
             .map_err(|e| setup("tiktok")(e.to_string()))?;
-        let store = Arc::new(SqliteAccountStore::new(self.pool.clone(), key));
+        let store = Arc::new(crate::privacy::accounts::SealedAccounts::new(
+            self.store.clone(),
+            key,
+        ));
         let seed = Account::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
         Ok(Arc::new(
             TikTokDrafts::new(config, store)?.with_seed_account(seed),

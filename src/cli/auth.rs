@@ -9,10 +9,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{CmdResult, Failure, Outcome, out, out_json};
+use crate::privacy::accounts::SealedAccounts;
 use crate::privacy::crypto::{KEY_ENV, Key};
-use crate::providers::tiktok::{
-    AccountStore, LoginOptions, OAuth, SqliteAccountStore, TikTokConfig,
-};
+use crate::providers::tiktok::{AccountStore, LoginOptions, OAuth, TikTokConfig};
 use crate::store::Store;
 
 /// The environment variable `rotate-key` reads the new key from when the current one
@@ -104,7 +103,7 @@ async fn login(state_dir: &Path, name: &str, port: u16, timeout: u64, json: bool
         })
         .await
         .map_err(store_error)?;
-    let accounts = SqliteAccountStore::new(store.pool().clone(), key);
+    let accounts = SealedAccounts::new(store.clone(), key);
     accounts.save(name, &account).await.map_err(store_error)?;
     store.close().await;
     if json {
@@ -148,9 +147,7 @@ async fn status(state_dir: &Path, json: bool) -> CmdResult {
         }
         return Ok(Outcome::Ok);
     };
-    let accounts = SqliteAccountStore::summaries(store.pool())
-        .await
-        .map_err(store_error)?;
+    let accounts = store.account_summaries().await?;
     store.close().await;
     if json {
         out_json(&json!({ "accounts": accounts }));
@@ -198,7 +195,7 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
     };
     store.close().await;
     let store = Store::open(state_dir).await?;
-    let accounts = SqliteAccountStore::new(store.pool().clone(), key(state_dir)?);
+    let accounts = SealedAccounts::new(store.clone(), key(state_dir)?);
     // A key that does not fit still lets the tokens be deleted; only the revoke needs them.
     let loaded = accounts.load(name).await;
     let revoke_problem = match &loaded {
@@ -208,20 +205,14 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
                 "account `{name}` is not connected"
             )));
         }
-        Ok(Some(account)) => match OAuth::new(config()?)
-            .map_err(store_error)?
-            .revoke(account)
-            .await
-        {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        },
+        Ok(Some(account)) => {
+            let oauth = OAuth::new(config()?).map_err(store_error)?;
+            revoke(&oauth, account).await.err()
+        }
         Err(e) => Some(e.to_string()),
     };
     accounts.delete(name).await.map_err(store_error)?;
-    crate::privacy::compact(store.pool())
-        .await
-        .map_err(store_error)?;
+    store.compact().await?;
     store.close().await;
     if json {
         out_json(&json!({
@@ -239,6 +230,22 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
         ))
         .with_hint("remove the app under TikTok → Settings → Security → Manage app permissions")),
     }
+}
+
+/// Revokes the account's access at TikTok. Revoking takes an access token: an account
+/// seeded without one (`TIKTOK_ACCOUNT_JSON` with a refresh token only) gets one from its
+/// refresh token first, so the revoke never sends an empty `token=`.
+async fn revoke(oauth: &OAuth, account: &crate::providers::tiktok::Account) -> Result<(), String> {
+    if !account.access_token.expose().is_empty() {
+        return oauth.revoke(account).await.map_err(|e| e.to_string());
+    }
+    if account.refresh_token.expose().is_empty() {
+        return Err("the account holds no token at all, so there was nothing to revoke".to_owned());
+    }
+    let fresh = oauth.refresh(account).await.map_err(|e| {
+        format!("the account held no access token and its refresh token was refused ({e}), so nothing was revoked")
+    })?;
+    oauth.revoke(&fresh).await.map_err(|e| e.to_string())
 }
 
 async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {
@@ -269,7 +276,7 @@ async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {
         new.write_file(&staged).map_err(store_error)?;
     }
     let store = Store::open(state_dir).await?;
-    let rotated = SqliteAccountStore::new(store.pool().clone(), old)
+    let rotated = SealedAccounts::new(store.clone(), old)
         .rotate_key(&new)
         .await;
     let count = match rotated {
@@ -283,9 +290,7 @@ async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {
         }
     };
     // The old ciphertexts leave the file too.
-    crate::privacy::compact(store.pool())
-        .await
-        .map_err(store_error)?;
+    store.compact().await?;
     store.close().await;
     if !from_env {
         std::fs::rename(&staged, &key_file).map_err(|e| {

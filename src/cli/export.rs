@@ -8,7 +8,7 @@ use crate::store::Store;
 pub async fn run(out_file: Option<PathBuf>, state_dir: &Path) -> CmdResult {
     let document = match Store::open_read_only(state_dir).await? {
         Some(store) => {
-            let document = crate::privacy::export::export(store.pool()).await;
+            let document = crate::privacy::export::export(&store).await;
             store.close().await;
             document.map_err(|e| Failure::environment(format!("cannot read the store: {e}")))?
         }

@@ -5,18 +5,24 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{CmdResult, Failure, Outcome, out, out_json};
+use crate::privacy::paths::Places;
 use crate::privacy::retention::{self, GcReport};
 use crate::providers::Host;
 use crate::providers::r2::{R2, R2Config};
 use crate::store::Store;
 
-pub async fn run(dry_run: bool, state_dir: &Path, json: bool) -> CmdResult {
-    if !state_dir.join(crate::store::DB_FILE).is_file() {
+pub async fn run(
+    dry_run: bool,
+    state_dir: &Path,
+    cache_dir: Option<&Path>,
+    json: bool,
+) -> CmdResult {
+    if !Store::exists(state_dir)? {
         out("nothing to collect: no store yet\n");
         return Ok(Outcome::Ok);
     }
     let store = Store::open(state_dir).await?;
-    let report = collect(&store, state_dir, dry_run).await;
+    let report = collect_in(&store, &Places::new(state_dir, cache_dir), dry_run).await;
     store.close().await;
     let report = report?;
     if json {
@@ -27,12 +33,17 @@ pub async fn run(dry_run: bool, state_dir: &Path, json: bool) -> CmdResult {
     Ok(Outcome::Ok)
 }
 
-/// One collection with the configured R2 host, if any; what `run` calls at start too.
-pub async fn collect(store: &Store, state_dir: &Path, dry_run: bool) -> Result<GcReport, Failure> {
+/// One collection with the configured R2 host, if any, deleting inside `places` only;
+/// what `run` calls at start too.
+pub async fn collect_in(
+    store: &Store,
+    places: &Places,
+    dry_run: bool,
+) -> Result<GcReport, Failure> {
     let remote = R2Config::from_env().and_then(R2::new).ok();
     retention::collect(
-        store.pool(),
-        state_dir,
+        store,
+        places,
         retention::now(),
         dry_run,
         remote.as_ref().map(|r| r as &dyn Host),
@@ -64,6 +75,23 @@ pub fn describe(report: &GcReport, dry_run: bool) -> String {
         .chain(&report.drafts)
     {
         text.push_str(&format!("  {item}\n"));
+    }
+    text.push_str(&kept_lines(&report.kept));
+    text
+}
+
+/// The lines that tell which recorded files were left alone, and why.
+pub fn kept_lines(kept: &[String]) -> String {
+    if kept.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "left {} recorded file{} alone: outside this state directory and its cache (a store copied from elsewhere?)\n",
+        kept.len(),
+        if kept.len() == 1 { "" } else { "s" }
+    );
+    for path in kept {
+        text.push_str(&format!("  {path}\n"));
     }
     text
 }

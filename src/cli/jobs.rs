@@ -19,21 +19,23 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                 }
                 Ok(Outcome::Ok)
             }
-            JobsCommand::Show { id } | JobsCommand::Retry { id } => Err(Failure::invalid(format!(
-                "job `{id}` is not in the store"
-            ))
-            .with_hint(format!(
-                "no store at `{}` yet; run a recipe first",
-                state_dir.display()
-            ))),
+            JobsCommand::Show { id } | JobsCommand::Retry { id } => {
+                crate::store::job_prefix(&id)?;
+                Err(
+                    Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
+                        "no store at `{}` yet; run a recipe first",
+                        state_dir.display()
+                    )),
+                )
+            }
         };
     };
     match command {
         JobsCommand::List { recipe, status } => {
-            let status = status.map(|s| s.parse()).transpose().map_err(|e: String| {
-                Failure::invalid(e)
-                    .with_hint("one of pending, running, queued, done, failed, interrupted")
-            })?;
+            let status = status
+                .map(|s| s.parse::<crate::store::Status>())
+                .transpose()
+                .map_err(|e| Failure::invalid(e.to_string()))?;
             let jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
             if json {
                 out_json(&json!({ "jobs": jobs }));

@@ -240,7 +240,9 @@ impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match e {
-            StoreError::NoSuchJob(_) | StoreError::Ambiguous(_) => Self::invalid(e.to_string()),
+            StoreError::NoSuchJob(_) | StoreError::Ambiguous { .. } | StoreError::BadPrefix(_) => {
+                Self::invalid(e.to_string())
+            }
             other => Self::environment(other.to_string()),
         }
     }
@@ -350,6 +352,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Jobs {
             command: JobsCommand::Retry { id },
         } => {
+            crate::store::job_prefix(&id)?;
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 cache_dir: cli.cache_dir,
@@ -363,7 +366,9 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Man => completions::man(),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
-        Command::Gc { dry_run } => gc::run(dry_run, &cli.state_dir, cli.json).await,
+        Command::Gc { dry_run } => {
+            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+        }
         Command::Export { out } => export::run(out, &cli.state_dir).await,
         Command::Purge {
             job,
@@ -373,6 +378,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
+                    crate::store::job_prefix(&prefix)?;
                     let store = crate::store::Store::open_read_only(&cli.state_dir)
                         .await?
                         .ok_or_else(|| {
@@ -385,7 +391,14 @@ pub async fn run(cli: Cli) -> CmdResult {
                 (None, Some(name)) => crate::privacy::purge::Scope::Recipe(name),
                 (None, None) => crate::privacy::purge::Scope::All,
             };
-            purge::run(scope, yes, &cli.state_dir, cli.json).await
+            purge::run(
+                scope,
+                yes,
+                &cli.state_dir,
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
         Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
     }

@@ -6,19 +6,24 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{CmdResult, Failure, Outcome, out, out_json};
+use crate::privacy::paths::Places;
 use crate::privacy::purge::{self, Scope};
 use crate::providers::Host;
 use crate::providers::r2::{R2, R2Config};
 use crate::store::Store;
 
-pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(
+    scope: Scope,
+    yes: bool,
+    state_dir: &Path,
+    cache_dir: Option<&Path>,
+    json: bool,
+) -> CmdResult {
     let Some(store) = Store::open_read_only(state_dir).await? else {
         out("nothing to purge: no store yet\n");
         return Ok(Outcome::Ok);
     };
-    let ids = purge::job_ids(store.pool(), &scope)
-        .await
-        .map_err(|e| Failure::environment(e.to_string()))?;
+    let ids = store.job_ids(&scope).await?;
     store.close().await;
     if ids.is_empty() && scope != Scope::All {
         return Err(Failure::invalid(match &scope {
@@ -36,8 +41,8 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
     let remote = R2Config::from_env().and_then(R2::new).ok();
     let store = Store::open(state_dir).await?;
     let purged = purge::purge(
-        store.pool(),
-        state_dir,
+        &store,
+        &Places::new(state_dir, cache_dir),
         &ids,
         remote.as_ref().map(|r| r as &dyn Host),
     )
@@ -59,6 +64,7 @@ pub async fn run(scope: Scope, yes: bool, state_dir: &Path, json: bool) -> CmdRe
             purged.drafts,
             plural(purged.drafts, "s"),
         ));
+        out(&super::gc::kept_lines(&purged.kept));
     }
     Ok(Outcome::Ok)
 }

@@ -12,10 +12,6 @@ use super::{CmdResult, Failure, Outcome, load_all, out, report};
 use crate::media::Tools;
 use crate::store::{JobFilter, Store, StoredJob, StoredStage};
 
-const PIPELINE: [&str; 8] = [
-    "script", "footage", "voice", "captions", "render", "host", "draft", "notify",
-];
-
 /// Frames in a contact sheet, side by side.
 const SHEET_FRAMES: u32 = 4;
 
@@ -48,14 +44,8 @@ pub async fn run(
     }
     let mut cards = String::new();
     for job in &jobs {
-        let mut stages = store.stages(&job.id).await?;
-        // Pipeline order reads as the job went; unknown names go last.
-        stages.sort_by_key(|s| {
-            PIPELINE
-                .iter()
-                .position(|p| *p == s.stage)
-                .unwrap_or(PIPELINE.len())
-        });
+        // In pipeline order, as the job went.
+        let stages = store.stages(&job.id).await?;
         let mut meta = Meta::default();
         for s in &stages {
             let Some(key) = &s.artifact else { continue };
@@ -76,10 +66,11 @@ pub async fn run(
     }
     store.close().await;
     let html = page(jobs.len(), &cards);
-    std::fs::write(out_file, html)
+    // The report shows the user's scripts and frames: owner-only, like the store.
+    crate::privacy::permissions::write_private(out_file, html.as_bytes())
         .map_err(|e| Failure::environment(format!("cannot write `{}`: {e}", out_file.display())))?;
     out(&format!(
-        "report of {} job{} written to `{}`\n",
+        "report of {} job{} written to `{}` (mode 600: readable by you only)\n",
         jobs.len(),
         if jobs.len() == 1 { "" } else { "s" },
         out_file.display()
@@ -143,7 +134,7 @@ async fn card(tools: &Tools, job: &StoredJob, stages: &[StoredStage], meta: &Met
             html,
             "<tr><td>{}</td><td>{}</td><td>{seconds}</td><td>{}</td></tr>",
             esc(&s.stage),
-            esc(&s.status),
+            esc(s.status.as_str()),
             s.cost.map(|c| format!("${c:.4}")).unwrap_or_default()
         );
     }

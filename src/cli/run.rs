@@ -131,7 +131,12 @@ async fn execute_only(
         .import_done(&records, |recipe| paths.get(recipe).cloned())
         .await?;
     // Retention runs before any work, so nothing past its date outlives a run.
-    let collected = super::gc::collect(&store, &opts.state_dir, false).await?;
+    let collected = super::gc::collect_in(
+        &store,
+        &crate::privacy::paths::Places::new(&opts.state_dir, opts.cache_dir.as_deref()),
+        false,
+    )
+    .await?;
     if !collected.is_empty() && !opts.json {
         eprint!("{}", super::gc::describe(&collected, false));
     }
@@ -201,7 +206,7 @@ async fn execute_only(
         tools,
         versions,
         opts.state_dir.clone(),
-        store.pool().clone(),
+        store.clone(),
     ));
     let engine = Arc::new(Engine::new(
         store.clone(),

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+pub use crate::store::StageStatus;
 use crate::stages::Stage;
 
 /// The job an event is about.
@@ -12,36 +13,6 @@ pub struct JobRef {
     pub id: String,
     pub topic: String,
     pub voice: String,
-}
-
-/// How a stage stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageStatus {
-    Running,
-    Done,
-    /// Reused from the artifact store or the ledger: nothing executed.
-    Cached,
-    Failed,
-    Interrupted,
-    /// Waiting for a rate window or a cap; resumes later.
-    Deferred,
-    /// A notice that may or may not have gone out; it is never sent again.
-    Unconfirmed,
-}
-
-impl StageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Cached => "cached",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-            Self::Deferred => "deferred",
-            Self::Unconfirmed => "unconfirmed",
-        }
-    }
 }
 
 /// How a job ended in this run.

@@ -589,7 +589,7 @@ async fn a_notice_whose_answer_is_lost_is_reported_and_never_sent_again() {
         .unwrap();
     assert_eq!(
         stages.iter().find(|s| s.stage == "notify").unwrap().status,
-        "unconfirmed"
+        StageStatus::Unconfirmed
     );
 }
 

@@ -2,52 +2,30 @@
 //! connected accounts without their tokens, every job with its content metadata, stages,
 //! artifacts and status history, and the side-effect ledger.
 
-use serde_json::{Map, Value, json};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, Row, SqlitePool, TypeInfo};
+use serde_json::{Value, json};
 
-use crate::providers::tiktok::SqliteAccountStore;
+use crate::store::{Store, StoreError};
 
 /// The document's `schema` field; bumped when a field changes meaning.
 pub const SCHEMA: &str = "tiktok-factory/export/v1";
 
 /// Builds the export document.
-pub async fn export(pool: &SqlitePool) -> Result<Value, sqlx::Error> {
-    let accounts = SqliteAccountStore::summaries(pool).await?;
+pub async fn export(store: &Store) -> Result<Value, StoreError> {
+    let rows = store.export_rows().await?;
     let mut jobs = Vec::new();
-    for job in sqlx::query(
-        "SELECT id, recipe, cell, spec, topic, voice, status, stage, attempts, error, \
-                created_at, updated_at, finished_at FROM jobs ORDER BY recipe, created_at, id",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let mut object = row_object(&job);
-        let id: String = job.try_get("id")?;
+    for job in rows.jobs {
+        let mut object = job.row;
         let spec = object.remove("spec").unwrap_or(Value::Null);
         object.insert("spec".into(), parse(&spec));
-        let stages = rows(
-            pool,
-            "SELECT stage, key, status, attempt, artifact, error, cost, started_at, finished_at \
-             FROM stages WHERE job_id = $1 ORDER BY started_at, stage",
-            &id,
-        )
-        .await?;
-        let artifacts: Vec<Value> = rows(
-            pool,
-            "SELECT a.key, a.stage, a.meta, a.created_at, a.expires_at, a.expired_at \
-             FROM artifacts a JOIN stages s ON s.artifact = a.key WHERE s.job_id = $1 \
-             ORDER BY a.created_at, a.stage",
-            &id,
-        )
-        .await?
-        .into_iter()
-        .map(|mut a| {
-            let meta = parse(&a["meta"]);
-            a["meta"] = meta;
-            a
-        })
-        .collect();
+        let artifacts: Vec<Value> = job
+            .artifacts
+            .into_iter()
+            .map(|mut a| {
+                let meta = parse(a.get("meta").unwrap_or(&Value::Null));
+                a.insert("meta".into(), meta);
+                Value::Object(a)
+            })
+            .collect();
         let script = artifacts
             .iter()
             .find(|a| a["stage"] == "script")
@@ -56,88 +34,34 @@ pub async fn export(pool: &SqlitePool) -> Result<Value, sqlx::Error> {
         for a in &artifacts {
             collect_urls(&a["meta"], &mut urls);
         }
-        let events = rows(
-            pool,
-            "SELECT seq, stage, status, detail, at FROM events WHERE job_id = $1 ORDER BY seq",
-            &id,
-        )
-        .await?;
-        let effects = rows(
-            pool,
-            "SELECT key, kind, status, external_id, detail, started_at, finished_at \
-             FROM effects WHERE job_id = $1 ORDER BY started_at, key",
-            &id,
-        )
-        .await?;
-        for e in &effects {
-            collect_urls(&parse(&e["detail"]), &mut urls);
+        for e in &job.effects {
+            collect_urls(&parse(e.get("detail").unwrap_or(&Value::Null)), &mut urls);
         }
         urls.sort();
         urls.dedup();
         object.insert("script".into(), script);
         object.insert("asset_urls".into(), json!(urls));
-        object.insert("stages".into(), json!(stages));
+        object.insert("stages".into(), json!(job.stages));
         object.insert("artifacts".into(), json!(artifacts));
-        object.insert("events".into(), json!(events));
+        object.insert("events".into(), json!(job.events));
         jobs.push(Value::Object(object));
     }
-    let ledger = sqlx::query(
-        "SELECT key, job_id, kind, status, external_id, detail, started_at, finished_at \
-         FROM effects ORDER BY started_at, key",
-    )
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        let mut o = row_object(r);
-        let detail = o.remove("detail").unwrap_or(Value::Null);
-        o.insert("detail".into(), parse(&detail));
-        Value::Object(o)
-    })
-    .collect::<Vec<_>>();
+    let ledger = rows
+        .effects
+        .into_iter()
+        .map(|mut o| {
+            let detail = o.remove("detail").unwrap_or(Value::Null);
+            o.insert("detail".into(), parse(&detail));
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>();
     Ok(json!({
         "schema": SCHEMA,
         "exported_at": crate::clock::now(),
-        "accounts": accounts,
+        "accounts": rows.accounts,
         "jobs": jobs,
         "effects": ledger,
     }))
-}
-
-async fn rows(pool: &SqlitePool, sql: &str, id: &str) -> Result<Vec<Value>, sqlx::Error> {
-    Ok(sqlx::query(sql)
-        .bind(id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Value::Object(row_object(r)))
-        .collect())
-}
-
-/// A row as a JSON object, by the declared type of each column.
-fn row_object(row: &SqliteRow) -> Map<String, Value> {
-    let mut object = Map::new();
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = match column.type_info().name() {
-            "INTEGER" | "BIGINT" => row
-                .try_get::<Option<i64>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, Value::from),
-            "REAL" | "DOUBLE PRECISION" => row
-                .try_get::<Option<f64>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, Value::from),
-            _ => row
-                .try_get::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, Value::from),
-        };
-        object.insert(column.name().to_owned(), value);
-    }
-    object
 }
 
 /// Stored JSON text as a value; text that is not JSON stays text.

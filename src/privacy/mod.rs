@@ -1,13 +1,12 @@
 //! What the privacy policy promises, in code: tokens encrypted at rest.
 
-pub mod compact;
+pub mod accounts;
 pub mod crypto;
 pub mod export;
+pub mod paths;
 pub mod permissions;
 pub mod purge;
 pub mod retention;
-
-pub use compact::compact;
 
 use std::path::{Path, PathBuf};
 

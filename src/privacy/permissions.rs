@@ -80,10 +80,79 @@ fn inspect(path: &Path, expected: u32, loose: &mut Vec<Loose>) {
     }
 }
 
+/// Creates `path` (and missing parents) as a folder its owner alone can enter (0700),
+/// or tightens an existing one to that: the cache holds job content wherever it lives.
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file readable and writable by its owner alone (0600).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Writes `bytes` to `path` as a file only its owner can read (0600), replacing what
+/// was there; an existing file's looser mode is tightened before the new content lands.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        private_file(path)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_dirs_and_files_are_the_owners_alone_wherever_they_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("elsewhere/cache");
+        private_dir(&cache).unwrap();
+        assert_eq!(mode(&cache), 0o700);
+        chmod(&cache, 0o755);
+        private_dir(&cache).unwrap();
+        assert_eq!(mode(&cache), 0o700);
+
+        let file = cache.join("script.json");
+        std::fs::write(&file, "{}").unwrap();
+        chmod(&file, 0o644);
+        private_file(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+
+        let report = dir.path().join("report.html");
+        std::fs::write(&report, "old").unwrap();
+        chmod(&report, 0o644);
+        write_private(&report, b"new").unwrap();
+        assert_eq!(mode(&report), 0o600);
+        assert_eq!(std::fs::read_to_string(&report).unwrap(), "new");
+        write_private(&dir.path().join("fresh.html"), b"x").unwrap();
+        assert_eq!(mode(&dir.path().join("fresh.html")), 0o600);
+    }
 
     fn chmod(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -3,22 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::{Row, SqlitePool};
-
+use super::paths::{Places, resolve};
 use crate::providers::Host;
+use crate::store::{Store, StoreError};
 
 /// Which jobs to delete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    Job(String),
-    Recipe(String),
-    All,
-}
+pub use crate::store::JobScope as Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PurgeError {
-    #[error("job store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot delete `{}`: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -35,117 +30,83 @@ pub struct Purged {
     pub artifacts: usize,
     pub hosted: usize,
     pub drafts: usize,
+    /// Recorded files outside the state and cache directories, left alone.
+    pub kept: Vec<String>,
 }
 
-/// The ids of the jobs in `scope`.
-pub async fn job_ids(pool: &SqlitePool, scope: &Scope) -> Result<Vec<String>, sqlx::Error> {
-    let rows = match scope {
-        Scope::Job(id) => {
-            sqlx::query("SELECT id FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
-        }
-        Scope::Recipe(name) => {
-            sqlx::query("SELECT id FROM jobs WHERE recipe = $1 ORDER BY id")
-                .bind(name)
-                .fetch_all(pool)
-                .await?
-        }
-        Scope::All => {
-            sqlx::query("SELECT id FROM jobs ORDER BY id")
-                .fetch_all(pool)
-                .await?
-        }
-    };
-    rows.iter().map(|r| r.try_get("id")).collect()
-}
-
-/// Deletes the jobs `ids` and everything made for them. `remote` deletes hosted copies
-/// that are not local files (R2 objects); local ones are removed directly.
+/// Deletes the jobs `ids` and everything made for them, inside `places` only. `remote`
+/// deletes hosted copies that are not local files (R2 objects).
 pub async fn purge(
-    pool: &SqlitePool,
-    state_dir: &Path,
+    store: &Store,
+    places: &Places,
     ids: &[String],
     remote: Option<&dyn Host>,
 ) -> Result<Purged, PurgeError> {
     let mut purged = Purged::default();
     for id in ids {
-        let effects =
-            sqlx::query("SELECT kind, external_id, detail FROM effects WHERE job_id = $1")
-                .bind(id)
-                .fetch_all(pool)
-                .await?;
-        for effect in &effects {
-            let kind: String = effect.try_get("kind")?;
-            let external: Option<String> = effect.try_get("external_id")?;
-            let detail: Option<String> = effect.try_get("detail")?;
-            let detail: serde_json::Value = detail
-                .and_then(|d| serde_json::from_str(&d).ok())
+        for effect in store.effects_of_job(id).await? {
+            let detail: serde_json::Value = effect
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
                 .unwrap_or_default();
-            match kind.as_str() {
+            match effect.kind.as_str() {
                 "host" => {
                     if let Some(location) = detail["location"].as_str() {
-                        delete_hosted(location, remote).await?;
+                        delete_hosted(location, places, remote, &mut purged.kept).await?;
                         purged.hosted += 1;
                     }
                 }
                 "draft" => {
                     // Local drafts are files (and a sidecar); TikTok drafts live in the
                     // creator's inbox, which only the creator can clear.
-                    if let Some(path) = external.filter(|p| Path::new(p).is_absolute()) {
-                        let video = PathBuf::from(path);
-                        remove_file(&video).await?;
-                        remove_file(&video.with_extension("json")).await?;
-                        purged.drafts += 1;
+                    if let Some(video) = local_draft(places, effect.external_id.as_deref()) {
+                        if delete_file(places, &video, &mut purged.kept).await? {
+                            purged.drafts += 1;
+                        }
+                        delete_file(places, &video.with_extension("json"), &mut purged.kept)
+                            .await?;
                     }
                 }
                 _ => {}
             }
         }
-        // Artifacts no other job uses: a shared script or footage stays for its other jobs.
-        let artifacts = sqlx::query(
-            "SELECT a.key, a.stage FROM artifacts a \
-             WHERE a.key IN (SELECT artifact FROM stages WHERE job_id = $1) \
-             AND NOT EXISTS (SELECT 1 FROM stages s WHERE s.artifact = a.key AND s.job_id <> $1)",
-        )
-        .bind(id)
-        .fetch_all(pool)
-        .await?;
-        for artifact in &artifacts {
-            let key: String = artifact.try_get("key")?;
-            let stage: String = artifact.try_get("stage")?;
-            remove_dir(&state_dir.join("cache").join(&stage).join(&key)).await?;
-            sqlx::query("DELETE FROM artifacts WHERE key = $1")
-                .bind(&key)
-                .execute(pool)
-                .await?;
+        for artifact in store.artifacts_only_of_job(id).await? {
+            let dir = places.cache_dir.join(&artifact.stage).join(&artifact.key);
+            delete_dir(places, &dir, &mut purged.kept).await?;
+            store.delete_artifact(&artifact.key).await?;
             purged.artifacts += 1;
         }
-        let mut tx = pool.begin().await?;
-        for statement in [
-            "DELETE FROM effects WHERE job_id = $1",
-            "DELETE FROM events WHERE job_id = $1",
-            "DELETE FROM stages WHERE job_id = $1",
-            "DELETE FROM jobs WHERE id = $1",
-        ] {
-            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        store.delete_job(id).await?;
         purged.jobs += 1;
     }
-    sqlx::query("DELETE FROM recipes WHERE name NOT IN (SELECT recipe FROM jobs)")
-        .execute(pool)
-        .await?;
-    super::compact(pool).await?;
+    store.forget_recipes_without_jobs().await?;
+    store.compact().await?;
     Ok(purged)
 }
 
-/// Deletes one hosted copy: a local file directly, anything else through `remote`.
-pub async fn delete_hosted(location: &str, remote: Option<&dyn Host>) -> Result<(), PurgeError> {
+/// The local file a draft's external id names, if it is one: an absolute path (older
+/// stores) or a path relative to the state directory that names a file there. A TikTok
+/// `publish_id` is neither.
+pub fn local_draft(places: &Places, external_id: Option<&str>) -> Option<PathBuf> {
+    let stored = external_id.filter(|s| !s.is_empty())?;
+    let path = resolve(&places.state_dir, stored);
+    (Path::new(stored).is_absolute() || path.is_file()).then_some(path)
+}
+
+/// Deletes one hosted copy: a local file directly (inside `places` only, otherwise it is
+/// added to `kept`), anything else through `remote`.
+pub async fn delete_hosted(
+    location: &str,
+    places: &Places,
+    remote: Option<&dyn Host>,
+    kept: &mut Vec<String>,
+) -> Result<(), PurgeError> {
     // Hosted copies are either R2 objects (`r2://bucket/key`) or files of the local host.
     if !location.starts_with("r2://") {
-        return remove_file(Path::new(location)).await;
+        let path = resolve(&places.state_dir, location);
+        delete_file(places, &path, kept).await?;
+        return Ok(());
     }
     let Some(remote) = remote else {
         return Err(PurgeError::Hosted {
@@ -162,24 +123,44 @@ pub async fn delete_hosted(location: &str, remote: Option<&dyn Host>) -> Result<
         })
 }
 
-async fn remove_file(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+/// Removes a file inside `places`; whether there was one. A path outside is left alone
+/// and added to `kept`.
+pub async fn delete_file(
+    places: &Places,
+    path: &Path,
+    kept: &mut Vec<String>,
+) -> Result<bool, PurgeError> {
+    let Ok(path) = places.deletable(path) else {
+        keep(path, kept);
+        return Ok(false);
+    };
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(PurgeError::Io { path, source }),
     }
 }
 
-async fn remove_dir(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_dir_all(path).await {
+/// Removes a folder and its files inside `places`; one outside is added to `kept`.
+pub async fn delete_dir(
+    places: &Places,
+    path: &Path,
+    kept: &mut Vec<String>,
+) -> Result<(), PurgeError> {
+    let Ok(path) = places.deletable(path) else {
+        keep(path, kept);
+        return Ok(());
+    };
+    match tokio::fs::remove_dir_all(&path).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(PurgeError::Io { path, source }),
+    }
+}
+
+fn keep(path: &Path, kept: &mut Vec<String>) {
+    let text = path.display().to_string();
+    if !kept.contains(&text) {
+        kept.push(text);
     }
 }

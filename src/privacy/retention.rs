@@ -4,12 +4,10 @@
 //! Job rows stay, with an `expired` event noting it; the script stays, so a rerun
 //! re-renders without a new paid script call.
 
-use std::path::Path;
-
-use sqlx::{Row, SqlitePool};
-
-use super::purge::{PurgeError, delete_hosted};
+use super::paths::Places;
+use super::purge::{PurgeError, delete_dir, delete_file, delete_hosted, local_draft};
 use crate::providers::Host;
+use crate::store::{EffectStatus, Store};
 
 /// Stages whose artifacts are media and expire with the render made from them.
 const INPUT_STAGES: [&str; 2] = ["footage", "voice"];
@@ -22,104 +20,79 @@ pub struct GcReport {
     /// Hosted copies: local paths or object keys.
     pub hosted: Vec<String>,
     pub drafts: Vec<String>,
+    /// Recorded files outside the state and cache directories, left alone.
+    pub kept: Vec<String>,
     /// Jobs whose video expired.
     pub jobs: Vec<String>,
 }
 
 impl GcReport {
     pub fn is_empty(&self) -> bool {
-        self.artifacts.is_empty() && self.hosted.is_empty() && self.drafts.is_empty()
+        self.artifacts.is_empty()
+            && self.hosted.is_empty()
+            && self.drafts.is_empty()
+            && self.kept.is_empty()
     }
 }
 
-/// Deletes everything due at `now` (unix seconds). `remote` is the R2 host when
-/// configured: its own expired objects are swept as well.
+/// Deletes everything due at `now` (unix seconds), inside `places` only. `remote` is
+/// the R2 host when configured: its own expired objects are swept as well.
 pub async fn collect(
-    pool: &SqlitePool,
-    state_dir: &Path,
+    store: &Store,
+    places: &Places,
     now: i64,
     dry_run: bool,
     remote: Option<&dyn Host>,
 ) -> Result<GcReport, PurgeError> {
     let mut report = GcReport::default();
-    let renders = sqlx::query(
-        "SELECT key, stage FROM artifacts \
-         WHERE expires_at IS NOT NULL AND expires_at <= $1 AND expired_at IS NULL ORDER BY key",
-    )
-    .bind(now)
-    .fetch_all(pool)
-    .await?;
-    let mut due: Vec<(String, String)> = Vec::new();
-    for r in &renders {
-        due.push((r.try_get("stage")?, r.try_get("key")?));
-    }
+    let mut due: Vec<(String, String)> = store
+        .expired_renders(now)
+        .await?
+        .into_iter()
+        .map(|a| (a.stage, a.key))
+        .collect();
     let render_keys: Vec<String> = due.iter().map(|(_, k)| k.clone()).collect();
     for key in &render_keys {
-        let jobs = sqlx::query("SELECT job_id FROM stages WHERE artifact = $1 ORDER BY job_id")
-            .bind(key)
-            .fetch_all(pool)
-            .await?;
-        for job in &jobs {
-            let job: String = job.try_get("job_id")?;
+        for job in store.jobs_using_artifact(key).await? {
             // Inputs used only by jobs whose video has expired too.
             for stage in INPUT_STAGES {
-                let inputs = sqlx::query(
-                    "SELECT a.key FROM artifacts a JOIN stages s ON s.artifact = a.key \
-                     WHERE s.job_id = $1 AND s.stage = $2 AND a.expired_at IS NULL \
-                     AND NOT EXISTS (SELECT 1 FROM stages o JOIN stages r ON r.job_id = o.job_id \
-                         JOIN artifacts ra ON ra.key = r.artifact \
-                         WHERE o.artifact = a.key AND r.stage = 'render' \
-                         AND ra.expired_at IS NULL AND (ra.expires_at IS NULL OR ra.expires_at > $3))",
-                )
-                .bind(&job)
-                .bind(stage)
-                .bind(now)
-                .fetch_all(pool)
-                .await?;
-                for input in &inputs {
-                    let key: String = input.try_get("key")?;
+                for key in store.inputs_of_expired_renders(&job, stage, now).await? {
                     if !due.iter().any(|(_, k)| *k == key) {
                         due.push((stage.to_owned(), key));
                     }
                 }
             }
-            let effects = sqlx::query(
-                "SELECT key, kind, external_id, detail FROM effects \
-                 WHERE job_id = $1 AND status = 'done' AND kind IN ('host', 'draft')",
-            )
-            .bind(&job)
-            .fetch_all(pool)
-            .await?;
-            for effect in &effects {
-                let kind: String = effect.try_get("kind")?;
-                let detail: Option<String> = effect.try_get("detail")?;
-                let detail: serde_json::Value = detail
-                    .and_then(|d| serde_json::from_str(&d).ok())
+            for effect in store.effects_of_job(&job).await? {
+                if effect.status != EffectStatus::Done.as_str() {
+                    continue;
+                }
+                let detail: serde_json::Value = effect
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
                     .unwrap_or_default();
-                if kind == "host" {
+                if effect.kind == "host" {
                     let Some(location) = detail["location"].as_str() else {
                         continue;
                     };
                     if !dry_run {
-                        delete_hosted(location, remote).await?;
+                        delete_hosted(location, places, remote, &mut report.kept).await?;
                         // Not `done` any more, so a rerun hosts the new render again.
-                        sqlx::query("UPDATE effects SET status = 'expired' WHERE key = $1")
-                            .bind(effect.try_get::<String, _>("key")?)
-                            .execute(pool)
-                            .await?;
+                        store.expire_effect(&effect.key).await?;
                     }
                     report.hosted.push(location.to_owned());
-                } else if let Some(path) = effect
-                    .try_get::<Option<String>, _>("external_id")?
-                    .filter(|p| Path::new(p).is_absolute() && Path::new(p).exists())
+                } else if effect.kind == "draft"
+                    && let Some(video) = local_draft(places, effect.external_id.as_deref())
+                    && video.exists()
                 {
                     // The draft ledger row stays `done`: the draft was sent and must
                     // never be sent twice. Only the local file goes.
                     if !dry_run {
-                        remove(Path::new(&path)).await?;
-                        remove(&Path::new(&path).with_extension("json")).await?;
+                        delete_file(places, &video, &mut report.kept).await?;
+                        delete_file(places, &video.with_extension("json"), &mut report.kept)
+                            .await?;
                     }
-                    report.drafts.push(path);
+                    report.drafts.push(video.display().to_string());
                 }
             }
             if !report.jobs.contains(&job) {
@@ -129,32 +102,23 @@ pub async fn collect(
     }
     for (stage, key) in &due {
         if !dry_run {
-            let dir = state_dir.join("cache").join(stage).join(key);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(PurgeError::Io { path: dir, source }),
-            }
-            sqlx::query("UPDATE artifacts SET expired_at = $1 WHERE key = $2")
-                .bind(now)
-                .bind(key)
-                .execute(pool)
-                .await?;
+            let dir = places.cache_dir.join(stage).join(key);
+            delete_dir(places, &dir, &mut report.kept).await?;
+            store.expire_artifact(key, now).await?;
         }
         report.artifacts.push(format!("{stage}/{key}"));
     }
     if !dry_run {
         for job in &report.jobs {
-            sqlx::query(
-                "INSERT INTO events (job_id, seq, stage, status, detail, at) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, 'render', 'expired', $2, $3 \
-                 FROM events WHERE job_id = $1",
-            )
-            .bind(job)
-            .bind("the video expired under the retention policy and was deleted; rerun the job to render it again")
-            .bind(now)
-            .execute(pool)
-            .await?;
+            store
+                .event_at(
+                    job,
+                    Some("render"),
+                    "expired",
+                    Some("the video expired under the retention policy and was deleted; rerun the job to render it again"),
+                    now,
+                )
+                .await?;
         }
     }
     if let Some(remote) = remote {
@@ -167,23 +131,12 @@ pub async fn collect(
                 continue;
             }
             if !dry_run {
-                delete_hosted(&object, Some(remote)).await?;
+                delete_hosted(&object, places, Some(remote), &mut report.kept).await?;
             }
             report.hosted.push(object);
         }
     }
     Ok(report)
-}
-
-async fn remove(path: &Path) -> Result<(), PurgeError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(PurgeError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    }
 }
 
 pub use crate::clock::now;

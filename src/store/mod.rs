@@ -1,18 +1,25 @@
 //! The job store: sqlx over SQLite (WAL) with embedded migrations. Statements use `$n`
 //! placeholders, integer timestamps and JSON as text, so the same SQL serves Postgres.
 
+mod accounts;
 mod artifacts;
 mod migrations;
+mod privacy;
+mod status;
 
+pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
+pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
+pub use status::{EffectStatus, StageStatus, Status, UnknownStatus};
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+
+use crate::stages::Stage;
 
 pub const DB_FILE: &str = "factory.db";
 
@@ -23,7 +30,19 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the job store `{path}`: {source}")]
+    #[error("cannot create the job store file `{path}`: {source}")]
+    DbFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the job store at `{path}`: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the job store `{path}` is not a file; move it away or choose another `--state-dir`")]
+    NotAFile { path: PathBuf },
+    #[error("cannot open the job store file `{path}`: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot migrate the job store `{path}`: {source}")]
     Migrate {
@@ -32,54 +51,24 @@ pub enum StoreError {
     },
     #[error("job store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error(
+        "the job store holds `{value}` in `{table}`, which this version does not know; the store is damaged or from a newer version"
+    )]
+    Corrupt { table: &'static str, value: String },
     #[error("job `{0}` is not in the store")]
     NoSuchJob(String),
-    #[error("job id prefix `{0}` matches several jobs; give more characters")]
-    Ambiguous(String),
-    #[error("the job store holds a value this version does not know: {0}")]
-    Corrupt(String),
-}
-
-/// Job states, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Running,
-    /// Waiting for a rate window or a cap until `deferred_until`.
-    Deferred,
-    Done,
-    Failed,
-    Interrupted,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Deferred => "deferred",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "running" => Self::Running,
-            // Written by versions before deferral had a time; resumes like one that is due.
-            "deferred" | "queued" => Self::Deferred,
-            "done" => Self::Done,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            other => return Err(format!("unknown status `{other}`")),
-        })
-    }
+    #[error(
+        "job id prefix `{prefix}` matches several jobs: {}; give more of its digits",
+        list_ids(matches)
+    )]
+    Ambiguous {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    #[error(
+        "`{0}` is not a job id: give at least {MIN_PREFIX} of its hex digits (`factory jobs list` shows them)"
+    )]
+    BadPrefix(String),
 }
 
 /// A job row.
@@ -106,7 +95,7 @@ pub struct StoredJob {
 pub struct StoredStage {
     pub stage: String,
     pub key: String,
-    pub status: String,
+    pub status: StageStatus,
     pub attempt: i64,
     pub artifact: Option<String>,
     pub error: Option<String>,
@@ -130,13 +119,51 @@ pub struct Store {
 
 pub use crate::clock::now;
 
+/// The fewest hex digits that name a job: shorter prefixes match too much by accident.
+pub const MIN_PREFIX: usize = 4;
+
+/// How many matches an ambiguous prefix lists (one more tells there are more).
+const AMBIGUOUS_SHOWN: usize = 10;
+
+/// A job id prefix as typed, checked and lowercased: hex digits only, at least
+/// [`MIN_PREFIX`] of them.
+pub fn job_prefix(typed: &str) -> Result<String, StoreError> {
+    let trimmed = typed.trim();
+    if trimmed.len() < MIN_PREFIX || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::BadPrefix(typed.to_owned()));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+/// Where a stage name sits in the pipeline; unknown names after every stage.
+pub fn pipeline_position(stage: &str) -> usize {
+    Stage::ALL
+        .iter()
+        .position(|s| s.as_str() == stage)
+        .unwrap_or(Stage::ALL.len())
+}
+
+fn list_ids(ids: &[String]) -> String {
+    let mut text = ids
+        .iter()
+        .take(AMBIGUOUS_SHOWN)
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > AMBIGUOUS_SHOWN {
+        text.push_str(" and more");
+    }
+    text
+}
+
 impl Store {
     /// Opens (creating when needed) the store in `state_dir`: the directory user-only
     /// (0700), the database file 0600, migrations applied.
     pub async fn open(state_dir: &Path) -> Result<Self, StoreError> {
         create_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
-        create_private_file(&path).map_err(|source| StoreError::StateDir {
+        locate(state_dir)?;
+        create_private_file(&path).map_err(|source| StoreError::DbFile {
             path: path.clone(),
             source,
         })?;
@@ -158,20 +185,36 @@ impl Store {
         Ok(Self { pool, path })
     }
 
-    /// Opens an existing store without writing to it; `None` when there is none yet.
+    /// Whether `state_dir` holds a store: `false` only when there is none yet; a store
+    /// that cannot be read is an error, never "no store".
+    pub fn exists(state_dir: &Path) -> Result<bool, StoreError> {
+        locate(state_dir).map(|found| found.is_some())
+    }
+
+    /// Opens an existing store without writing to it; `None` when there is none yet, an
+    /// error when there is one that cannot be read.
     /// `plan`, `validate` and `jobs` use this: they never create or change the store.
     pub async fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StoreError> {
-        let path = state_dir.join(DB_FILE);
-        if !path.is_file() {
+        let Some(path) = locate(state_dir)? else {
             return Ok(None);
-        }
+        };
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = connect(&path, options, 2).await?;
+        // SQLite reads the header only on first use: ask now, so a file that is not a
+        // database fails here, named, and not in some later query.
+        if let Err(source) = sqlx::query("SELECT count(*) FROM sqlite_master")
+            .fetch_one(&pool)
+            .await
+        {
+            pool.close().await;
+            return Err(StoreError::Open { path, source });
+        }
         Ok(Some(Self { pool, path }))
     }
+
 
     pub fn path(&self) -> &Path {
         &self.path
@@ -208,17 +251,27 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// A job by its id or an unambiguous prefix of it.
+    /// A job by its id or an unambiguous prefix of it: at least [`MIN_PREFIX`] hex
+    /// digits, compared as a plain prefix (no pattern characters), an ambiguous one an
+    /// error that lists the matches.
     pub async fn find_job(&self, prefix: &str) -> Result<StoredJob, StoreError> {
-        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
-        let rows = sqlx::query(&format!("{JOB_COLUMNS} WHERE id LIKE $1 LIMIT 2"))
-            .bind(&pattern)
-            .fetch_all(&self.pool)
-            .await?;
-        match rows.len() {
-            0 => Err(StoreError::NoSuchJob(prefix.to_owned())),
-            1 => job_from_row(&rows[0]),
-            _ => Err(StoreError::Ambiguous(prefix.to_owned())),
+        let prefix = job_prefix(prefix)?;
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE substr(id, 1, $2) = $1 ORDER BY id LIMIT $3"
+        ))
+        .bind(&prefix)
+        .bind(i64::try_from(prefix.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(AMBIGUOUS_SHOWN + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs: Vec<StoredJob> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
+        match jobs.len() {
+            0 => Err(StoreError::NoSuchJob(prefix)),
+            1 => Ok(jobs.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix,
+                matches: jobs.into_iter().map(|j| j.id).collect(),
+            }),
         }
     }
 
@@ -240,22 +293,22 @@ impl Store {
         Ok(row.try_get("spec")?)
     }
 
+    /// A job's stages in pipeline order ([`Stage::ALL`]); names it does not know last.
     pub async fn stages(&self, job_id: &str) -> Result<Vec<StoredStage>, StoreError> {
         let rows = sqlx::query(
             "SELECT stage, key, status, attempt, artifact, error, cost, started_at, finished_at \
-             FROM stages WHERE job_id = $1 ORDER BY CASE stage WHEN 'script' THEN 1 WHEN 'footage' THEN 2 \
-             WHEN 'voice' THEN 3 WHEN 'captions' THEN 4 WHEN 'render' THEN 5 WHEN 'host' THEN 6 \
-             WHEN 'draft' THEN 7 WHEN 'notify' THEN 8 ELSE 9 END",
+             FROM stages WHERE job_id = $1 ORDER BY stage",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut stages = rows
+            .iter()
             .map(|r| {
                 Ok(StoredStage {
                     stage: r.try_get("stage")?,
                     key: r.try_get("key")?,
-                    status: r.try_get("status")?,
+                    status: StageStatus::from_column("stages", &r.try_get::<String, _>("status")?)?,
                     attempt: r.try_get("attempt")?,
                     artifact: r.try_get("artifact")?,
                     error: r.try_get("error")?,
@@ -264,7 +317,9 @@ impl Store {
                     finished_at: r.try_get("finished_at")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        stages.sort_by_key(|s| pipeline_position(&s.stage));
+        Ok(stages)
     }
 
     /// Inserts a job, or refreshes the spec of one already known.
@@ -388,6 +443,18 @@ impl Store {
         status: &str,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.event_at(id, stage, status, detail, now()).await
+    }
+
+    /// Appends to a job's status history, at `at` (unix seconds).
+    pub async fn event_at(
+        &self,
+        id: &str,
+        stage: Option<&str>,
+        status: &str,
+        detail: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO events (job_id, seq, stage, status, detail, at) \
              SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE job_id = $1",
@@ -396,7 +463,7 @@ impl Store {
         .bind(stage)
         .bind(status)
         .bind(detail)
-        .bind(now())
+        .bind(at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -427,7 +494,7 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         cell: r.try_get("cell")?,
         topic: r.try_get("topic")?,
         voice: r.try_get("voice")?,
-        status: status.parse().map_err(StoreError::Corrupt)?,
+        status: Status::from_column("jobs", &status)?,
         stage: r.try_get("stage")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
@@ -436,6 +503,26 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
         finished_at: r.try_get("finished_at")?,
         deferred_until: r.try_get("deferred_until")?,
     })
+}
+
+/// The store file of `state_dir`: `None` when neither it nor the directory exists yet
+/// (or the directory exists without it); an error when either cannot be read or the
+/// store's path is not a file.
+fn locate(state_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let path = state_dir.join(DB_FILE);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path)),
+        Ok(_) => Err(StoreError::NotAFile { path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(state_dir) {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Unreadable {
+                path: state_dir.to_owned(),
+                source,
+            }),
+        },
+        Err(source) => Err(StoreError::Unreadable { path, source }),
+    }
 }
 
 async fn connect(
@@ -493,5 +580,101 @@ fn tighten(db: &Path) {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::set_permissions(PathBuf::from(p), std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one_job(dir: &Path) -> Store {
+        let store = Store::open(dir).await.unwrap();
+        store
+            .upsert_job(&NewJob {
+                id: "abcd000011112222",
+                recipe: "r",
+                recipe_path: "r.yaml",
+                cell: "{}",
+                spec: "{}",
+                topic: "t",
+                voice: "v",
+                status: Status::Pending,
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn an_unknown_job_status_is_corrupt_never_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        sqlx::query("UPDATE jobs SET status = 'finished'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for result in [
+            store.list_jobs(&JobFilter::default()).await.map(|_| ()),
+            store.jobs_of_recipe("r").await.map(|_| ()),
+            store.find_job("abcd").await.map(|_| ()),
+        ] {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt { table: "jobs", value } if value == "finished"),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("`finished` in `jobs`"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stage_status_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        store
+            .stage_finished("abcd000011112222", "script", "k", "weird", None, None, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.stages("abcd000011112222").await,
+            Err(StoreError::Corrupt { table: "stages", ref value }) if value == "weird"
+        ));
+    }
+
+    #[tokio::test]
+    async fn stages_come_in_pipeline_order_from_one_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        for stage in [
+            "notify",
+            "zzz-unknown",
+            "captions",
+            "script",
+            "draft",
+            "footage",
+        ] {
+            store
+                .stage_finished("abcd000011112222", stage, "k", "done", None, None, None)
+                .await
+                .unwrap();
+        }
+        let order: Vec<String> = store
+            .stages("abcd000011112222")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.stage)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "script",
+                "footage",
+                "captions",
+                "draft",
+                "notify",
+                "zzz-unknown"
+            ]
+        );
     }
 }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use tiktok_factory::privacy::accounts::SealedAccounts;
 use tiktok_factory::privacy::crypto::Key;
-use tiktok_factory::providers::tiktok::{Account, AccountStore, SqliteAccountStore};
+use tiktok_factory::providers::tiktok::{Account, AccountStore};
 use tiktok_factory::store::Store;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -102,7 +103,7 @@ impl Env {
 
     async fn load(&self, key: Key, account: &str) -> Option<Account> {
         let store = Store::open(&self.state()).await.unwrap();
-        let loaded = SqliteAccountStore::new(store.pool().clone(), key)
+        let loaded = SealedAccounts::new(store.clone(), key)
             .load(account)
             .await
             .unwrap();
@@ -211,7 +212,7 @@ async fn rotate_key_re_encrypts_and_a_wrong_key_is_a_clear_error() {
     let new = key_in_file(&env.key_file());
     assert_eq!(env.load(new, "main").await.unwrap(), before);
     let store = Store::open(&env.state()).await.unwrap();
-    let stale = SqliteAccountStore::new(store.pool().clone(), old)
+    let stale = SealedAccounts::new(store.clone(), old)
         .load("main")
         .await
         .unwrap_err();
@@ -246,4 +247,27 @@ async fn rotate_key_re_encrypts_and_a_wrong_key_is_a_clear_error() {
         "{}",
         no_new.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_of_an_account_seeded_without_an_access_token_revokes_with_its_refresh_token() {
+    let env = Env::start().await;
+    let mut account = env.fake.connected_account();
+    account.access_token = tiktok_factory::secret::Secret::new("");
+    account.access_expires_at = 0;
+    let key = Key::load_or_create(&env.key_file()).unwrap();
+    let store = Store::open(&env.state()).await.unwrap();
+    SealedAccounts::new(store.clone(), key)
+        .save("main", &account)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let out = env.factory().args(["auth", "tiktok", "disconnect"]).run();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let revoked = env.fake.revoked();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(!revoked[0].is_empty(), "revoked with an empty `token=`");
+    assert_eq!(env.fake.refreshes(), 1);
+    assert!(!contains(&db_bytes(&env.state()), OPEN_ID));
 }

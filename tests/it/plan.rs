@@ -423,3 +423,122 @@ async fn jobs_show_of_an_unknown_id_exits_2() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(!empty.path().join("none").exists());
 }
+
+#[tokio::test]
+async fn jobs_list_of_a_store_with_an_unknown_status_exits_3_instead_of_showing_failed() {
+    let project = Project::new(RECIPE);
+    project.record(all_done).await;
+    let store = Store::open(&project.state()).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'finished'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    for args in [vec!["jobs", "list"], vec!["plan", "recipe.yaml"]] {
+        let out = project.factory().args(&args).run();
+        assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("`finished` in `jobs`"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("failed"), "{}", out.stdout);
+    }
+}
+
+/// The commands that read the store, each of which must fail loudly on one it cannot read.
+const READERS: [&[&str]; 6] = [
+    &["plan", "recipe.yaml"],
+    &["jobs", "list"],
+    &["jobs", "show", "abcd"],
+    &["export"],
+    &["purge", "--all", "--yes"],
+    &["gc"],
+];
+
+#[tokio::test]
+async fn an_unreadable_store_is_an_error_not_an_empty_one() {
+    // A directory where the store file belongs.
+    let project = Project::new(RECIPE);
+    std::fs::create_dir_all(project.state().join(DB_FILE)).unwrap();
+    for args in READERS {
+        let out = project.factory().args(args).run();
+        assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "the job store `{}` is not a file",
+                project.state().join(DB_FILE).display()
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("no jobs yet") && !out.stdout.contains("nothing to"));
+    }
+
+    // A file whose contents are not a database.
+    let project = Project::new(RECIPE);
+    std::fs::create_dir_all(project.state()).unwrap();
+    std::fs::write(project.state().join(DB_FILE), "x".repeat(4096)).unwrap();
+    for args in READERS {
+        let out = project.factory().args(args).run();
+        assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "cannot open the job store file `{}`",
+                project.state().join(DB_FILE).display()
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// Root reads everything, so the permission case runs the binary as `nobody`.
+#[tokio::test]
+async fn a_store_the_user_cannot_read_exits_3_naming_the_file_and_the_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new(RECIPE);
+    project.record(all_done).await;
+    let state = project.state();
+    std::fs::set_permissions(project.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        project.path().join("recipe.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let as_nobody = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_factory"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .current_dir(project.path())
+            .env_remove("FACTORY_STATE_DIR")
+            .env_remove("CI")
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("setpriv runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in READERS {
+        let (code, stdout, stderr) = as_nobody(args);
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot read the job store at `{}`",
+                state.join(DB_FILE).display()
+            )) && stderr.contains("Permission denied"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("new"), "{args:?}: {stdout}");
+    }
+}

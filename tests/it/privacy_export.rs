@@ -1,8 +1,9 @@
 //! `factory export`: every job in the store round-trips with its fields, the account shows
 //! without its tokens.
 
+use tiktok_factory::privacy::accounts::SealedAccounts;
 use tiktok_factory::privacy::crypto::Key;
-use tiktok_factory::providers::tiktok::{Account, AccountStore, SqliteAccountStore};
+use tiktok_factory::providers::tiktok::{Account, AccountStore};
 use tiktok_factory::secret::Secret;
 use tiktok_factory::store::{JobFilter, Store};
 
@@ -17,7 +18,7 @@ async fn export_round_trips_every_job_and_never_a_plaintext_token() {
     job(&store, &state, "alpha", "a1", "octopus-hearts-topic").await;
     job(&store, &state, "alpha", "a2", "saturn-rings-topic").await;
     job(&store, &state, "beta", "b1", "volcano-topic").await;
-    let accounts = SqliteAccountStore::new(store.pool().clone(), Key::generate());
+    let accounts = SealedAccounts::new(store.clone(), Key::generate());
     accounts
         .save(
             "main",
@@ -87,5 +88,38 @@ async fn export_round_trips_every_job_and_never_a_plaintext_token() {
     assert_eq!(
         stdout.json()["jobs"].as_array().unwrap().len(),
         stored.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_html_is_written_owner_only_and_says_where_and_with_which_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = Store::open(&state).await.unwrap();
+    job(&store, &state, "alpha", "a1", "octopus-hearts-topic").await;
+    store.close().await;
+    let report = dir.path().join("report.html");
+    std::fs::write(&report, "old").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Factory::new()
+        .env("FACTORY_STATE_DIR", &state)
+        .args(["report", "--out"])
+        .arg(&report)
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("octopus-hearts-topic")
+    );
+    assert_eq!(
+        out.stdout,
+        format!(
+            "report of 1 job written to `{}` (mode 600: readable by you only)\n",
+            report.display()
+        )
     );
 }

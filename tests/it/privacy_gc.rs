@@ -248,3 +248,47 @@ async fn after_retention_objects_in_the_s3_server_are_gone() {
     assert!(!remaining.contains(&stray.location));
     assert!(out.stdout.contains(&hosted.location), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_in_a_copy_leaves_the_originals_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let store = Store::open(&a).await.unwrap();
+    finished(&store, &a, "old", "footage-old", T0 + DAY).await;
+    store.close().await;
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let originals = crate::privacy_purge::files(&a);
+
+    let out = Factory::new()
+        .env("FACTORY_STATE_DIR", &b)
+        .env("FACTORY_NOW", (T0 + 2 * DAY).to_string())
+        .arg("gc")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("deleted 3 cached file sets, 1 hosted copy and 1 local draft"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        crate::privacy_purge::files(&a),
+        originals,
+        "the original's files changed"
+    );
+    for gone in [
+        "hosted/r/old.mp4",
+        "drafts/r/old.mp4",
+        "cache/render/render-old",
+    ] {
+        assert!(!b.join(gone).exists(), "`{gone}` is still in the copy");
+        assert!(a.join(gone).exists(), "`{gone}` left the original");
+    }
+}

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use oauth2::url::Url;
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
+use tiktok_factory::privacy::accounts::SealedAccounts;
 use tiktok_factory::privacy::crypto::Key;
 use tiktok_factory::providers::tiktok::upload::{PHASE_INITIALIZED, PHASE_UPLOADED};
 use tiktok_factory::providers::tiktok::{
-    Account, AccountStore, DraftSettings, LoginOptions, OAuth, OAuthError, SqliteAccountStore,
-    TikTokDrafts, is_pending_draft_cap,
+    Account, AccountStore, DraftSettings, LoginOptions, OAuth, OAuthError, TikTokDrafts,
+    is_pending_draft_cap,
 };
 use tiktok_factory::providers::{DraftRequest, Drafts, ProviderError};
 use tiktok_factory::secret::Secret;
@@ -26,13 +26,13 @@ const ACCOUNT: &str = "main";
 
 struct Setup {
     fake: FakeTikTok,
-    store: Arc<SqliteAccountStore>,
+    store: Arc<SealedAccounts>,
     drafts: Arc<TikTokDrafts>,
     dir: tempfile::TempDir,
 }
 
-async fn pool(dir: &Path) -> SqlitePool {
-    Store::open(dir).await.unwrap().pool().clone()
+async fn open_store(dir: &Path) -> Store {
+    Store::open(dir).await.unwrap()
 }
 
 fn fast() -> DraftSettings {
@@ -47,8 +47,8 @@ fn fast() -> DraftSettings {
 async fn setup(account: Option<Account>) -> Setup {
     let fake = FakeTikTok::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteAccountStore::new(
-        pool(dir.path()).await,
+    let store = Arc::new(SealedAccounts::new(
+        open_store(dir.path()).await,
         Key::generate(),
     ));
     let account = account.unwrap_or_else(|| fake.connected_account());
@@ -527,8 +527,8 @@ async fn only_video_upload_is_requested_and_no_direct_post_endpoint_is_called() 
     };
     let account = oauth.login(&options, open).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteAccountStore::new(
-        pool(dir.path()).await,
+    let store = Arc::new(SealedAccounts::new(
+        open_store(dir.path()).await,
         Key::generate(),
     ));
     store.save(ACCOUNT, &account).await.unwrap();

@@ -76,6 +76,11 @@ impl Factory {
         self
     }
 
+    /// The command itself, for a test that starts it and waits later.
+    pub fn command(self) -> Command {
+        self.command
+    }
+
     pub fn run(mut self) -> Output {
         let out = self
             .command

@@ -2,17 +2,14 @@
 //! upload ([`upload`]). Drafts only: the single scope ever requested is `video.upload`, and
 //! no code here knows the Direct Post endpoints.
 
-pub mod account_store;
 pub mod oauth;
 pub mod upload;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::privacy::crypto::CryptoError;
 use crate::secret::Secret;
 
-pub use account_store::{AccountSummary, SqliteAccountStore};
 pub use oauth::{LoginOptions, OAuth, OAuthError};
 pub use upload::{ChunkPlan, DraftSettings, TikTokDrafts, is_pending_draft_cap};
 
@@ -195,12 +192,15 @@ impl Account {
     }
 }
 
+/// Why the account store could not answer. The implementation (which seals the tokens
+/// and keeps the rows) says what happened in its own words.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountStoreError {
     #[error("cannot read or write stored accounts: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
+    Unavailable(String),
+    /// The stored tokens do not open: a wrong key, or a tampered value.
+    #[error("{0}")]
+    Sealed(String),
 }
 
 /// Where connected accounts live between runs, by the name recipes use

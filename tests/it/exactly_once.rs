@@ -1,0 +1,178 @@
+//! Exactly once across runners and processes, through the binary: a CI runner that keeps
+//! only the artifact store, and two runs started together on one state directory.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::support::{Factory, Output, write};
+
+/// A job per topic, offline, a few seconds each; notices go to the log.
+fn recipe(dir: &Path, topics: &[&str]) {
+    write(
+        dir,
+        "tiny.yaml",
+        &format!(
+            "version: 1\nname: tiny\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n\
+             templates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n\
+             \x20   captions: {{ style: none }}\n    title: \"{{{{ topic }}}}\"\n\
+             batch:\n  template: t\n  matrix: {{ topic: [{}], voice: [a] }}\n",
+            topics.join(", ")
+        ),
+    );
+}
+
+fn factory(dir: &Path, state: &str, args: &[&str]) -> Output {
+    Factory::new()
+        .args(["--state-dir", state, "--cache-dir", "artifacts"])
+        .args(args)
+        .current_dir(dir)
+        .env("CI", "1")
+        .run()
+}
+
+/// "N stages executed" from the summary line.
+fn executed(out: &Output) -> usize {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("executed in"))
+        .unwrap_or_else(|| panic!("no summary in {out:?}"));
+    let before = line.split(" stage").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Notices the offline notifier wrote to the state directory's log, one line each.
+fn notices(state: &Path) -> usize {
+    std::fs::read_to_string(state.join("notices.log"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn drafts(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("drafts/tiny"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ci_pays_and_publishes_everything_again_on_a_fresh_runner_with_only_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path(), &["Alpha", "Beta"]);
+    let first = factory(dir.path(), "runner-1", &["run", "tiny.yaml"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(executed(&first), 16);
+    assert_eq!(drafts(&dir.path().join("runner-1")), 2);
+    assert_eq!(notices(&dir.path().join("runner-1")), 2);
+
+    // A fresh runner: the workflow restored the artifact store and nothing else.
+    let planned = factory(dir.path(), "runner-2", &["plan", "tiny.yaml"]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    assert!(
+        planned.stdout.contains("2 done") || planned.stdout.matches("done").count() >= 2,
+        "plan shows the finished jobs as done: {}",
+        planned.stdout
+    );
+    let second = factory(dir.path(), "runner-2", &["run", "tiny.yaml"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(executed(&second), 0, "{second:?}");
+    assert_eq!(notices(&dir.path().join("runner-2")), 0, "no notice twice");
+    assert_eq!(
+        drafts(&dir.path().join("runner-2")),
+        0,
+        "no draft sent again"
+    );
+
+    // Even with the finished-job records gone, every stage and effect is found by key.
+    std::fs::remove_dir_all(dir.path().join("artifacts/jobs")).unwrap();
+    let third = factory(dir.path(), "runner-3", &["run", "tiny.yaml"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert_eq!(executed(&third), 0, "{third:?}");
+    assert_eq!(notices(&dir.path().join("runner-3")), 0);
+    assert_eq!(drafts(&dir.path().join("runner-3")), 0);
+}
+
+#[test]
+fn two_processes_on_one_state_directory_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path(), &["Alpha"]);
+    let start = || {
+        Factory::new()
+            .args(["--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+            .current_dir(dir.path())
+            .env("CI", "1")
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(codes, [Some(0), Some(3)], "{a:?}\n{b:?}");
+    let refused = if a.status.code() == Some(3) { &a } else { &b };
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("is in use by pid"), "{stderr}");
+    assert!(stderr.contains("`factory run`"), "{stderr}");
+    assert_eq!(drafts(&dir.path().join("state")), 1);
+
+    // With --wait the second queues behind the first and finds nothing left to do.
+    let waited = Factory::new()
+        .args(["--wait", "--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+        .current_dir(dir.path())
+        .env("CI", "1")
+        .run();
+    assert_eq!(waited.code, 0, "{waited:?}");
+}
+
+/// Two runs started together, round after round, each on new work: one runs, the other
+/// stops at once; never a draft or a notice twice, never a job left failed.
+#[test]
+fn concurrent_runs_never_send_twice() {
+    let rounds: usize = std::env::var("FACTORY_CONCURRENT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let dir = tempfile::tempdir().unwrap();
+    let mut topics: Vec<String> = Vec::new();
+    for round in 0..rounds {
+        // Every fourth round brings a new job; the others find everything done.
+        if round % 4 == 0 {
+            topics.push(format!("Topic{round}"));
+        }
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        recipe(dir.path(), &refs);
+        let start = || {
+            Factory::new()
+                .args(["--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+                .current_dir(dir.path())
+                .env("CI", "1")
+                .command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (start(), start());
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            let code = out.status.code();
+            assert!(
+                code == Some(0) || code == Some(3),
+                "round {round}: {out:?}"
+            );
+        }
+    }
+    let last = factory(dir.path(), "state", &["run", "tiny.yaml"]);
+    assert_eq!(last.code, 0, "{last:?}");
+    assert_eq!(drafts(&dir.path().join("state")), topics.len());
+    assert_eq!(
+        notices(&dir.path().join("state")),
+        topics.len(),
+        "one notice per job"
+    );
+}
