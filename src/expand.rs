@@ -302,6 +302,35 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
         }
     }
 
+    let limit = r.recipe.batch.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
+    if limit > MAX_JOBS {
+        diags.push(r.diag(
+            Origin::Recipe,
+            "/batch/max_jobs",
+            "out-of-range",
+            format!("`batch.max_jobs` is {limit} but must be at most {MAX_JOBS}"),
+        ));
+        return Err(diags);
+    }
+    let count = count_jobs(r);
+    if count > limit {
+        diags.push(
+            r.diag_key(
+                Origin::Recipe,
+                "/batch/matrix",
+                "too-many-jobs",
+                format!(
+                    "the batch makes {count} jobs; the limit is {limit} (topics × voices × templates, less `exclude`, plus `include`)"
+                ),
+            )
+            .with_hint(if limit < MAX_JOBS {
+                format!("split the recipe, or raise the limit with `batch.max_jobs` (at most {MAX_JOBS})")
+            } else {
+                "split the recipe".to_owned()
+            }),
+        );
+        return Err(diags);
+    }
     let cells = cells(r);
     if cells.is_empty() && diags.is_empty() {
         diags.push(
@@ -425,6 +454,72 @@ fn dedup(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut seen = BTreeSet::new();
     diags.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
     diags
+}
+
+/// Jobs a batch makes unless `batch.max_jobs` says otherwise.
+pub const DEFAULT_MAX_JOBS: u64 = 10_000;
+/// The most `batch.max_jobs` may allow.
+pub const MAX_JOBS: u64 = 1_000_000;
+
+/// How many cells the matrix makes, counted without making them: per voice and
+/// template, the topics no `exclude` entry drops, plus what `include` adds. Saturates
+/// at `u64::MAX`.
+pub fn count_jobs(r: &Resolved) -> u64 {
+    let m = &r.recipe.batch.matrix;
+    let templates: Vec<&str> = if m.template.is_empty() {
+        r.recipe.batch.template.as_deref().into_iter().collect()
+    } else {
+        m.template.iter().map(String::as_str).collect()
+    };
+    let topics = r.topics.len() as u64;
+    let pairs = (m.voice.len() as u64).saturating_mul(templates.len() as u64);
+    let mut count: u64 = if m.exclude.is_empty() || pairs > 1_000_000 {
+        // Too many pairs to look at one by one: excludes are not subtracted.
+        topics.saturating_mul(pairs)
+    } else {
+        let mut occurrences: HashMap<&str, u64> = HashMap::new();
+        for t in &r.topics {
+            *occurrences.entry(t.text.as_str()).or_default() += 1;
+        }
+        let mut count: u64 = 0;
+        for voice in &m.voice {
+            for template in &templates {
+                let matching: Vec<_> = m
+                    .exclude
+                    .iter()
+                    .filter(|f| {
+                        f.voice.as_deref().is_none_or(|v| v == voice)
+                            && f.template.as_deref().is_none_or(|t| t == *template)
+                    })
+                    .collect();
+                if matching.iter().any(|f| f.topic.is_none()) {
+                    continue;
+                }
+                let dropped: BTreeSet<&str> =
+                    matching.iter().filter_map(|f| f.topic.as_deref()).collect();
+                let dropped: u64 = dropped
+                    .iter()
+                    .map(|t| occurrences.get(t).copied().unwrap_or(0))
+                    .sum();
+                count = count.saturating_add(topics - dropped);
+            }
+        }
+        count
+    };
+    for cell in &m.include {
+        let voices = if cell.voice.is_some() {
+            1
+        } else {
+            m.voice.len() as u64
+        };
+        let temps = if cell.template.is_some() {
+            1
+        } else {
+            templates.len() as u64
+        };
+        count = count.saturating_add(voices.saturating_mul(temps));
+    }
+    count
 }
 
 fn cells(r: &Resolved) -> Vec<CellPlan<'_>> {
@@ -997,6 +1092,68 @@ mod tests {
         let r = t.render_captured_to(minijinja::context! { topic }, &mut out);
         assert!(r.is_err() && out.overflowed);
         assert!(out.bytes.len() <= bounds::CAPTION * 4);
+    }
+
+    /// `n` topics, `v` voices and `t` templates, with `extra` added under `batch:`.
+    fn matrix(n: usize, v: usize, t: usize, extra: &str) -> (tempfile::TempDir, Resolved) {
+        let tmp = tempfile::tempdir().unwrap();
+        let voices: String = (0..v)
+            .map(|i| format!("  v{i}: {{ provider: espeak, voice: en-us }}\n"))
+            .collect();
+        let templates: String = (0..t)
+            .map(|i| format!("  t{i}:\n    script: {{ provider: offline }}\n    title: \"{{{{ topic }}}} {i}\"\n"))
+            .collect();
+        let topics: Vec<String> = (0..n).map(|i| format!("topic {i}")).collect();
+        std::fs::write(tmp.path().join("topics.txt"), topics.join("\n")).unwrap();
+        let names = |p: &str, k: usize| {
+            (0..k)
+                .map(|i| format!("{p}{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = format!(
+            "version: 1\nname: r\nvoices:\n{voices}templates:\n{templates}batch:\n{extra}  matrix:\n    topics_file: topics.txt\n    voice: [{}]\n    template: [{}]\n",
+            names("v", v),
+            names("t", t)
+        );
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        let r = crate::recipe::load(&path).unwrap_or_else(|d| panic!("{d:?}"));
+        (tmp, r)
+    }
+
+    #[test]
+    fn a_million_job_batch_is_refused_at_the_matrix_before_expanding() {
+        let (_tmp, r) = matrix(10_000, 10, 10, "");
+        let started = std::time::Instant::now();
+        let d = expand(&r).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "too-many-jobs");
+        assert!(d[0].message.contains("1000000 jobs"), "{}", d[0].message);
+        let matrix_line = r
+            .source
+            .file
+            .text
+            .lines()
+            .position(|l| l.trim() == "matrix:")
+            .unwrap();
+        assert_eq!(
+            d[0].line as usize,
+            matrix_line + 1,
+            "points at `batch.matrix`"
+        );
+    }
+
+    #[test]
+    fn max_jobs_raises_the_limit_and_excludes_are_counted() {
+        let (_tmp, r) = matrix(6_000, 2, 1, "  max_jobs: 12000\n");
+        assert_eq!(expand(&r).map(|j| j.len()).ok(), Some(12_000));
+        let (_tmp, r) = matrix(6_000, 2, 1, "");
+        assert_eq!(count_jobs(&r), 12_000);
+        assert_eq!(expand(&r).unwrap_err()[0].code, "too-many-jobs");
+        let (_tmp, r) = matrix(6_000, 2, 1, "  max_jobs: 2000000\n");
+        assert_eq!(expand(&r).unwrap_err()[0].code, "out-of-range");
     }
 
     #[test]

@@ -313,6 +313,10 @@ pub struct Batch {
     /// Vars for every job of this batch (override recipe and project vars).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, Value>,
+    /// The most jobs this batch may expand to (default 10,000; at most 1,000,000). A
+    /// larger matrix is refused before any job is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
