@@ -674,6 +674,20 @@ fn render_job(
         if text.chars().count() > field.bound() {
             return Err(too_long());
         }
+        let lines = matches!(field, Field::Prompt | Field::Caption);
+        if let Some(c) = crate::recipe::check::control_char(&text, lines) {
+            return Err(r.diag(
+                t.origin,
+                &pointer,
+                "control-character",
+                format!(
+                    "{} renders with the control character {} for topic `{}`",
+                    field.name(),
+                    crate::recipe::check::describe(c),
+                    shorten(cell.topic)
+                ),
+            ));
+        }
         Ok(text)
     };
     let opt = |present: bool, field: Field| -> Result<Option<String>, Diagnostic> {

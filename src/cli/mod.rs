@@ -5,6 +5,7 @@ mod auth;
 mod ci;
 mod completions;
 mod doctor;
+pub mod escape;
 mod export;
 mod gc;
 mod jobs;

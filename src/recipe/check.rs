@@ -40,6 +40,29 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
             .with_hint(format!("for example `{}`", slugify(&r.recipe.name))),
         );
     }
+    for (name, v) in r.vars.iter().chain(&r.recipe.batch.vars) {
+        if let Value::String(text) = v
+            && let Some(c) = control_char(text, true)
+        {
+            let pointer = if r.recipe.batch.vars.contains_key(name) {
+                format!("/batch/vars/{name}")
+            } else {
+                format!("/vars/{name}")
+            };
+            let origin =
+                if r.recipe.vars.contains_key(name) || r.recipe.batch.vars.contains_key(name) {
+                    Origin::Recipe
+                } else {
+                    Origin::Project
+                };
+            out.push(r.diag(
+                origin,
+                &pointer,
+                "control-character",
+                format!("var `{name}` holds the control character {}", describe(c)),
+            ));
+        }
+    }
     for (name, v) in &r.vars {
         if matches!(v, Value::Array(_) | Value::Object(_)) {
             let origin = if r.recipe.vars.contains_key(name) {
@@ -439,6 +462,17 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
         }
     }
     for t in &r.topics {
+        if let Some(c) = control_char(&t.text, false) {
+            out.push(
+                r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "control-character",
+                    format!("a topic holds the control character {}", describe(c)),
+                )
+                .with_hint("topics are one line of plain text"),
+            );
+        }
         if t.text.trim().is_empty() {
             out.push(r.diag(
                 Origin::Recipe,
@@ -622,6 +656,28 @@ fn walk(src: &Source, value: &Value, pointer: &mut String, out: &mut Vec<Diagnos
     }
 }
 
+/// The first control character of `text`, if any. With `lines`, newline and tab are
+/// allowed (a prompt or a caption has lines); a carriage return never is.
+pub fn control_char(text: &str, lines: bool) -> Option<char> {
+    text.chars().find(|c| {
+        (c.is_control() && !(lines && matches!(c, '\n' | '\t')))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// A control character named so a reader can find it: `U+001B (escape)`.
+pub fn describe(c: char) -> String {
+    let name = match c {
+        '\n' => " (newline)",
+        '\r' => " (carriage return)",
+        '\t' => " (tab)",
+        '\u{1b}' => " (escape)",
+        '\u{0}' => " (NUL)",
+        _ => "",
+    };
+    format!("U+{:04X}{name}", c as u32)
+}
+
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -641,4 +697,76 @@ fn slugify(s: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::recipe::Diagnostic;
+
+    /// Loads `text` as `r.yaml` in a temporary folder holding `files`.
+    fn load(text: &str, files: &[(&str, &str)]) -> Vec<Diagnostic> {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(tmp.path().join(name), body).unwrap();
+        }
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        match crate::recipe::load(Path::new(&path)) {
+            Ok(r) => crate::expand::expand(&r).err().unwrap_or_default(),
+            Err(d) => d,
+        }
+    }
+
+    fn recipe(title: &str, matrix: &str, vars: &str) -> String {
+        format!(
+            "version: 1\nname: r\n{vars}voices:\n  narrator: {{ provider: espeak, voice: en-us }}\ntemplates:\n  fact:\n    script: {{ provider: offline }}\n    title: {title}\nbatch:\n  template: fact\n  matrix:\n{matrix}    voice: [narrator]\n"
+        )
+    }
+
+    #[test]
+    fn a_topic_with_a_newline_and_a_workflow_command_is_refused() {
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [\"Comets\\n::warning title=x::INJECTED\"]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "control-character");
+        assert_eq!(d[0].line, 12, "points at the topic");
+    }
+
+    #[test]
+    fn control_characters_in_a_topics_file_vars_or_a_rendered_title_are_refused() {
+        let text = recipe("\"{{ topic }}\"", "    topics_file: topics.txt\n", "");
+        let d = load(&text, &[("topics.txt", "Owls\n\u{1b}[31mRed\n")]);
+        assert_eq!(d[0].code, "control-character", "{d:?}");
+        let text = recipe(
+            "\"{{ topic }} {{ mood }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  mood: \"calm\\e[2J\"\n",
+        );
+        let d = load(&text, &[]);
+        assert!(
+            d.iter()
+                .any(|d| d.code == "control-character" && d.line == 4),
+            "{d:?}"
+        );
+        let text = recipe("\"{{ topic }}\\u0007\"", "    topic: [Owls]\n", "");
+        let d = load(&text, &[]);
+        assert_eq!(d[0].code, "control-character", "{d:?}");
+        assert_eq!(d[0].line, 8, "points at the title");
+    }
+
+    #[test]
+    fn a_tab_or_a_newline_in_a_prompt_var_is_fine() {
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  style: \"one\\ttwo\\nthree\"\n",
+        );
+        assert_eq!(load(&text, &[]), []);
+    }
 }
