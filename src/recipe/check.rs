@@ -761,6 +761,12 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_no_and_a_voice_named_n_are_strings() {
+        let text = "version: 1\nname: r\nvoices:\n  n: { provider: espeak, voice: en-us }\n  off: { provider: espeak, voice: en-gb }\ntemplates:\n  fact:\n    script: { provider: offline }\n    title: \"{{ topic }}\"\nbatch:\n  template: fact\n  matrix:\n    topic: [Owls, no, yes]\n    voice: [n, off]\n";
+        assert_eq!(load(text, &[]), []);
+    }
+
+    #[test]
     fn a_tab_or_a_newline_in_a_prompt_var_is_fine() {
         let text = recipe(
             "\"{{ topic }}\"",

@@ -99,6 +99,9 @@ pub fn parse(source: &str) -> Result<Document, SyntaxError> {
     let mut options = Options::default();
     // Duplicates are collected (all of them) instead of stopping at the first.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 core schema: only `true` and `false` are booleans, so `no`, `n`, `off`
+    // and `yes` are the strings they look like (a topic, a voice name).
+    options.strict_booleans = true;
     let mut budget = Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.max_nodes = MAX_NODES;
@@ -373,6 +376,22 @@ mod tests {
         assert_eq!(&src[pos.offset..pos.offset + 4], "cold");
         let key = doc.map.key("/batch/matrix");
         assert_eq!((key.line, key.col), (3, 3));
+    }
+
+    #[test]
+    fn yes_no_on_off_y_n_are_strings_under_the_yaml_1_2_core_schema() {
+        let doc = parse(
+            "topic: [Owls, no]\nvoice: [n, y, off, yes, on, NO]\nflag: true\nother: False\nn: 1\n",
+        )
+        .unwrap();
+        assert_eq!(doc.value["topic"], serde_json::json!(["Owls", "no"]));
+        assert_eq!(
+            doc.value["voice"],
+            serde_json::json!(["n", "y", "off", "yes", "on", "NO"])
+        );
+        assert_eq!(doc.value["flag"], true);
+        assert_eq!(doc.value["other"], false);
+        assert_eq!(doc.value["n"], 1, "a key `n` stays `n`");
     }
 
     #[test]
