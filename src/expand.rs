@@ -674,6 +674,10 @@ fn render_job(
         if text.chars().count() > field.bound() {
             return Err(too_long());
         }
+        if let Some((what, _)) = crate::recipe::secrets::find_secret(&text) {
+            let src = r.source(t.origin);
+            return Err(crate::recipe::check::secret_diag(src, &pointer, what, ""));
+        }
         let lines = matches!(field, Field::Prompt | Field::Caption);
         if let Some(c) = crate::recipe::check::control_char(&text, lines) {
             return Err(r.diag(

@@ -462,6 +462,21 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
         }
     }
     for t in &r.topics {
+        if t.pointer == "/batch/matrix/topics_file"
+            && let Some((what, _)) = secrets::find_secret(&t.text)
+        {
+            out.push(
+                r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "secret-in-recipe",
+                    format!(
+                        "a topic in this file looks like {what}; secrets never belong in a recipe"
+                    ),
+                )
+                .with_hint("remove it from the topics file, and revoke it if it was committed"),
+            );
+        }
         if let Some(c) = control_char(&t.text, false) {
             out.push(
                 r.diag(
@@ -616,13 +631,8 @@ pub fn secrets(src: &Source, value: &Value) -> Vec<Diagnostic> {
 fn walk(src: &Source, value: &Value, pointer: &mut String, out: &mut Vec<Diagnostic>) {
     match value {
         Value::String(s) => {
-            if let Some(what) = secrets::looks_like_secret(s) {
-                out.push(
-                    Diagnostic::new(&src.file, src.at(pointer), "secret-in-recipe", format!(
-                        "this looks like {what}; secrets never belong in a recipe"
-                    ))
-                    .with_hint("remove it, revoke it if it was committed, and set it in the environment (e.g. `OPENROUTER_API_KEY`)"),
-                );
+            if let Some((what, range)) = secrets::find_secret(s) {
+                out.push(secret_diag(src, pointer, what, &s[range]));
             }
         }
         Value::Array(items) => {
@@ -676,6 +686,27 @@ pub fn describe(c: char) -> String {
         _ => "",
     };
     format!("U+{:04X}{name}", c as u32)
+}
+
+/// A credential found at `pointer`, masked in the snippet: where `found` is written
+/// literally in the value's span, that text; otherwise the whole value (a key built
+/// by a template, or written with escapes).
+pub fn secret_diag(src: &Source, pointer: &str, what: &str, found: &str) -> Diagnostic {
+    let pos = src.at(pointer);
+    let span = src
+        .file
+        .text
+        .get(pos.offset..pos.offset + pos.len)
+        .unwrap_or_default();
+    let (offset, len) = match span.find(found) {
+        Some(i) if !found.is_empty() => (pos.offset + i, found.len()),
+        _ => (pos.offset, pos.len),
+    };
+    Diagnostic::new(&src.file, pos, "secret-in-recipe", format!(
+        "this looks like {what}; secrets never belong in a recipe"
+    ))
+    .with_hint("remove it, revoke it if it was committed, and set it in the environment (e.g. `OPENROUTER_API_KEY`)")
+    .with_masked(offset, len)
 }
 
 fn is_slug(s: &str) -> bool {
@@ -758,6 +789,62 @@ mod tests {
         let d = load(&text, &[]);
         assert_eq!(d[0].code, "control-character", "{d:?}");
         assert_eq!(d[0].line, 8, "points at the title");
+    }
+
+    const KEY: &str = "sk-or-v1-0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_key_inside_a_sentence_after_bearer_is_found_and_masked_in_the_snippet() {
+        let text = recipe(
+            &format!("\"{{{{ topic }}}} Authorization: Bearer {KEY} thanks\""),
+            "    topic: [Owls]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "secret-in-recipe");
+        let shown = d[0].render();
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("sk-or-*"), "{shown}");
+    }
+
+    #[test]
+    fn a_key_built_by_a_template_is_found_in_the_rendered_value() {
+        let text = recipe(
+            "\"{{ topic }} {{ 'sk-or-v1-' ~ '0123456789abcdef' ~ '0123456789abcdef' }}\"",
+            "    topic: [Owls]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].line), ("secret-in-recipe", 8), "{d:?}");
+        assert!(!d[0].render().contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn keys_in_a_topics_file_jwts_and_pem_keys_are_found() {
+        let text = recipe("\"{{ topic }}\"", "    topics_file: topics.txt\n", "");
+        let d = load(&text, &[("topics.txt", &format!("Owls\nmy key {KEY}\n"))]);
+        assert!(d.iter().any(|d| d.code == "secret-in-recipe"), "{d:?}");
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            &format!("vars:\n  note: \"use {jwt}\"\n"),
+        );
+        assert!(
+            load(&text, &[])
+                .iter()
+                .any(|d| d.code == "secret-in-recipe")
+        );
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  note: |\n    -----BEGIN PRIVATE KEY-----\n    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n    -----END PRIVATE KEY-----\n",
+        );
+        let d = load(&text, &[]);
+        assert!(d.iter().any(|d| d.code == "secret-in-recipe"), "{d:?}");
+        assert!(!d.iter().any(|d| d.render().contains("MIIEvQIBADAN")));
     }
 
     #[test]
