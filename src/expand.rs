@@ -616,10 +616,11 @@ fn render_job(
         ctx.get("seconds")
             .and_then(Value::as_u64)
             .and_then(|s| u32::try_from(s).ok())
-            .filter(|s| *s > 0 && *s <= def.video.max_seconds)
+            .filter(|s| *s >= crate::recipe::check::MIN_SECONDS && *s <= def.video.max_seconds)
             .ok_or_else(|| {
                 r.diag(Origin::Recipe, &cell.pointer, "out-of-range", format!(
-                "var `seconds` must be a whole number between 1 and `video.max_seconds` ({})",
+                "var `seconds` must be a whole number between {} and `video.max_seconds` ({})",
+                crate::recipe::check::MIN_SECONDS,
                 def.video.max_seconds
             ))
             })?;

@@ -10,6 +10,9 @@ use super::{
     secrets, topics,
 };
 
+/// The shortest script any voice can speak: a hook and a call to action.
+pub const MIN_SECONDS: u32 = 3;
+
 pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if r.recipe.version != 1 {
@@ -250,16 +253,21 @@ fn template(
         2.0,
         out,
     );
-    if s.seconds == 0 || s.seconds > t.video.max_seconds {
-        out.push(r.diag(
-            origin,
-            &format!("{script_at}/seconds"),
-            "out-of-range",
-            format!(
-                "`seconds` is {} but must be between 1 and `video.max_seconds` ({})",
-                s.seconds, t.video.max_seconds
-            ),
-        ));
+    if s.seconds < MIN_SECONDS || s.seconds > t.video.max_seconds {
+        out.push(
+            r.diag(
+                origin,
+                &format!("{script_at}/seconds"),
+                "out-of-range",
+                format!(
+                    "`seconds` is {} but must be between {MIN_SECONDS} and `video.max_seconds` ({})",
+                    s.seconds, t.video.max_seconds
+                ),
+            )
+            .with_hint_opt((s.seconds < MIN_SECONDS).then(|| {
+                format!("a script needs at least {MIN_SECONDS} seconds for its hook and call to action")
+            })),
+        );
     }
 
     let f = &t.footage;
@@ -361,7 +369,7 @@ fn template(
         origin,
         &format!("{at}/video/max_seconds"),
         Some(v.max_seconds),
-        1,
+        MIN_SECONDS,
         600,
         out,
     );
@@ -845,6 +853,33 @@ mod tests {
         let d = load(&text, &[]);
         assert!(d.iter().any(|d| d.code == "secret-in-recipe"), "{d:?}");
         assert!(!d.iter().any(|d| d.render().contains("MIIEvQIBADAN")));
+    }
+
+    #[test]
+    fn one_second_scripts_in_one_second_videos_are_refused() {
+        let text = recipe(
+            "\"{{ topic }}\"\n    video: { max_seconds: 1 }",
+            "    topic: [Owls]\n",
+            "",
+        )
+        .replace(
+            "script: { provider: offline }",
+            "script: { provider: offline, seconds: 1 }",
+        );
+        let d = load(&text, &[]);
+        let codes: Vec<_> = d.iter().map(|d| (d.code, d.line)).collect();
+        assert_eq!(codes, [("out-of-range", 7), ("out-of-range", 9)], "{d:?}");
+        assert!(d[0].message.contains("between 3 and"), "{}", d[0].message);
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  seconds: 2\n",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(
+            d[0].code, "out-of-range",
+            "a `seconds` var is held to it too: {d:?}"
+        );
     }
 
     #[test]

@@ -160,7 +160,8 @@ pub struct ScriptDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Target narration length in seconds (also the template variable `seconds`, unless
-    /// a var of that name overrides it). At most `video.max_seconds`.
+    /// a var of that name overrides it). At least 3 (a hook and a call to action), at
+    /// most `video.max_seconds`.
     #[serde(default = "default_seconds")]
     pub seconds: u32,
     /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`.
@@ -272,7 +273,7 @@ pub struct VideoDef {
     /// Frames per second, 23–60.
     #[serde(default = "default_fps")]
     pub fps: u32,
-    /// Longest allowed video, in seconds (at most 600).
+    /// Longest allowed video, in seconds (3 to 600).
     #[serde(default = "default_max_seconds")]
     pub max_seconds: u32,
     /// Background music file, relative to the recipe and inside its directory; ducked
