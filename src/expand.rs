@@ -29,7 +29,29 @@ const FUEL: u64 = 100_000;
 
 /// Diagnostic codes about template strings themselves, meaningful even when the
 /// recipe has other mistakes.
-pub const TEMPLATE_CODES: [&str; 3] = ["template-syntax", "undefined-variable", "reserved-var"];
+pub const TEMPLATE_CODES: [&str; 4] = [
+    "template-syntax",
+    "template-unbounded",
+    "undefined-variable",
+    "reserved-var",
+];
+
+/// The longest each rendered string may be, in characters. A caption is what TikTok
+/// accepts (2,200); a hashtag, a title and a footage query are far shorter in practice.
+pub mod bounds {
+    pub const TITLE: usize = 150;
+    pub const CAPTION: usize = 2_200;
+    pub const HASHTAG: usize = 100;
+    pub const PROMPT: usize = 20_000;
+    pub const CTA: usize = 300;
+    pub const QUERY: usize = 200;
+    /// Any value a filter makes while rendering (`replace`, `join`), in bytes.
+    pub const VALUE_BYTES: usize = 4 * PROMPT;
+    /// Operators (`~`, `+`, `|`) one template string may use. With no loops, sets or
+    /// macros, each runs at most once, so no value grows past this many times the
+    /// largest input.
+    pub const OPERATORS: usize = 64;
+}
 
 /// Names every job's template context provides besides the vars.
 const BUILTIN_VARS: [&str; 5] = ["topic", "voice", "template", "recipe", "seconds"];
@@ -163,6 +185,29 @@ enum Field {
 }
 
 impl Field {
+    /// The longest the rendered string may be, in characters.
+    fn bound(self) -> usize {
+        match self {
+            Self::Prompt => bounds::PROMPT,
+            Self::Cta => bounds::CTA,
+            Self::Query => bounds::QUERY,
+            Self::Title => bounds::TITLE,
+            Self::Caption => bounds::CAPTION,
+            Self::Hashtag(_) => bounds::HASHTAG,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Prompt => "script.prompt",
+            Self::Cta => "script.cta",
+            Self::Query => "footage.query",
+            Self::Title => "title",
+            Self::Caption => "caption",
+            Self::Hashtag(_) => "a hashtag",
+        }
+    }
+
     fn pointer(self) -> String {
         match self {
             Self::Prompt => "/script/prompt".into(),
@@ -213,16 +258,29 @@ struct CellPlan<'a> {
 /// template syntax errors, undefined variables, render failures, duplicate jobs.
 pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(FUEL));
-    // No loader: `include`/`import` cannot reach any file, inside the recipe dir or not.
+    let env = environment();
     let globals: BTreeSet<String> = env.globals().map(|(k, _)| k.to_owned()).collect();
+    let mut env = env;
 
     let mut compiled: HashMap<String, bool> = HashMap::new();
     for (name, t) in &r.templates {
         for (field, text) in fields(&t.value) {
             let key = template_name(name, field);
+            if let Some((range, why)) = unbounded(text) {
+                let pointer = format!("{}{}", t.pointer, field.pointer());
+                let src = r.source(t.origin);
+                diags.push(
+                    Diagnostic::new(
+                        &src.file,
+                        locate(src, &pointer, text, range),
+                        "template-unbounded",
+                        why,
+                    )
+                    .with_hint("recipe templates are expressions: `{{ }}`, `{% if %}` and filters"),
+                );
+                compiled.insert(key, false);
+                continue;
+            }
             match env.add_template_owned(key.clone(), text.to_owned()) {
                 Ok(()) => {
                     compiled.insert(key, true);
@@ -244,6 +302,35 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
         }
     }
 
+    let limit = r.recipe.batch.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
+    if limit > MAX_JOBS {
+        diags.push(r.diag(
+            Origin::Recipe,
+            "/batch/max_jobs",
+            "out-of-range",
+            format!("`batch.max_jobs` is {limit} but must be at most {MAX_JOBS}"),
+        ));
+        return Err(diags);
+    }
+    let count = count_jobs(r);
+    if count > limit {
+        diags.push(
+            r.diag_key(
+                Origin::Recipe,
+                "/batch/matrix",
+                "too-many-jobs",
+                format!(
+                    "the batch makes {count} jobs; the limit is {limit} (topics × voices × templates, less `exclude`, plus `include`)"
+                ),
+            )
+            .with_hint(if limit < MAX_JOBS {
+                format!("split the recipe, or raise the limit with `batch.max_jobs` (at most {MAX_JOBS})")
+            } else {
+                "split the recipe".to_owned()
+            }),
+        );
+        return Err(diags);
+    }
     let cells = cells(r);
     if cells.is_empty() && diags.is_empty() {
         diags.push(
@@ -369,6 +456,72 @@ fn dedup(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diags
 }
 
+/// Jobs a batch makes unless `batch.max_jobs` says otherwise.
+pub const DEFAULT_MAX_JOBS: u64 = 10_000;
+/// The most `batch.max_jobs` may allow.
+pub const MAX_JOBS: u64 = 1_000_000;
+
+/// How many cells the matrix makes, counted without making them: per voice and
+/// template, the topics no `exclude` entry drops, plus what `include` adds. Saturates
+/// at `u64::MAX`.
+pub fn count_jobs(r: &Resolved) -> u64 {
+    let m = &r.recipe.batch.matrix;
+    let templates: Vec<&str> = if m.template.is_empty() {
+        r.recipe.batch.template.as_deref().into_iter().collect()
+    } else {
+        m.template.iter().map(String::as_str).collect()
+    };
+    let topics = r.topics.len() as u64;
+    let pairs = (m.voice.len() as u64).saturating_mul(templates.len() as u64);
+    let mut count: u64 = if m.exclude.is_empty() || pairs > 1_000_000 {
+        // Too many pairs to look at one by one: excludes are not subtracted.
+        topics.saturating_mul(pairs)
+    } else {
+        let mut occurrences: HashMap<&str, u64> = HashMap::new();
+        for t in &r.topics {
+            *occurrences.entry(t.text.as_str()).or_default() += 1;
+        }
+        let mut count: u64 = 0;
+        for voice in &m.voice {
+            for template in &templates {
+                let matching: Vec<_> = m
+                    .exclude
+                    .iter()
+                    .filter(|f| {
+                        f.voice.as_deref().is_none_or(|v| v == voice)
+                            && f.template.as_deref().is_none_or(|t| t == *template)
+                    })
+                    .collect();
+                if matching.iter().any(|f| f.topic.is_none()) {
+                    continue;
+                }
+                let dropped: BTreeSet<&str> =
+                    matching.iter().filter_map(|f| f.topic.as_deref()).collect();
+                let dropped: u64 = dropped
+                    .iter()
+                    .map(|t| occurrences.get(t).copied().unwrap_or(0))
+                    .sum();
+                count = count.saturating_add(topics - dropped);
+            }
+        }
+        count
+    };
+    for cell in &m.include {
+        let voices = if cell.voice.is_some() {
+            1
+        } else {
+            m.voice.len() as u64
+        };
+        let temps = if cell.template.is_some() {
+            1
+        } else {
+            templates.len() as u64
+        };
+        count = count.saturating_add(voices.saturating_mul(temps));
+    }
+    count
+}
+
 fn cells(r: &Resolved) -> Vec<CellPlan<'_>> {
     let m = &r.recipe.batch.matrix;
     let templates: Vec<&str> = if m.template.is_empty() {
@@ -463,10 +616,11 @@ fn render_job(
         ctx.get("seconds")
             .and_then(Value::as_u64)
             .and_then(|s| u32::try_from(s).ok())
-            .filter(|s| *s > 0 && *s <= def.video.max_seconds)
+            .filter(|s| *s >= crate::recipe::check::MIN_SECONDS && *s <= def.video.max_seconds)
             .ok_or_else(|| {
                 r.diag(Origin::Recipe, &cell.pointer, "out-of-range", format!(
-                "var `seconds` must be a whole number between 1 and `video.max_seconds` ({})",
+                "var `seconds` must be a whole number between {} and `video.max_seconds` ({})",
+                crate::recipe::check::MIN_SECONDS,
                 def.video.max_seconds
             ))
             })?;
@@ -481,8 +635,28 @@ fn render_job(
                 e.to_string(),
             )
         })?;
-        tmpl.render(&ctx).map(|s| s.trim().to_owned()).map_err(|e| {
-            let pointer = format!("{}{}", t.pointer, field.pointer());
+        let pointer = format!("{}{}", t.pointer, field.pointer());
+        let too_long = || {
+            r.diag(
+                t.origin,
+                &pointer,
+                "too-long",
+                format!(
+                    "{} renders to more than {} characters for topic `{}`",
+                    field.name(),
+                    field.bound(),
+                    shorten(cell.topic)
+                ),
+            )
+        };
+        // Rendering stops as soon as the output passes the bound (in bytes, at most
+        // four per character), so a runaway template never fills memory.
+        let mut out = Capped::new(field.bound() * 4);
+        let rendered = tmpl.render_captured_to(&ctx, &mut out);
+        if out.overflowed {
+            return Err(too_long());
+        }
+        rendered.map_err(|e| {
             let text = fields(def)
                 .into_iter()
                 .find(|(f, _)| *f == field)
@@ -496,7 +670,30 @@ fn render_job(
                 "template-render",
                 Some(cell.topic),
             )
-        })
+        })?;
+        let text = String::from_utf8_lossy(&out.bytes).trim().to_owned();
+        if text.chars().count() > field.bound() {
+            return Err(too_long());
+        }
+        if let Some((what, _)) = crate::recipe::secrets::find_secret(&text) {
+            let src = r.source(t.origin);
+            return Err(crate::recipe::check::secret_diag(src, &pointer, what, ""));
+        }
+        let lines = matches!(field, Field::Prompt | Field::Caption);
+        if let Some(c) = crate::recipe::check::control_char(&text, lines) {
+            return Err(r.diag(
+                t.origin,
+                &pointer,
+                "control-character",
+                format!(
+                    "{} renders with the control character {} for topic `{}`",
+                    field.name(),
+                    crate::recipe::check::describe(c),
+                    shorten(cell.topic)
+                ),
+            ));
+        }
+        Ok(text)
     };
     let opt = |present: bool, field: Field| -> Result<Option<String>, Diagnostic> {
         if present {
@@ -551,6 +748,194 @@ fn render_job(
         publish: r.publish.clone(),
         notify: r.notify.clone(),
     })
+}
+
+/// The template environment: strict about undefined names, fuelled, and without the
+/// loops, globals and filters that could make a string without bound. `replace` and
+/// `join` are replaced by versions that refuse a result above [`bounds::VALUE_BYTES`].
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    // No loader: `include`/`import` cannot reach any file, inside the recipe dir or not.
+    for name in ["range", "namespace", "cycler", "joiner", "lipsum", "debug"] {
+        env.remove_global(name);
+    }
+    // Each applies a filter once per item, or pads and indents to any width.
+    for name in [
+        "map",
+        "select",
+        "reject",
+        "selectattr",
+        "rejectattr",
+        "groupby",
+        "batch",
+        "slice",
+        "indent",
+        "format",
+        "pprint",
+        "tojson",
+    ] {
+        env.remove_filter(name);
+    }
+    env.add_filter("replace", bounded_replace);
+    env.add_filter("join", bounded_join);
+    env
+}
+
+fn too_large() -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!(
+            "the result would be longer than {} bytes",
+            bounds::VALUE_BYTES
+        ),
+    )
+}
+
+fn bounded_replace(value: String, from: String, to: String) -> Result<String, minijinja::Error> {
+    let count = if from.is_empty() {
+        value.chars().count() + 1
+    } else {
+        value.matches(from.as_str()).count()
+    };
+    let grows = to.len().saturating_sub(from.len());
+    if value.len().saturating_add(count.saturating_mul(grows)) > bounds::VALUE_BYTES {
+        return Err(too_large());
+    }
+    Ok(value.replace(from.as_str(), &to))
+}
+
+fn bounded_join(
+    value: minijinja::Value,
+    joiner: Option<String>,
+) -> Result<String, minijinja::Error> {
+    let joiner = joiner.unwrap_or_default();
+    let mut out = String::new();
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(&joiner);
+        }
+        let text = item.to_string();
+        if out.len() + text.len() > bounds::VALUE_BYTES {
+            return Err(too_large());
+        }
+        out.push_str(&text);
+    }
+    Ok(out)
+}
+
+/// Output that refuses to grow past `cap` bytes: the render stops at the first write
+/// that would pass it.
+struct Capped {
+    bytes: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl Capped {
+    fn new(cap: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            cap,
+            overflowed: false,
+        }
+    }
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.cap {
+            self.overflowed = true;
+            return Err(std::io::Error::other("output bound passed"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A topic short enough for a message.
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= 60 {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    }
+}
+
+/// Why a template string could render without bound, and where: string repetition
+/// (`*`), the tags that bind or repeat (`set`, `with`, `for`, `macro`, `call`, and the
+/// file tags), or more operators than [`bounds::OPERATORS`].
+fn unbounded(text: &str) -> Option<(std::ops::Range<usize>, String)> {
+    const TAGS: [&str; 9] = [
+        "set", "with", "for", "macro", "call", "include", "import", "from", "extends",
+    ];
+    let bytes = text.as_bytes();
+    let mut operators = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let open = &bytes[i..i + 2];
+        if open == b"{#" {
+            i = text[i..].find("#}").map_or(bytes.len(), |j| i + j + 2);
+            continue;
+        }
+        if open != b"{{" && open != b"{%" {
+            i += 1;
+            continue;
+        }
+        let close: &[u8] = if open == b"{{" { b"}}" } else { b"%}" };
+        let mut j = i + 2;
+        if open == b"{%" {
+            let rest = text[j..].trim_start_matches(['-', '+', ' ', '\t', '\n', '\r']);
+            let start = text.len() - rest.len();
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if TAGS.contains(&word.as_str()) {
+                return Some((
+                    start..start + word.len(),
+                    format!("`{{% {word} %}}` is not allowed in recipe templates"),
+                ));
+            }
+        }
+        while j < bytes.len() && !bytes[j..].starts_with(close) {
+            match bytes[j] {
+                q @ (b'\'' | b'"') => {
+                    j += 1;
+                    while j < bytes.len() && bytes[j] != q {
+                        j += if bytes[j] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                b'*' => {
+                    return Some((
+                        j..j + 1,
+                        "`*` is not allowed in recipe templates (it repeats strings without bound)"
+                            .to_owned(),
+                    ));
+                }
+                b'~' | b'+' | b'|' => {
+                    operators += 1;
+                    if operators > bounds::OPERATORS {
+                        return Some((
+                            j..j + 1,
+                            format!(
+                                "a template string may use at most {} operators (`~`, `+`, `|`)",
+                                bounds::OPERATORS
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        i = j + 2;
+    }
+    None
 }
 
 fn template_error(
@@ -629,6 +1014,177 @@ fn locate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recipe with one `fact` template whose `field` line is `field_yaml`, and the
+    /// given topics, loaded from a temporary folder.
+    fn recipe(template_lines: &str, topics: &str) -> (tempfile::TempDir, Resolved) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.yaml");
+        let text = format!(
+            "version: 1\nname: r\nvoices:\n  narrator: {{ provider: espeak, voice: en-us }}\n\
+             templates:\n  fact:\n    script: {{ provider: offline }}\n{template_lines}\n\
+             batch:\n  template: fact\n  matrix:\n    topic: {topics}\n    voice: [narrator]\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let r = crate::recipe::load(&path).unwrap_or_else(|d| panic!("{d:?}"));
+        (tmp, r)
+    }
+
+    fn errors(template_lines: &str, topics: &str) -> Vec<Diagnostic> {
+        let (_tmp, r) = recipe(template_lines, topics);
+        expand(&r).expect_err("the recipe must be refused")
+    }
+
+    #[test]
+    fn a_hashtag_repeating_a_string_a_hundred_million_times_is_refused_before_rendering() {
+        let d = errors(
+            "    title: \"{{ topic }}\"\n    hashtags: [\"{{ 'x' * 100000000 }}\"]",
+            "[Owls]",
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "template-unbounded");
+        assert_eq!((d[0].line, d[0].column), (9, 24), "points at the `*`");
+    }
+
+    #[test]
+    fn a_doubling_loop_is_refused_before_rendering() {
+        let d = errors(
+            "    title: \"{{ topic }}\"\n    caption: \"{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}\"",
+            "[Owls]",
+        );
+        assert_eq!(d[0].code, "template-unbounded", "{d:?}");
+        for tag in [
+            "with a = topic ~ topic",
+            "macro m(x)",
+            "for t in [1]",
+            "call m()",
+        ] {
+            let d = errors(&format!("    title: \"{{% {tag} %}}x\""), "[Owls]");
+            assert_eq!(d[0].code, "template-unbounded", "{tag}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn a_replace_chain_stops_at_the_value_bound() {
+        let step = "| replace('', '0123456789') ";
+        let d = errors(
+            &format!("    title: \"{{{{ topic {} }}}}\"", step.repeat(8)),
+            "[Owls]",
+        );
+        assert_eq!(d[0].code, "template-render", "{d:?}");
+        assert!(d[0].message.contains("longer than"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn loops_and_repeating_filters_are_not_available() {
+        for text in [
+            "{{ [topic] | map('upper') | join }}",
+            "{{ range(3) | join }}",
+            "{{ topic | indent(100000000) }}",
+            "{{ '%s' | format(topic) }}",
+        ] {
+            let d = errors(&format!("    title: \"{text}\""), "[Owls]");
+            assert!(!d.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_title_over_150_characters_is_refused_at_the_title() {
+        let long = "o".repeat(151);
+        let d = errors("    title: \"{{ topic }}\"", &format!("[{long}]"));
+        assert_eq!(d[0].code, "too-long", "{d:?}");
+        assert_eq!(d[0].line, 8, "points at the title");
+        assert!(d[0].message.contains("150"), "{}", d[0].message);
+        let (_tmp, ok) = recipe(
+            "    title: \"{{ topic }}\"",
+            &format!("[{}]", "o".repeat(150)),
+        );
+        assert!(expand(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_caption_of_a_million_characters_stops_rendering_at_its_bound() {
+        let mut out = Capped::new(bounds::CAPTION * 4);
+        let env = environment();
+        let t = env.template_from_str("{{ topic ~ topic }}").unwrap();
+        let topic = "x".repeat(1_000_000);
+        let r = t.render_captured_to(minijinja::context! { topic }, &mut out);
+        assert!(r.is_err() && out.overflowed);
+        assert!(out.bytes.len() <= bounds::CAPTION * 4);
+    }
+
+    /// `n` topics, `v` voices and `t` templates, with `extra` added under `batch:`.
+    fn matrix(n: usize, v: usize, t: usize, extra: &str) -> (tempfile::TempDir, Resolved) {
+        let tmp = tempfile::tempdir().unwrap();
+        let voices: String = (0..v)
+            .map(|i| format!("  v{i}: {{ provider: espeak, voice: en-us }}\n"))
+            .collect();
+        let templates: String = (0..t)
+            .map(|i| format!("  t{i}:\n    script: {{ provider: offline }}\n    title: \"{{{{ topic }}}} {i}\"\n"))
+            .collect();
+        let topics: Vec<String> = (0..n).map(|i| format!("topic {i}")).collect();
+        std::fs::write(tmp.path().join("topics.txt"), topics.join("\n")).unwrap();
+        let names = |p: &str, k: usize| {
+            (0..k)
+                .map(|i| format!("{p}{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let text = format!(
+            "version: 1\nname: r\nvoices:\n{voices}templates:\n{templates}batch:\n{extra}  matrix:\n    topics_file: topics.txt\n    voice: [{}]\n    template: [{}]\n",
+            names("v", v),
+            names("t", t)
+        );
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        let r = crate::recipe::load(&path).unwrap_or_else(|d| panic!("{d:?}"));
+        (tmp, r)
+    }
+
+    #[test]
+    fn a_million_job_batch_is_refused_at_the_matrix_before_expanding() {
+        let (_tmp, r) = matrix(10_000, 10, 10, "");
+        let started = std::time::Instant::now();
+        let d = expand(&r).expect_err("refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "too-many-jobs");
+        assert!(d[0].message.contains("1000000 jobs"), "{}", d[0].message);
+        let matrix_line = r
+            .source
+            .file
+            .text
+            .lines()
+            .position(|l| l.trim() == "matrix:")
+            .unwrap();
+        assert_eq!(
+            d[0].line as usize,
+            matrix_line + 1,
+            "points at `batch.matrix`"
+        );
+    }
+
+    #[test]
+    fn max_jobs_raises_the_limit_and_excludes_are_counted() {
+        let (_tmp, r) = matrix(6_000, 2, 1, "  max_jobs: 12000\n");
+        assert_eq!(expand(&r).map(|j| j.len()).ok(), Some(12_000));
+        let (_tmp, r) = matrix(6_000, 2, 1, "");
+        assert_eq!(count_jobs(&r), 12_000);
+        assert_eq!(expand(&r).unwrap_err()[0].code, "too-many-jobs");
+        let (_tmp, r) = matrix(6_000, 2, 1, "  max_jobs: 2000000\n");
+        assert_eq!(expand(&r).unwrap_err()[0].code, "out-of-range");
+    }
+
+    #[test]
+    fn ordinary_templates_still_render() {
+        let (_tmp, r) = recipe(
+            "    title: \"{{ topic | replace(' ', '') | lower }} {% if seconds > 10 %}long{% endif %}\"\n    hashtags: [\"{{ [topic, 'x'] | join('-') }}\"]",
+            "[Black holes]",
+        );
+        let jobs = expand(&r).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(jobs[0].spec.title, "blackholes long");
+        assert_eq!(jobs[0].spec.hashtags, ["Blackholes-x"]);
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {

@@ -29,17 +29,7 @@ pub fn annotation(d: &Diagnostic) -> String {
     )
 }
 
-/// The workflow-command rules: `%`, CR and LF are percent-encoded in the message.
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Properties also encode the `:` and `,` that would end them.
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
+use super::escape::{ci_data as escape_data, ci_property as escape_property};
 
 /// Applies `--changed-since`: the recipe files to load, or `None` when nothing changed
 /// (the command then has nothing to do and says so).
@@ -255,6 +245,18 @@ mod tests {
     fn messages_escape_percent_and_newlines() {
         assert_eq!(escape_data("50% a\r\nb"), "50%25 a%0D%0Ab");
         assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+    }
+
+    #[test]
+    fn an_annotation_is_one_line_whatever_the_message() {
+        let d = Diagnostic::file(
+            Path::new("r.yaml"),
+            "invalid-value",
+            "topic `Comets\n::warning title=x::INJECTED\u{1b}[31m`",
+        );
+        let line = annotation(&d);
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
     }
 
     #[test]

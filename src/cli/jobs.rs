@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::escape::plain;
 use super::{CmdResult, Failure, JobsCommand, Outcome, out, out_json};
 use crate::store::{JobFilter, Store};
 
@@ -47,10 +48,10 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                     text.push_str(&format!(
                         "{}  {:<12} {:<11} {} · {}{}\n",
                         j.id,
-                        j.recipe,
+                        plain(&j.recipe),
                         j.status.as_str(),
-                        j.topic,
-                        j.voice,
+                        plain(&j.topic),
+                        plain(&j.voice),
                         j.stage
                             .as_deref()
                             .map(|s| format!("  [{s}]"))
@@ -83,9 +84,9 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                 let mut text = format!(
                     "job {}\n  recipe   {}\n  topic    {}\n  voice    {}\n  status   {}{}\n  attempts {}\n",
                     job.id,
-                    job.recipe,
-                    job.topic,
-                    job.voice,
+                    plain(&job.recipe),
+                    plain(&job.topic),
+                    plain(&job.voice),
                     job.status.as_str(),
                     job.stage
                         .as_deref()
@@ -94,7 +95,7 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                     job.attempts
                 );
                 if let Some(e) = &job.error {
-                    text.push_str(&format!("  error    {e}\n"));
+                    text.push_str(&format!("  error    {}\n", plain(e)));
                 }
                 if !stages.is_empty() {
                     text.push_str("  stages\n");
@@ -119,7 +120,7 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                         .chain(script["sentences"].as_array().into_iter().flatten())
                         .chain(std::iter::once(&script["cta"]));
                     for line in lines.filter_map(serde_json::Value::as_str) {
-                        text.push_str(&format!("    {line}\n"));
+                        text.push_str(&format!("    {}\n", plain(line)));
                     }
                 }
                 text.push_str(&format!(

@@ -5,6 +5,7 @@ mod auth;
 mod ci;
 mod completions;
 mod doctor;
+pub mod escape;
 mod export;
 mod gc;
 mod jobs;
@@ -441,6 +442,7 @@ pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
     let mut seen = std::collections::BTreeSet::new();
     diags.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
     diags.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    let mut diags = cap_per_file(diags);
     let mut names: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
     for e in &ok {
         if let Some(first) = names.insert(e.recipe.name.clone(), e.recipe.path.clone()) {
@@ -461,6 +463,47 @@ pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
         }
     }
     (ok, diags)
+}
+
+/// The most diagnostics shown for one file; a broken file (a paste gone wrong) could
+/// otherwise print thousands, each with its snippet.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
+
+/// The first [`MAX_DIAGNOSTICS_PER_FILE`] diagnostics of each file (sorted by file),
+/// and one more saying how many were left out.
+fn cap_per_file(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len().min(1_000));
+    let mut count = 0;
+    let mut left_out = 0;
+    let mut current: Option<PathBuf> = None;
+    let flush = |out: &mut Vec<Diagnostic>, path: &Option<PathBuf>, left_out: usize| {
+        if let (Some(path), true) = (path, left_out > 0) {
+            out.push(
+                Diagnostic::file(
+                    path,
+                    "too-many-problems",
+                    format!("{left_out} more problems in this file are not shown"),
+                )
+                .with_hint("fix the ones above and run `factory validate` again"),
+            );
+        }
+    };
+    for d in diags {
+        if current.as_ref() != Some(&d.path) {
+            flush(&mut out, &current, left_out);
+            current = Some(d.path.clone());
+            count = 0;
+            left_out = 0;
+        }
+        count += 1;
+        if count <= MAX_DIAGNOSTICS_PER_FILE {
+            out.push(d);
+        } else {
+            left_out += 1;
+        }
+    }
+    flush(&mut out, &current, left_out);
+    out
 }
 
 /// Prints diagnostics to stderr (human) and returns whether there were any. In CI
@@ -497,4 +540,29 @@ pub fn out_json(value: &impl serde::Serialize) {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     out(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_with_thousands_of_mistakes_reports_fifty_and_a_count_quickly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(
+            &path,
+            format!("version: 1\n{}", "name:ion: 1\n".repeat(45_000)),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let (_, diags) = load_all(&[path]);
+        let rendered: usize = diags.iter().map(|d| d.render().len()).sum();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(rendered > 0);
+        assert_eq!(diags.len(), MAX_DIAGNOSTICS_PER_FILE + 1);
+        let last = diags.last().unwrap();
+        assert_eq!(last.code, "too-many-problems");
+        assert!(last.message.starts_with("44"), "{}", last.message);
+    }
 }

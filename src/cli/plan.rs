@@ -70,7 +70,8 @@ pub async fn run(
             text.push_str(&p.render());
             text.push_str(&spend.render());
         }
-        out(&text);
+        // Stored jobs come from older recipes, which may hold what today's would refuse.
+        out(&super::escape::lines(&text));
     }
     Ok(Outcome::Ok)
 }

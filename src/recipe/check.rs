@@ -10,6 +10,9 @@ use super::{
     secrets, topics,
 };
 
+/// The shortest script any voice can speak: a hook and a call to action.
+pub const MIN_SECONDS: u32 = 3;
+
 pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if r.recipe.version != 1 {
@@ -39,6 +42,29 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
             )
             .with_hint(format!("for example `{}`", slugify(&r.recipe.name))),
         );
+    }
+    for (name, v) in r.vars.iter().chain(&r.recipe.batch.vars) {
+        if let Value::String(text) = v
+            && let Some(c) = control_char(text, true)
+        {
+            let pointer = if r.recipe.batch.vars.contains_key(name) {
+                format!("/batch/vars/{name}")
+            } else {
+                format!("/vars/{name}")
+            };
+            let origin =
+                if r.recipe.vars.contains_key(name) || r.recipe.batch.vars.contains_key(name) {
+                    Origin::Recipe
+                } else {
+                    Origin::Project
+                };
+            out.push(r.diag(
+                origin,
+                &pointer,
+                "control-character",
+                format!("var `{name}` holds the control character {}", describe(c)),
+            ));
+        }
     }
     for (name, v) in &r.vars {
         if matches!(v, Value::Array(_) | Value::Object(_)) {
@@ -227,16 +253,21 @@ fn template(
         2.0,
         out,
     );
-    if s.seconds == 0 || s.seconds > t.video.max_seconds {
-        out.push(r.diag(
-            origin,
-            &format!("{script_at}/seconds"),
-            "out-of-range",
-            format!(
-                "`seconds` is {} but must be between 1 and `video.max_seconds` ({})",
-                s.seconds, t.video.max_seconds
-            ),
-        ));
+    if s.seconds < MIN_SECONDS || s.seconds > t.video.max_seconds {
+        out.push(
+            r.diag(
+                origin,
+                &format!("{script_at}/seconds"),
+                "out-of-range",
+                format!(
+                    "`seconds` is {} but must be between {MIN_SECONDS} and `video.max_seconds` ({})",
+                    s.seconds, t.video.max_seconds
+                ),
+            )
+            .with_hint_opt((s.seconds < MIN_SECONDS).then(|| {
+                format!("a script needs at least {MIN_SECONDS} seconds for its hook and call to action")
+            })),
+        );
     }
 
     let f = &t.footage;
@@ -338,7 +369,7 @@ fn template(
         origin,
         &format!("{at}/video/max_seconds"),
         Some(v.max_seconds),
-        1,
+        MIN_SECONDS,
         600,
         out,
     );
@@ -439,6 +470,32 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
         }
     }
     for t in &r.topics {
+        if t.pointer == "/batch/matrix/topics_file"
+            && let Some((what, _)) = secrets::find_secret(&t.text)
+        {
+            out.push(
+                r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "secret-in-recipe",
+                    format!(
+                        "a topic in this file looks like {what}; secrets never belong in a recipe"
+                    ),
+                )
+                .with_hint("remove it from the topics file, and revoke it if it was committed"),
+            );
+        }
+        if let Some(c) = control_char(&t.text, false) {
+            out.push(
+                r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "control-character",
+                    format!("a topic holds the control character {}", describe(c)),
+                )
+                .with_hint("topics are one line of plain text"),
+            );
+        }
         if t.text.trim().is_empty() {
             out.push(r.diag(
                 Origin::Recipe,
@@ -582,13 +639,8 @@ pub fn secrets(src: &Source, value: &Value) -> Vec<Diagnostic> {
 fn walk(src: &Source, value: &Value, pointer: &mut String, out: &mut Vec<Diagnostic>) {
     match value {
         Value::String(s) => {
-            if let Some(what) = secrets::looks_like_secret(s) {
-                out.push(
-                    Diagnostic::new(&src.file, src.at(pointer), "secret-in-recipe", format!(
-                        "this looks like {what}; secrets never belong in a recipe"
-                    ))
-                    .with_hint("remove it, revoke it if it was committed, and set it in the environment (e.g. `OPENROUTER_API_KEY`)"),
-                );
+            if let Some((what, range)) = secrets::find_secret(s) {
+                out.push(secret_diag(src, pointer, what, &s[range]));
             }
         }
         Value::Array(items) => {
@@ -622,6 +674,49 @@ fn walk(src: &Source, value: &Value, pointer: &mut String, out: &mut Vec<Diagnos
     }
 }
 
+/// The first control character of `text`, if any. With `lines`, newline and tab are
+/// allowed (a prompt or a caption has lines); a carriage return never is.
+pub fn control_char(text: &str, lines: bool) -> Option<char> {
+    text.chars().find(|c| {
+        (c.is_control() && !(lines && matches!(c, '\n' | '\t')))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// A control character named so a reader can find it: `U+001B (escape)`.
+pub fn describe(c: char) -> String {
+    let name = match c {
+        '\n' => " (newline)",
+        '\r' => " (carriage return)",
+        '\t' => " (tab)",
+        '\u{1b}' => " (escape)",
+        '\u{0}' => " (NUL)",
+        _ => "",
+    };
+    format!("U+{:04X}{name}", c as u32)
+}
+
+/// A credential found at `pointer`, masked in the snippet: where `found` is written
+/// literally in the value's span, that text; otherwise the whole value (a key built
+/// by a template, or written with escapes).
+pub fn secret_diag(src: &Source, pointer: &str, what: &str, found: &str) -> Diagnostic {
+    let pos = src.at(pointer);
+    let span = src
+        .file
+        .text
+        .get(pos.offset..pos.offset + pos.len)
+        .unwrap_or_default();
+    let (offset, len) = match span.find(found) {
+        Some(i) if !found.is_empty() => (pos.offset + i, found.len()),
+        _ => (pos.offset, pos.len),
+    };
+    Diagnostic::new(&src.file, pos, "secret-in-recipe", format!(
+        "this looks like {what}; secrets never belong in a recipe"
+    ))
+    .with_hint("remove it, revoke it if it was committed, and set it in the environment (e.g. `OPENROUTER_API_KEY`)")
+    .with_masked(offset, len)
+}
+
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -641,4 +736,165 @@ fn slugify(s: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::recipe::Diagnostic;
+
+    /// Loads `text` as `r.yaml` in a temporary folder holding `files`.
+    fn load(text: &str, files: &[(&str, &str)]) -> Vec<Diagnostic> {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(tmp.path().join(name), body).unwrap();
+        }
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        match crate::recipe::load(Path::new(&path)) {
+            Ok(r) => crate::expand::expand(&r).err().unwrap_or_default(),
+            Err(d) => d,
+        }
+    }
+
+    fn recipe(title: &str, matrix: &str, vars: &str) -> String {
+        format!(
+            "version: 1\nname: r\n{vars}voices:\n  narrator: {{ provider: espeak, voice: en-us }}\ntemplates:\n  fact:\n    script: {{ provider: offline }}\n    title: {title}\nbatch:\n  template: fact\n  matrix:\n{matrix}    voice: [narrator]\n"
+        )
+    }
+
+    #[test]
+    fn a_topic_with_a_newline_and_a_workflow_command_is_refused() {
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [\"Comets\\n::warning title=x::INJECTED\"]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "control-character");
+        assert_eq!(d[0].line, 12, "points at the topic");
+    }
+
+    #[test]
+    fn control_characters_in_a_topics_file_vars_or_a_rendered_title_are_refused() {
+        let text = recipe("\"{{ topic }}\"", "    topics_file: topics.txt\n", "");
+        let d = load(&text, &[("topics.txt", "Owls\n\u{1b}[31mRed\n")]);
+        assert_eq!(d[0].code, "control-character", "{d:?}");
+        let text = recipe(
+            "\"{{ topic }} {{ mood }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  mood: \"calm\\e[2J\"\n",
+        );
+        let d = load(&text, &[]);
+        assert!(
+            d.iter()
+                .any(|d| d.code == "control-character" && d.line == 4),
+            "{d:?}"
+        );
+        let text = recipe("\"{{ topic }}\\u0007\"", "    topic: [Owls]\n", "");
+        let d = load(&text, &[]);
+        assert_eq!(d[0].code, "control-character", "{d:?}");
+        assert_eq!(d[0].line, 8, "points at the title");
+    }
+
+    const KEY: &str = "sk-or-v1-0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_key_inside_a_sentence_after_bearer_is_found_and_masked_in_the_snippet() {
+        let text = recipe(
+            &format!("\"{{{{ topic }}}} Authorization: Bearer {KEY} thanks\""),
+            "    topic: [Owls]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "secret-in-recipe");
+        let shown = d[0].render();
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("sk-or-*"), "{shown}");
+    }
+
+    #[test]
+    fn a_key_built_by_a_template_is_found_in_the_rendered_value() {
+        let text = recipe(
+            "\"{{ topic }} {{ 'sk-or-v1-' ~ '0123456789abcdef' ~ '0123456789abcdef' }}\"",
+            "    topic: [Owls]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].line), ("secret-in-recipe", 8), "{d:?}");
+        assert!(!d[0].render().contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn keys_in_a_topics_file_jwts_and_pem_keys_are_found() {
+        let text = recipe("\"{{ topic }}\"", "    topics_file: topics.txt\n", "");
+        let d = load(&text, &[("topics.txt", &format!("Owls\nmy key {KEY}\n"))]);
+        assert!(d.iter().any(|d| d.code == "secret-in-recipe"), "{d:?}");
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            &format!("vars:\n  note: \"use {jwt}\"\n"),
+        );
+        assert!(
+            load(&text, &[])
+                .iter()
+                .any(|d| d.code == "secret-in-recipe")
+        );
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  note: |\n    -----BEGIN PRIVATE KEY-----\n    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n    -----END PRIVATE KEY-----\n",
+        );
+        let d = load(&text, &[]);
+        assert!(d.iter().any(|d| d.code == "secret-in-recipe"), "{d:?}");
+        assert!(!d.iter().any(|d| d.render().contains("MIIEvQIBADAN")));
+    }
+
+    #[test]
+    fn one_second_scripts_in_one_second_videos_are_refused() {
+        let text = recipe(
+            "\"{{ topic }}\"\n    video: { max_seconds: 1 }",
+            "    topic: [Owls]\n",
+            "",
+        )
+        .replace(
+            "script: { provider: offline }",
+            "script: { provider: offline, seconds: 1 }",
+        );
+        let d = load(&text, &[]);
+        let codes: Vec<_> = d.iter().map(|d| (d.code, d.line)).collect();
+        assert_eq!(codes, [("out-of-range", 7), ("out-of-range", 9)], "{d:?}");
+        assert!(d[0].message.contains("between 3 and"), "{}", d[0].message);
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  seconds: 2\n",
+        );
+        let d = load(&text, &[]);
+        assert_eq!(
+            d[0].code, "out-of-range",
+            "a `seconds` var is held to it too: {d:?}"
+        );
+    }
+
+    #[test]
+    fn a_topic_no_and_a_voice_named_n_are_strings() {
+        let text = "version: 1\nname: r\nvoices:\n  n: { provider: espeak, voice: en-us }\n  off: { provider: espeak, voice: en-gb }\ntemplates:\n  fact:\n    script: { provider: offline }\n    title: \"{{ topic }}\"\nbatch:\n  template: fact\n  matrix:\n    topic: [Owls, no, yes]\n    voice: [n, off]\n";
+        assert_eq!(load(text, &[]), []);
+    }
+
+    #[test]
+    fn a_tab_or_a_newline_in_a_prompt_var_is_fine() {
+        let text = recipe(
+            "\"{{ topic }}\"",
+            "    topic: [Owls]\n",
+            "vars:\n  style: \"one\\ttwo\\nthree\"\n",
+        );
+        assert_eq!(load(&text, &[]), []);
+    }
 }

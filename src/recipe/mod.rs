@@ -432,11 +432,15 @@ fn resolve(
 
 /// Recipe files under `paths`: files as given, directories searched recursively for
 /// `*.yaml`/`*.yml` (skipping the project file, hidden and state directories), sorted.
+///
+/// Links to directories are not followed (a link back up, `ln -s . recipes/a`, would
+/// otherwise walk forever), no real directory is entered twice, and a file reached
+/// under two names (a link to a recipe) is read once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut out = Vec::new();
+    let mut walk = Walk::default();
     for path in paths {
         if path.is_dir() {
-            walk(path, &mut out).map_err(|e| {
+            walk.dir(path).map_err(|e| {
                 Diagnostic::file(
                     path,
                     "unreadable",
@@ -444,7 +448,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
                 )
             })?;
         } else if path.exists() {
-            out.push(path.clone());
+            walk.file(path.clone());
         } else {
             return Err(Diagnostic::file(
                 path,
@@ -453,26 +457,109 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
             ));
         }
     }
+    let mut out = walk.files;
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != PROJECT_FILE {
-            out.push(path);
+/// The folders entered and the files found so far, by their real paths.
+#[derive(Default)]
+struct Walk {
+    dirs: std::collections::HashSet<PathBuf>,
+    real_files: std::collections::HashSet<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Walk {
+    fn file(&mut self, path: PathBuf) {
+        let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if self.real_files.insert(real) {
+            self.files.push(path);
         }
     }
-    Ok(())
+
+    fn dir(&mut self, dir: &Path) -> std::io::Result<()> {
+        let real = dir.canonicalize()?;
+        if !self.dirs.insert(real) {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            // The entry's own type: a link is a link, whatever it points at.
+            let kind = entry.file_type()?;
+            entries.push((kind.is_symlink(), entry.file_name(), kind, entry));
+        }
+        // Real files before links, then by name: of two names of one file, the file's own
+        // is kept, whatever order the disk lists them in.
+        entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, _, kind, entry) in entries {
+            let path = entry.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            if kind.is_dir() {
+                self.dir(&path)?;
+            } else if kind.is_symlink() && path.is_dir() {
+                continue;
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != PROJECT_FILE {
+                self.file(path);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// `discover` on `dir`, or a failure if it does not return within ten seconds.
+    fn discover_within(dir: &Path) -> Vec<PathBuf> {
+        let (tx, rx) = mpsc::channel();
+        let dir = dir.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(discover(&[dir]));
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("discover returned within ten seconds")
+            .expect("discover succeeded")
+    }
+
+    #[test]
+    fn a_symlink_loop_does_not_hang_discovery() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recipes = tmp.path().join("recipes");
+        std::fs::create_dir(&recipes).unwrap();
+        std::fs::write(recipes.join("one.yaml"), "name: one\n").unwrap();
+        symlink(".", recipes.join("a")).unwrap();
+        symlink(".", recipes.join("b")).unwrap();
+        let found = discover_within(&recipes);
+        assert_eq!(found, [recipes.join("one.yaml")]);
+    }
+
+    #[test]
+    fn a_self_link_reads_every_recipe_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recipes = tmp.path().join("recipes");
+        std::fs::create_dir_all(recipes.join("sub")).unwrap();
+        std::fs::write(recipes.join("one.yaml"), "name: one\n").unwrap();
+        std::fs::write(recipes.join("sub/two.yaml"), "name: two\n").unwrap();
+        symlink(".", recipes.join("self")).unwrap();
+        symlink("..", recipes.join("sub/up")).unwrap();
+        symlink("one.yaml", recipes.join("also-one.yaml")).unwrap();
+        let found = discover_within(&recipes);
+        assert_eq!(
+            found,
+            [recipes.join("one.yaml"), recipes.join("sub/two.yaml")]
+        );
+    }
 }

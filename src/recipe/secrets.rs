@@ -46,6 +46,64 @@ pub fn looks_like_secret(value: &str) -> Option<&'static str> {
     None
 }
 
+/// The first credential anywhere in `text` (inside a sentence, after `Bearer `, a JWT,
+/// a PEM private key): what it looks like and its byte range in `text`.
+pub fn find_secret(text: &str) -> Option<(&'static str, std::ops::Range<usize>)> {
+    if let Some(start) = text.find("-----BEGIN")
+        && let Some(rel) = text[start..].find("PRIVATE KEY-----")
+    {
+        let end = text[start + rel..]
+            .find("-----END")
+            .and_then(|e| {
+                let from = start + rel + e;
+                text[from + 8..].find("-----").map(|k| from + 8 + k + 5)
+            })
+            .unwrap_or(text.len());
+        return Some(("a PEM private key", start..end));
+    }
+    let is_sep = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '<' | '>' | '[' | ']' | '{' | '}' | '='
+            )
+    };
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (start, is_sep(c)) {
+            (None, false) => start = Some(i),
+            (Some(s), true) => {
+                let token = text[s..i].trim_end_matches(['.', ':', '!', '?']);
+                if let Some(what) = looks_like_secret(token).or_else(|| is_jwt(token)) {
+                    return Some((what, s..s + token.len()));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A JSON Web Token: three base64url parts, the first a JSON object (`eyJ`).
+fn is_jwt(token: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let b64 = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    (parts.len() == 3
+        && parts[0].starts_with("eyJ")
+        && parts[1].len() >= 8
+        && parts[2].len() >= 16
+        && parts.iter().all(|p| b64(p)))
+    .then_some("a JSON Web Token")
+}
+
 /// Var names that announce a credential.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -90,6 +148,33 @@ mod tests {
         assert!(looks_like_secret("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw").is_some());
         assert!(looks_like_secret("AKIAIOSFODNN7EXAMPLE").is_some());
         assert!(looks_like_secret("563492ad6f91700001000001a1b2c3d4e5f6a7b8c9d0e1f2").is_some());
+    }
+
+    #[test]
+    fn finds_keys_inside_sentences_after_bearer_jwts_and_pem_keys() {
+        let key = "sk-or-v1-0123456789abcdef0123456789abcdef";
+        for text in [
+            format!("my key is {key}, keep it"),
+            format!("Authorization: Bearer {key}"),
+            format!("\"{key}\""),
+        ] {
+            let (_, range) = find_secret(&text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(&text[range], key);
+        }
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        assert_eq!(
+            find_secret(&format!("token {jwt}.")).map(|(w, _)| w),
+            Some("a JSON Web Token")
+        );
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(
+            find_secret(&format!("x {pem} y")).map(|(w, r)| (w, r.len())),
+            Some(("a PEM private key", pem.len()))
+        );
+        assert_eq!(
+            find_secret("Black holes — did you know? version 1.2.3 #space"),
+            None
+        );
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub fn inside(dir: &Path, relative: &str) -> Result<PathBuf, String> {
 /// Reads topics: `.csv` takes the `topic` column (or the first), anything else one topic
 /// per line with `#` comments and blank lines skipped.
 pub fn read(path: &Path) -> Result<Vec<String>, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?
+        .len();
+    if size > super::yaml::MAX_BYTES as u64 {
+        return Err(format!(
+            "`{}` is {size} bytes; topics files are limited to {} bytes",
+            path.display(),
+            super::yaml::MAX_BYTES
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let is_csv = path

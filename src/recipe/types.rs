@@ -160,7 +160,8 @@ pub struct ScriptDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Target narration length in seconds (also the template variable `seconds`, unless
-    /// a var of that name overrides it). At most `video.max_seconds`.
+    /// a var of that name overrides it). At least 3 (a hook and a call to action), at
+    /// most `video.max_seconds`.
     #[serde(default = "default_seconds")]
     pub seconds: u32,
     /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`.
@@ -272,7 +273,7 @@ pub struct VideoDef {
     /// Frames per second, 23–60.
     #[serde(default = "default_fps")]
     pub fps: u32,
-    /// Longest allowed video, in seconds (at most 600).
+    /// Longest allowed video, in seconds (3 to 600).
     #[serde(default = "default_max_seconds")]
     pub max_seconds: u32,
     /// Background music file, relative to the recipe and inside its directory; ducked
@@ -313,6 +314,10 @@ pub struct Batch {
     /// Vars for every job of this batch (override recipe and project vars).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, Value>,
+    /// The most jobs this batch may expand to (default 10,000; at most 1,000,000). A
+    /// larger matrix is refused before any job is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -99,6 +99,9 @@ pub fn parse(source: &str) -> Result<Document, SyntaxError> {
     let mut options = Options::default();
     // Duplicates are collected (all of them) instead of stopping at the first.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 core schema: only `true` and `false` are booleans, so `no`, `n`, `off`
+    // and `yes` are the strings they look like (a topic, a voice name).
+    options.strict_booleans = true;
     let mut budget = Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.max_nodes = MAX_NODES;
@@ -108,11 +111,20 @@ pub fn parse(source: &str) -> Result<Document, SyntaxError> {
     let node: Spanned<Node> =
         serde_saphyr::from_str_with_options(source, options).map_err(|e| SyntaxError {
             message: message(&e),
-            pos: e.location().map(|l| pos_of(source, &l)).unwrap_or_default(),
+            pos: e
+                .location()
+                .map(|l| pos_of(source, &l, &mut Lines::new(source)))
+                .unwrap_or_default(),
         })?;
     let mut map = SourceMap::default();
     let mut pointer = String::new();
-    let value = flatten(source, node, &mut pointer, &mut map);
+    let value = flatten(
+        source,
+        &mut Lines::new(source),
+        node,
+        &mut pointer,
+        &mut map,
+    );
     Ok(Document { value, map })
 }
 
@@ -144,21 +156,81 @@ fn message(e: &serde_saphyr::Error) -> String {
     }
 }
 
-fn pos_of(source: &str, loc: &Location) -> Pos {
+fn pos_of(source: &str, loc: &Location, lines: &mut Lines) -> Pos {
     let span = loc.span();
     let offset = span.byte_offset().map_or_else(
         || offset_of(source, loc.line(), loc.column()),
         |o| usize::try_from(o).unwrap_or(0),
     );
+    let offset = offset.min(source.len());
     let len = span
         .byte_len()
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(0);
+    let (line, col) = if lines.lone_cr {
+        // The parser breaks lines at a lone CR too; positions everywhere else count
+        // `\n` only, so the line and column come from the offset instead.
+        lines.line_col(source, offset)
+    } else {
+        (
+            u32::try_from(loc.line()).unwrap_or(0),
+            u32::try_from(loc.column()).unwrap_or(0),
+        )
+    };
     Pos {
-        line: u32::try_from(loc.line()).unwrap_or(0),
-        col: u32::try_from(loc.column()).unwrap_or(0),
-        offset: offset.min(source.len()),
+        line,
+        col,
+        offset,
         len: len.min(source.len().saturating_sub(offset)),
+    }
+}
+
+/// Whether `source` has a carriage return that is not part of a CRLF.
+fn has_lone_cr(source: &str) -> bool {
+    let b = source.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'))
+}
+
+/// Line and column from byte offsets, for files the parser counts lines in otherwise.
+/// Offsets come mostly in order, so each is counted on from the one before.
+struct Lines {
+    lone_cr: bool,
+    offset: usize,
+    line: u32,
+    col: u32,
+}
+
+impl Lines {
+    fn new(source: &str) -> Self {
+        Self {
+            lone_cr: has_lone_cr(source),
+            offset: 0,
+            line: 1,
+            col: 1,
+        }
+    }
+
+    /// 1-based line (counting `\n`) and character column of a byte offset.
+    fn line_col(&mut self, source: &str, offset: usize) -> (u32, u32) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        if offset < self.offset {
+            (self.offset, self.line, self.col) = (0, 1, 1);
+        }
+        for c in source[self.offset..offset].chars() {
+            if c == '\n' {
+                self.line = self.line.saturating_add(1);
+                self.col = 1;
+            } else {
+                self.col = self.col.saturating_add(1);
+            }
+        }
+        self.offset = offset;
+        (self.line, self.col)
     }
 }
 
@@ -179,9 +251,15 @@ pub fn offset_of(source: &str, line: u64, col: u64) -> usize {
     source.len()
 }
 
-fn flatten(source: &str, node: Spanned<Node>, pointer: &mut String, map: &mut SourceMap) -> Value {
+fn flatten(
+    source: &str,
+    lines: &mut Lines,
+    node: Spanned<Node>,
+    pointer: &mut String,
+    map: &mut SourceMap,
+) -> Value {
     map.values
-        .insert(pointer.clone(), pos_of(source, &node.referenced));
+        .insert(pointer.clone(), pos_of(source, &node.referenced, lines));
     match node.value {
         Node::Null => Value::Null,
         Node::Bool(b) => Value::Bool(b),
@@ -195,7 +273,7 @@ fn flatten(source: &str, node: Spanned<Node>, pointer: &mut String, map: &mut So
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&i.to_string());
-                out.push(flatten(source, item, pointer, map));
+                out.push(flatten(source, lines, item, pointer, map));
                 pointer.truncate(len);
             }
             Value::Array(out)
@@ -206,12 +284,12 @@ fn flatten(source: &str, node: Spanned<Node>, pointer: &mut String, map: &mut So
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&escape_pointer(&key.value));
-                let key_pos = pos_of(source, &key.referenced);
+                let key_pos = pos_of(source, &key.referenced, lines);
                 if out.contains_key(&key.value) {
                     map.duplicates.push((pointer.clone(), key_pos));
                 } else {
                     map.keys.insert(pointer.clone(), key_pos);
-                    let v = flatten(source, value, pointer, map);
+                    let v = flatten(source, lines, value, pointer, map);
                     out.insert(key.value, v);
                 }
                 pointer.truncate(len);
@@ -373,6 +451,44 @@ mod tests {
         assert_eq!(&src[pos.offset..pos.offset + 4], "cold");
         let key = doc.map.key("/batch/matrix");
         assert_eq!((key.line, key.col), (3, 3));
+    }
+
+    #[test]
+    fn yes_no_on_off_y_n_are_strings_under_the_yaml_1_2_core_schema() {
+        let doc = parse(
+            "topic: [Owls, no]\nvoice: [n, y, off, yes, on, NO]\nflag: true\nother: False\nn: 1\n",
+        )
+        .unwrap();
+        assert_eq!(doc.value["topic"], serde_json::json!(["Owls", "no"]));
+        assert_eq!(
+            doc.value["voice"],
+            serde_json::json!(["n", "y", "off", "yes", "on", "NO"])
+        );
+        assert_eq!(doc.value["flag"], true);
+        assert_eq!(doc.value["other"], false);
+        assert_eq!(doc.value["n"], 1, "a key `n` stays `n`");
+    }
+
+    #[test]
+    fn a_lone_carriage_return_does_not_shift_line_numbers() {
+        let src = "a: 1\r\r\nb: [x, MARK]\r\n";
+        let doc = parse(src).unwrap();
+        let pos = doc.map.value("/b/1");
+        assert_eq!(&src[pos.offset..pos.offset + 4], "MARK");
+        assert_eq!(
+            (pos.line, pos.col),
+            (2, 8),
+            "lines count `\\n` like the snippet"
+        );
+        // Many values on one long line with a lone CR: positions are counted on, not
+        // recounted from the start for each.
+        let mut long = String::from("a: 1\rb: [");
+        long.push_str(&"x, ".repeat(90_000));
+        long.push_str("y]\n");
+        let started = std::time::Instant::now();
+        let doc = parse(&long).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(doc.map.value("/b/90000").line, 1);
     }
 
     #[test]
