@@ -25,10 +25,27 @@ pub async fn run(
     let report = collect_in(&store, &Places::new(state_dir, cache_dir), dry_run).await;
     store.close().await;
     let report = report?;
+    // Work folders a killed run left behind; `gc` holds the state lock, so none is live.
+    let cache = cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf);
+    let stale = if dry_run {
+        0
+    } else {
+        crate::artifacts::ArtifactStore::at(&cache)
+            .remove_stale_work()
+            .map_err(|e| Failure::environment(e.to_string()))?
+    };
     if json {
-        out_json(&json!({ "event": "gc", "dry_run": dry_run, "report": report }));
+        out_json(
+            &json!({ "event": "gc", "dry_run": dry_run, "report": report, "stale_work_removed": stale }),
+        );
     } else {
         out(&describe(&report, dry_run));
+        if stale > 0 {
+            out(&format!(
+                "removed {stale} work folder{} a stopped run left in the cache\n",
+                if stale == 1 { "" } else { "s" }
+            ));
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -2,6 +2,7 @@
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
 
 mod auth;
+mod cache;
 mod ci;
 mod completions;
 mod doctor;
@@ -115,6 +116,11 @@ pub enum Command {
         #[command(subcommand)]
         command: auth::AuthCommand,
     },
+    /// Check the artifact store: every entry's files against their recorded digests.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Delete rendered videos, their footage and narration, and hosted copies past retention.
     Gc {
         /// Report what is due without deleting.
@@ -168,6 +174,12 @@ pub struct Select {
     /// Only recipes whose file (or project file) changed since this git ref.
     #[arg(long, value_name = "GIT_REF")]
     pub changed_since: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CacheCommand {
+    /// Verify every cached artifact; what fails is removed, so the next run builds it again.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +300,14 @@ pub fn main() -> ExitCode {
 
 pub async fn run(cli: Cli) -> CmdResult {
     let ci = cli.ci || ci::from_env();
+    // What commands that change state lock (see [`run::lock_state`]).
+    let locking = run::Options {
+        state_dir: cli.state_dir.clone(),
+        cache_dir: cli.cache_dir.clone(),
+        json: cli.json,
+        ci,
+        wait: cli.wait,
+    };
     match cli.command {
         Command::Validate { paths, select } => {
             let Some(paths) = ci::select(&paths, &select)? else {
@@ -367,7 +387,22 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Man => completions::man(),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
+        Command::Cache {
+            command: CacheCommand::Verify,
+        } => {
+            let _locks = run::lock_state(&locking, "cache verify").await?;
+            let cache = cli
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| cli.state_dir.join("cache"));
+            cache::verify(&cache, cli.json).await
+        }
         Command::Gc { dry_run } => {
+            let _locks = if dry_run {
+                Vec::new()
+            } else {
+                run::lock_state(&locking, "gc").await?
+            };
             gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
         }
         Command::Export { out } => export::run(out, &cli.state_dir).await,
@@ -377,6 +412,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             all: _,
             yes,
         } => {
+            let _locks = run::lock_state(&locking, "purge").await?;
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
                     crate::store::job_prefix(&prefix)?;
@@ -401,7 +437,21 @@ pub async fn run(cli: Cli) -> CmdResult {
             )
             .await
         }
-        Command::Auth { command } => auth::run(command, &cli.state_dir, cli.json).await,
+        Command::Auth { command } => {
+            // Logging in, disconnecting and rotating the key write tokens: never while a
+            // run could save refreshed ones under the old key.
+            let _locks = if matches!(
+                command,
+                auth::AuthCommand::Tiktok {
+                    command: auth::TikTokCommand::Status
+                }
+            ) {
+                Vec::new()
+            } else {
+                run::lock_state(&locking, "auth").await?
+            };
+            auth::run(command, &cli.state_dir, cli.json).await
+        }
     }
 }
 

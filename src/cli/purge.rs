@@ -50,6 +50,15 @@ pub async fn run(
     .map_err(|e| Failure::environment(e.to_string()));
     store.close().await;
     let purged = purged?;
+    // The finished-job records and the ledger beside the artifacts are job metadata too.
+    let artifacts = crate::artifacts::ArtifactStore::at(
+        &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
+    );
+    for id in &ids {
+        artifacts
+            .forget_job(id)
+            .map_err(|e| Failure::environment(e.to_string()))?;
+    }
     if json {
         out_json(&json!({ "event": "purged", "purged": purged }));
     } else {

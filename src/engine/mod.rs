@@ -423,5 +423,3 @@ fn job_ref(input: &JobInput) -> JobRef {
     }
 }
 
-#[cfg(test)]
-mod tests;

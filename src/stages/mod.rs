@@ -12,6 +12,9 @@ pub mod render;
 pub mod script;
 pub mod voice;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deferred",
         include_str!("../../migrations/0002_deferred.sql"),
     ),
+    (3, "budgets", include_str!("../../migrations/0003_budgets.sql")),
 ];
 
 #[derive(Debug)]

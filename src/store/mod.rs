@@ -3,6 +3,7 @@
 
 mod accounts;
 mod artifacts;
+mod budgets;
 mod migrations;
 mod privacy;
 mod status;

@@ -1,5 +1,6 @@
-//! The engine in-process: scripted services (succeed, fail once, fail for good, hang,
-//! panic, lose an answer), a temporary store and artifact store, no ffmpeg, no network.
+//! The pipeline through the engine, in-process: scripted services (succeed, fail once,
+//! fail for good, hang, panic, lose an answer), a temporary store and artifact store, no
+//! ffmpeg, no network.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::*;
-use crate::artifacts::{EffectRecord, EffectStatus};
+use super::Stage;
+use crate::artifacts::{ArtifactStore, EffectRecord, EffectStatus};
+use crate::engine::{
+    Budgets, Collect, Engine, Event, JobEnd, JobInput, RetryPolicy, Settings, Sink, StageStatus,
+    Summary,
+};
+use crate::registry::Services;
+use crate::store::{Status, Store};
 use crate::expand::{FootageSpec, ScriptSpec};
 use crate::keys::ToolVersions;
 use crate::media::RenderSpec;
@@ -305,10 +312,29 @@ batch:
 
 impl World {
     fn new(voices: &str) -> Self {
+        Self::with_recipe(&RECIPE.replace("VOICES", voices))
+    }
+
+    fn with_recipe(text: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
+        let mut world = Self {
+            _dir: dir,
+            root,
+            jobs: Vec::new(),
+            fakes: Arc::new(Fakes::default()),
+            events: Arc::new(Collect::default()),
+            stop: watch::channel(false).0,
+        };
+        world.edit(text);
+        world
+    }
+
+    /// Rewrites the recipe (same folder, state and artifacts) and loads its jobs.
+    fn edit(&mut self, text: &str) {
+        let root = self.root.clone();
         let path = root.join("fake.yaml");
-        std::fs::write(&path, RECIPE.replace("VOICES", voices)).unwrap();
+        std::fs::write(&path, text).unwrap();
         let (ok, diags) = crate::cli::load_all(std::slice::from_ref(&path));
         assert!(diags.is_empty(), "{diags:?}");
         let e = ok.into_iter().next().unwrap();
@@ -322,14 +348,7 @@ impl World {
                 job,
             })
             .collect();
-        Self {
-            _dir: dir,
-            root,
-            jobs,
-            fakes: Arc::new(Fakes::default()),
-            events: Arc::new(Collect::default()),
-            stop: watch::channel(false).0,
-        }
+        self.jobs = jobs;
     }
 
     fn inputs(&self) -> Vec<JobInput> {
@@ -707,4 +726,52 @@ async fn a_full_lane_makes_a_stage_wait_for_a_slot_and_says_so() {
             ..
         }
     )));
+}
+
+#[tokio::test]
+async fn the_host_effect_key_does_not_include_the_job() {
+    let mut w = World::new("a");
+    w.run().await;
+    // A title-only edit: a new job over the same render. It gets its own hosted copy, so
+    // purging one job never takes the other's link with it.
+    w.edit(&RECIPE.replace("VOICES", "a").replace("\"{{ topic }}\"", "\"{{ topic }}, again\""));
+    let summary = w.run().await;
+    assert_eq!(summary.done, 1);
+    assert_eq!(w.fakes.render.calls(), 1, "the render is reused");
+    assert_eq!(w.fakes.hosted.lock().unwrap().len(), 2);
+    assert_eq!(w.fakes.inbox.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn local_footage_is_keyed_by_the_folders_name_only() {
+    let text = RECIPE
+        .replace("VOICES", "a")
+        .replace("{ provider: generated, clips: 1 }", "{ provider: local, dir: clips, clips: 1 }");
+    let mut w = World::new("a");
+    std::fs::create_dir_all(w.root.join("clips")).unwrap();
+    std::fs::write(w.root.join("clips/one.mp4"), b"first clip").unwrap();
+    w.edit(&text);
+    w.run().await;
+    w.run().await;
+    assert_eq!(w.fakes.footage.calls(), 1, "unchanged clips are reused");
+    std::fs::write(w.root.join("clips/one.mp4"), b"a changed clip").unwrap();
+    w.run().await;
+    assert_eq!(w.fakes.footage.calls(), 2, "a changed clip runs the stage again");
+    std::fs::write(w.root.join("clips/two.mp4"), b"a new clip").unwrap();
+    w.run().await;
+    assert_eq!(w.fakes.footage.calls(), 3, "a new clip runs the stage again");
+}
+
+#[tokio::test]
+async fn the_music_file_is_read_whole_for_every_job() {
+    // Hashed once per run, streaming: a second job (and a change on disk meanwhile) finds
+    // the digest already known.
+    let dir = tempfile::tempdir().unwrap();
+    let music = dir.path().join("lofi.mp3");
+    std::fs::write(&music, vec![7u8; 3 << 20]).unwrap();
+    let digests = Digests::default();
+    let first = digests.file(&music).await.unwrap();
+    std::fs::write(&music, b"changed").unwrap();
+    assert_eq!(digests.file(&music).await.unwrap(), first);
+    assert_ne!(Digests::default().file(&music).await.unwrap(), first);
 }
