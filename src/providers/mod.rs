@@ -2,6 +2,7 @@
 //! implementation that works with no keys and a real client for the paid service.
 //! Retry policy does not live here: clients class their errors and return.
 
+pub mod budgets;
 pub mod elevenlabs;
 mod error;
 mod http;
@@ -15,6 +16,7 @@ mod retry;
 pub mod telegram;
 pub mod tiktok;
 
+pub use budgets::MemoryBudgets;
 pub use error::ProviderError;
 pub use http::{SetupError, Timeouts};
 pub use retry::RetryPolicy;

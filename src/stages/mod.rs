@@ -188,7 +188,7 @@ impl Providers {
 
     pub fn notifier(&self, notify: Option<&Notify>) -> Result<Arc<dyn Notifier>, ProviderError> {
         Ok(match notify.and_then(|n| n.telegram.as_ref()) {
-            None => Arc::new(LogNotifier),
+            None => Arc::new(LogNotifier::new(self.state_dir.join("notices.log"))),
             Some(_) => self
                 .telegram
                 .get_or_init(|| {

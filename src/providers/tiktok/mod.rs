@@ -14,7 +14,9 @@ use crate::secret::Secret;
 
 pub use account_store::{AccountSummary, SqliteAccountStore};
 pub use oauth::{LoginOptions, OAuth, OAuthError};
-pub use upload::{ChunkPlan, DraftSettings, TikTokDrafts, is_pending_draft_cap};
+pub use upload::{
+    ChunkPlan, DraftSettings, TikTokDrafts, inits_budget, is_pending_draft_cap, pending_budget,
+};
 
 /// Service name in [`crate::providers::ProviderError`] messages.
 pub const SERVICE: &str = "tiktok";

@@ -4,6 +4,7 @@
 //! empty queue means the normal, successful answer.
 
 pub mod elevenlabs;
+pub mod faults;
 pub mod openrouter;
 pub mod pexels;
 pub mod publish_support;
@@ -106,6 +107,8 @@ impl Drop for InFlight<'_> {
 /// A running fake; the server stops when this is dropped.
 pub struct Fake<S> {
     pub base_url: String,
+    /// Cut, garble, stall or fail the next answer of a route.
+    pub faults: faults::Faults,
     shared: Arc<Shared<S>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -128,12 +131,14 @@ impl<S: Send + 'static> Fake<S> {
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
         });
-        let app = router(Arc::clone(&shared));
+        let faults = faults::Faults::default();
+        let app = faults.wrap(router(Arc::clone(&shared)));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         Self {
             base_url,
+            faults,
             shared,
             task,
         }
