@@ -149,6 +149,11 @@ async fn same_content(original: &Path, copy: &Path) -> Result<bool, ProviderErro
     Ok(sha256_file(original).await? == sha256_file(copy).await?)
 }
 
+/// The hex SHA-256 of a file, read in pieces.
+pub(crate) async fn sha256_hex(path: &Path) -> Result<String, ProviderError> {
+    sha256_file(path).await.map(hex::encode)
+}
+
 async fn sha256_file(path: &Path) -> Result<[u8; 32], ProviderError> {
     let mut file = tokio::fs::File::open(path)
         .await

@@ -528,21 +528,11 @@ impl TikTokDrafts {
                 Err(_) => Ok(Reconciled::StartAfresh),
             };
         }
-        let Ok(state) = serde_json::from_value::<UploadState>(previous.data.clone()) else {
-            return Err(ProviderError::permanent(
-                SERVICE,
-                format!(
-                    "the ledger of draft `{publish_id}` holds no upload state to resume from; it is still `{}` at tiktok",
-                    status.status
-                ),
-            ));
-        };
-        let plan = state.chunk_plan;
-        if status
-            .uploaded_bytes
-            .is_some_and(|bytes| bytes >= plan.video_size)
-            || status.status != "PROCESSING_UPLOAD"
-        {
+        let state = serde_json::from_value::<UploadState>(previous.data.clone()).ok();
+        let complete = status.status != "PROCESSING_UPLOAD"
+            || matches!((&state, status.uploaded_bytes),
+                (Some(state), Some(bytes)) if bytes >= state.chunk_plan.video_size);
+        if complete {
             // Every byte is there (the last chunk's answer was lost): TikTok delivers it.
             log.record(&progress(&publish_id, PHASE_UPLOADED, previous.data))
                 .await?;
@@ -551,6 +541,19 @@ impl TikTokDrafts {
                 .await
                 .map(Reconciled::Done);
         }
+        let Some(state) = state else {
+            // A ledger that kept the phase but not the upload URL (the engine must keep
+            // `data`): without the URL nobody can finish this upload, so it never becomes
+            // a draft. It stays counted as pending; a new one goes out.
+            log.record(&progress(
+                &publish_id,
+                PHASE_FAILED,
+                serde_json::Value::Null,
+            ))
+            .await?;
+            return Ok(Reconciled::StartAfresh);
+        };
+        let plan = state.chunk_plan;
         let lifetime = i64::try_from(self.settings.upload_url_lifetime.as_secs()).unwrap_or(0);
         if unix_now().saturating_sub(state.initialized_at) >= lifetime {
             // The URL has expired with the upload incomplete: it can never be delivered.

@@ -1,7 +1,7 @@
 //! One fault-injection layer for every fake: a test queues faults per route, and the next
 //! request to that route meets one. Routes match by the end of the path, so
 //! `/sendMessage` names Telegram's method whatever the bot token, and `/upload/` the
-//! TikTok upload host.
+//! TikTok upload host; a method in front (`PUT /bucket/key`) matches that method only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -65,11 +65,15 @@ impl Faults {
             .sum()
     }
 
-    fn take(&self, path: &str) -> Option<Fault> {
+    fn take(&self, method: &str, path: &str) -> Option<Fault> {
         let mut queued = self.queued.lock().unwrap();
+        let matches = |route: &str| match route.split_once(' ') {
+            Some((m, tail)) => m == method && path.ends_with(tail),
+            None => path.ends_with(route),
+        };
         let fault = queued
             .iter_mut()
-            .filter(|(route, _)| path.ends_with(route.as_str()))
+            .filter(|(route, _)| matches(route))
             .find_map(|(_, faults)| faults.pop_front())?;
         self.met
             .lock()
@@ -85,7 +89,7 @@ impl Faults {
 }
 
 async fn inject(State(faults): State<Faults>, request: Request, next: Next) -> Response {
-    let Some(fault) = faults.take(request.uri().path()) else {
+    let Some(fault) = faults.take(request.method().as_str(), request.uri().path()) else {
         return next.run(request).await;
     };
     match fault {

@@ -7,6 +7,7 @@ pub mod elevenlabs;
 pub mod faults;
 pub mod openrouter;
 pub mod pexels;
+pub mod proxy;
 pub mod publish_support;
 pub mod telegram;
 pub mod tiktok;
