@@ -28,7 +28,7 @@ pub enum SetupError {
 }
 
 /// How long a client waits. `request` covers the whole exchange, body included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     pub connect: Duration,
     pub request: Duration,
@@ -41,6 +41,25 @@ pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, SetupError> 
         .timeout(timeouts.request)
         .build()
         .map_err(|e| SetupError::Client(chain(&e)))
+}
+
+/// One client per set of timeouts for the whole process: a client owns a connection pool
+/// (and a TLS set-up), so building one per call or per job would open a new connection for
+/// every request. Clones share the pool.
+pub(crate) fn shared_client(timeouts: Timeouts) -> Result<reqwest::Client, SetupError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Timeouts, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&timeouts) {
+        return Ok(client.clone());
+    }
+    let built = client(timeouts)?;
+    clients.insert(timeouts, built.clone());
+    Ok(built)
 }
 
 /// The key in `name`, or an error naming the variable to set.

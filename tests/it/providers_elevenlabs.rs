@@ -302,3 +302,16 @@ async fn subscription_reports_remaining_characters() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn clients_built_for_each_voice_and_job_share_one_connection() {
+    let fake = elevenlabs::start().await;
+    // The registry builds a client per voice and per job; they must not each open a
+    // connection (and a TLS handshake) of their own.
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        client(&fake).speak(&request(), dir.path()).await.unwrap();
+    }
+    assert_eq!(fake.requests(), 3);
+    assert_eq!(fake.connections(), 1);
+}

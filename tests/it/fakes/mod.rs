@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use futures_util::StreamExt as _;
@@ -78,6 +79,8 @@ pub struct Shared<S> {
     seen: Mutex<Vec<Seen>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
+    /// Client addresses seen: one per connection.
+    peers: Mutex<std::collections::HashSet<std::net::SocketAddr>>,
 }
 
 impl<S> Shared<S> {
@@ -131,11 +134,27 @@ impl<S: Send + 'static> Fake<S> {
             seen: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
+            peers: Mutex::default(),
         });
         let faults = faults::Faults::default();
-        let app = faults.wrap(router(Arc::clone(&shared)));
+        let peers = Arc::clone(&shared);
+        let app = faults
+            .wrap(router(Arc::clone(&shared)))
+            .layer(axum::middleware::from_fn(
+                move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+                      request: axum::extract::Request,
+                      next: axum::middleware::Next| {
+                    peers.peers.lock().unwrap().insert(peer);
+                    next.run(request)
+                },
+            ));
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             base_url,
@@ -161,6 +180,11 @@ impl<S: Send + 'static> Fake<S> {
 
     pub fn requests_to(&self, path: &str) -> usize {
         self.seen().iter().filter(|s| s.path == path).count()
+    }
+
+    /// How many connections clients opened to the fake.
+    pub fn connections(&self) -> usize {
+        self.shared.peers.lock().unwrap().len()
     }
 
     /// The most requests the fake was handling at one time.
