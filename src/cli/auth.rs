@@ -201,6 +201,7 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
     let accounts = SqliteAccountStore::new(store.pool().clone(), key(state_dir)?);
     // A key that does not fit still lets the tokens be deleted; only the revoke needs them.
     let loaded = accounts.load(name).await;
+    let mut nothing_to_revoke = false;
     let revoke_problem = match &loaded {
         Ok(None) => {
             store.close().await;
@@ -214,6 +215,10 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
             .await
         {
             Ok(()) => None,
+            Err(crate::providers::tiktok::OAuthError::NothingToRevoke) => {
+                nothing_to_revoke = true;
+                None
+            }
             Err(e) => Some(e.to_string()),
         },
         Err(e) => Some(e.to_string()),
@@ -227,8 +232,13 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
         out_json(&json!({
             "event": "disconnected",
             "account": name,
-            "revoked": revoke_problem.is_none(),
+            "revoked": revoke_problem.is_none() && !nothing_to_revoke,
+            "nothing_to_revoke": nothing_to_revoke,
         }));
+    } else if nothing_to_revoke {
+        out(&format!(
+            "deleted the tokens of account `{name}`; it held no access token, so there was nothing to revoke at tiktok\n"
+        ));
     } else {
         out(&format!("deleted the tokens of account `{name}`\n"));
     }

@@ -865,3 +865,82 @@ async fn only_video_upload_is_requested_and_no_direct_post_endpoint_is_called() 
         assert!(!source.contains("video.publish"));
     }
 }
+
+#[tokio::test]
+async fn a_renewed_tiktok_account_json_replaces_a_stored_login_tiktok_rejects() {
+    let setup = setup(None).await;
+    // The stored login is dead: its refresh token was rotated away elsewhere.
+    let dead = Account {
+        access_token: Secret::new("act.dead"),
+        refresh_token: Secret::new("rft.dead"),
+        access_expires_at: 0,
+        ..setup.fake.connected_account()
+    };
+    setup.store.save(ACCOUNT, &dead).await.unwrap();
+    let renewed = setup.fake.connected_account();
+    let seed = Account::from_json(&format!(
+        r#"{{"open_id": "{OPEN_ID}", "refresh_token": "{}"}}"#,
+        renewed.refresh_token.expose()
+    ))
+    .unwrap();
+    let drafts = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(fast())
+        .with_seed_account(Some(seed.clone()));
+    let draft = request(video(setup.dir.path(), 1_000_000));
+    drafts.send(&draft, &MemoryLog::default()).await.unwrap();
+    let stored = setup.store.load(ACCOUNT).await.unwrap().unwrap();
+    assert_ne!(stored.refresh_token, dead.refresh_token);
+    assert!(
+        setup
+            .fake
+            .refresh_token_valid(stored.refresh_token.expose())
+    );
+    assert_eq!(setup.fake.inbox().len(), 1);
+
+    // A secret holding the same dead token is no way out: the error says to log in.
+    setup.store.save(ACCOUNT, &dead).await.unwrap();
+    let stale_seed = Account {
+        refresh_token: dead.refresh_token.clone(),
+        ..seed
+    };
+    let stuck = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(fast())
+        .with_seed_account(Some(stale_seed));
+    let error = stuck.send(&draft, &MemoryLog::default()).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        error.to_string().contains("factory auth tiktok login"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn revoking_an_account_without_an_access_token_says_there_was_nothing_to_revoke() {
+    let fake = FakeTikTok::start().await;
+    let oauth = OAuth::new(fake.config()).unwrap();
+    let seeded = Account::from_json(r#"{"open_id": "o1", "refresh_token": "rft.1"}"#).unwrap();
+    let error = oauth.revoke(&seeded).await.unwrap_err();
+    assert!(matches!(error, OAuthError::NothingToRevoke), "{error}");
+    assert!(error.to_string().contains("nothing to revoke"), "{error}");
+    assert!(fake.paths().is_empty(), "no `token=` request was sent");
+}
+
+#[tokio::test]
+async fn a_ledger_that_kept_no_upload_state_starts_one_new_upload() {
+    let setup = setup(None).await;
+    let draft = request(video(setup.dir.path(), 12_000_000));
+    let log = Arc::new(MemoryLog::crashing_after(PHASE_INITIALIZED));
+    crash(&setup, &draft, &log).await;
+    let mut previous = log.last().unwrap();
+    previous.data = serde_json::Value::Null;
+    let stripped = MemoryLog::resuming(previous);
+    let receipt = setup.drafts.send(&draft, &stripped).await.unwrap();
+    assert_eq!(setup.fake.init_requests(), 2);
+    assert_eq!(setup.fake.inbox(), vec![receipt.external_id]);
+    assert_eq!(
+        stripped.phases()[..3],
+        ["initialized", "failed", "init-sent"]
+    );
+}
