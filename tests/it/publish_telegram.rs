@@ -212,3 +212,65 @@ async fn answers_that_say_it_was_not_sent_are_retried_and_a_refused_connection_t
     );
     assert!(!refused.to_string().contains(TOKEN), "{refused}");
 }
+
+/// The engine's half of the notify contract, as a double: the intent is recorded before
+/// the call, and an intent found without an outcome (a crash, an unconfirmed send) is
+/// reported, never sent again. Telegram cannot be asked, so this is all there is.
+#[derive(Default)]
+struct NoticeLedger {
+    entry: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl NoticeLedger {
+    /// One run of the notify stage; `crash_before_record` dies between the answer and
+    /// the record.
+    async fn run(&self, telegram: &Telegram, notice: &Notice, crash_before_record: bool) {
+        if self.entry.lock().unwrap().is_some() {
+            return; // done, unconfirmed or interrupted: never sent twice
+        }
+        *self.entry.lock().unwrap() = Some("intent");
+        let result = send_at_most_once(telegram, notice).await;
+        if crash_before_record {
+            return;
+        }
+        *self.entry.lock().unwrap() = Some(match result {
+            Ok(_) => "sent",
+            Err(ProviderError::Unconfirmed { .. }) => "unconfirmed",
+            Err(_) => "failed",
+        });
+    }
+}
+
+#[tokio::test]
+async fn faults_at_every_point_of_a_notice_leave_at_most_one_notice() {
+    // Before the call: refused by flood control, then sent.
+    let fake = FakeTelegram::start().await;
+    fake.flood(1, 0);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    for _ in 0..2 {
+        ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    }
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("sent"));
+
+    // After the call, before the answer: unconfirmed, reported, not sent again.
+    let fake = FakeTelegram::start().await;
+    fake.faults().inject("/sendMessage", Fault::Drop);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    for _ in 0..2 {
+        ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    }
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("unconfirmed"));
+
+    // After the answer, before the record: the rerun finds the intent and sends nothing.
+    let fake = FakeTelegram::start().await;
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    ledger.run(&telegram, &notice(CHAT, "ready"), true).await;
+    ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("intent"));
+}

@@ -944,3 +944,24 @@ async fn a_ledger_that_kept_no_upload_state_starts_one_new_upload() {
         ["initialized", "failed", "init-sent"]
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_of_1e20_defers_the_draft_instead_of_panicking() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| {
+        b.init_error = Some((429, "rate_limit_exceeded"));
+        b.retry_after_text = Some("1e20");
+    });
+    let draft = request(video(setup.dir.path(), 1_000_000));
+    let error = setup
+        .drafts
+        .send(&draft, &MemoryLog::default())
+        .await
+        .unwrap_err();
+    let ProviderError::Deferred { until, scope, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(scope, &inits_budget(OPEN_ID));
+    let now = tiktok_factory::clock::now();
+    assert!((now + 86_000..=now + 86_401).contains(until), "{until}");
+}

@@ -65,6 +65,8 @@ const PENDING_CAP_WAIT: i64 = 60 * 60;
 /// A 429 without Retry-After: TikTok's windows are per minute.
 const RATE_LIMIT_WAIT: i64 = 60;
 const DAY: i64 = 24 * 60 * 60;
+/// A server's wait up to this long is retried in the same run; a longer one defers.
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(120);
 
 /// The [`crate::providers::Budgets`] key of an access token's init window (6 per minute).
 pub fn inits_budget(open_id: &str) -> String {
@@ -1026,6 +1028,14 @@ impl ApiFailure {
         };
         let now = unix_now();
         let rate_limited = |what: String| match (retry_after, &call.rate_scope) {
+            // A wait longer than a retry should sleep (up to `Retry-After: 1e20`, read as
+            // a day) paces the draft instead.
+            (Some(wait), Some(scope)) if wait > LONGEST_RETRY_WAIT => ProviderError::deferred(
+                SERVICE,
+                format!("{what}; TikTok asks to wait {} s", wait.as_secs()),
+                http::unix_after(now, wait),
+                scope.clone(),
+            ),
             (Some(wait), _) => ProviderError::retry_after(SERVICE, what, Some(wait)),
             (None, Some(scope)) => ProviderError::deferred(
                 SERVICE,

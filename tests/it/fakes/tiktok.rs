@@ -48,6 +48,8 @@ pub struct Behaviour {
     pub init_error: Option<(u16, &'static str)>,
     /// Sent with an injected 429.
     pub retry_after: Option<u64>,
+    /// Sent as `Retry-After` verbatim with an injected error (`1e20`).
+    pub retry_after_text: Option<&'static str>,
     /// Pending shares (inits in the last 24 hours that did not fail) an account may have.
     pub pending_cap: usize,
     /// Inits per token per minute.
@@ -67,6 +69,7 @@ impl Default for Behaviour {
             fail_put_at: None,
             init_error: None,
             retry_after: None,
+            retry_after_text: None,
             pending_cap: 5,
             init_rate: 6,
             oauth_errors_with_200: false,
@@ -483,6 +486,11 @@ async fn init(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        if let Some(text) = inner.behaviour.retry_after_text {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(text));
         }
         return response;
     }
