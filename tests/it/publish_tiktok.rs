@@ -965,3 +965,33 @@ async fn a_retry_after_of_1e20_defers_the_draft_instead_of_panicking() {
     let now = tiktok_factory::clock::now();
     assert!((now + 86_000..=now + 86_401).contains(until), "{until}");
 }
+
+#[tokio::test]
+async fn an_upload_whose_url_has_expired_is_not_resumed_but_started_once_more() {
+    let setup = setup(None).await;
+    let draft = request(video(setup.dir.path(), 12_000_000));
+    let log = Arc::new(MemoryLog::crashing_after(PHASE_INITIALIZED));
+    crash(&setup, &draft, &log).await;
+    // An hour later (here: a lifetime of zero), the recorded upload URL is dead.
+    let later = TikTokDrafts::new(setup.fake.config(), setup.store.clone())
+        .unwrap()
+        .with_settings(DraftSettings {
+            upload_url_lifetime: Duration::ZERO,
+            ..fast()
+        });
+    let previous = log.last().unwrap();
+    let resumed = MemoryLog::resuming(previous.clone());
+    let receipt = later.send(&draft, &resumed).await.unwrap();
+    assert_ne!(Some(receipt.external_id.clone()), previous.external_id);
+    assert_eq!(setup.fake.init_requests(), 2);
+    assert_eq!(
+        setup.fake.put_attempts(),
+        1,
+        "nothing was sent to the dead URL"
+    );
+    assert_eq!(setup.fake.inbox(), vec![receipt.external_id]);
+    assert_eq!(
+        resumed.phases()[..3],
+        ["initialized", "failed", "init-sent"]
+    );
+}
