@@ -995,3 +995,34 @@ async fn an_upload_whose_url_has_expired_is_not_resumed_but_started_once_more() 
         ["initialized", "failed", "init-sent"]
     );
 }
+
+#[tokio::test]
+async fn status_polls_of_an_account_share_tiktoks_30_per_minute() {
+    let setup = setup(None).await;
+    setup.fake.set(|b| b.polls_before_inbox = 5);
+    let budgets = Arc::new(MemoryBudgets::new());
+    let drafts = drafts_with(
+        &setup,
+        DraftSettings {
+            status_per_minute: 2,
+            ..fast()
+        },
+        &budgets,
+    );
+    let draft = request(video(setup.dir.path(), 1_000_000));
+    let log = MemoryLog::default();
+    let error = drafts.send(&draft, &log).await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Retryable { retry_after: Some(wait), .. } if wait > Duration::from_secs(50)),
+        "{error:?}"
+    );
+    assert_eq!(log.last().unwrap().phase, PHASE_UPLOADED);
+    let polls = setup
+        .fake
+        .paths()
+        .iter()
+        .filter(|p| p.as_str() == "/v2/post/publish/status/fetch/")
+        .count();
+    assert_eq!(polls, 2, "the third poll waited for the window instead");
+    assert_eq!(setup.fake.inbox().len(), 1, "delivered all the same");
+}

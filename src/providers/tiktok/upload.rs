@@ -173,6 +173,8 @@ pub struct DraftSettings {
     pub refresh_margin: Duration,
     /// TikTok allows 6 init requests per minute per access token.
     pub inits_per_minute: u32,
+    /// And 30 status checks; polls of all drafts of an account share them.
+    pub status_per_minute: u32,
     /// TikTok keeps at most 5 pending drafts per account in any 24 hours.
     pub pending_per_day: u32,
     /// How long an upload URL is valid after the init: an upload is resumed only within it.
@@ -187,6 +189,7 @@ impl Default for DraftSettings {
             chunk_timeout: Duration::from_secs(10 * 60),
             refresh_margin: Duration::from_secs(10 * 60),
             inits_per_minute: 6,
+            status_per_minute: 30,
             pending_per_day: 5,
             upload_url_lifetime: Duration::from_secs(60 * 60),
         }
@@ -399,7 +402,6 @@ impl TikTokDrafts {
             retry_after: Some(wait),
             ..
         } = &error
-            && call.rate_scope.is_some()
             && let Some(scope) = &call.rate_scope
             && let Err(store) = self
                 .budgets
@@ -417,6 +419,22 @@ impl TikTokDrafts {
         account: &mut Account,
         publish_id: &str,
     ) -> Result<StatusData, ProviderError> {
+        let scope = status_budget(&account.open_id);
+        if let Err(until) = self
+            .budgets
+            .take(&scope, self.settings.status_per_minute, 60)
+            .await?
+        {
+            let wait = u64::try_from(until.saturating_sub(unix_now())).unwrap_or(0);
+            return Err(ProviderError::retry_after(
+                SERVICE,
+                format!(
+                    "account `{name}` has used its {} status checks of this minute",
+                    self.settings.status_per_minute
+                ),
+                Some(Duration::from_secs(wait.max(1))),
+            ));
+        }
         let body = json!({ "publish_id": publish_id });
         match self.call(name, account, STATUS_PATH, &body).await {
             Ok(status) => Ok(status),
@@ -425,7 +443,7 @@ impl TikTokDrafts {
                     account: name,
                     path: STATUS_PATH,
                     effect: false,
-                    rate_scope: Some(status_budget(&account.open_id)),
+                    rate_scope: Some(scope),
                 };
                 Err(self.fail(failure, &call).await)
             }
