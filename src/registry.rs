@@ -149,7 +149,9 @@ impl Registry {
         ));
         let seed = Account::from_env().map_err(|e| setup("tiktok")(e.to_string()))?;
         Ok(Arc::new(
-            TikTokDrafts::new(config, store)?.with_seed_account(seed),
+            TikTokDrafts::new(config, store)?
+                .with_seed_account(seed)
+                .with_budgets(Arc::new(self.store.clone())),
         ))
     }
 }
@@ -182,7 +184,11 @@ impl Services for Registry {
             )),
             FootageProvider::Pexels => Arc::new(
                 self.pexels
-                    .get_or_init(|| Pexels::from_env().map_err(|e| setup("pexels")(e.to_string())))
+                    .get_or_init(|| {
+                        Pexels::from_env()
+                            .map(|p| p.with_budgets(Arc::new(self.store.clone())))
+                            .map_err(|e| setup("pexels")(e.to_string()))
+                    })
                     .clone()?,
             ),
         })
@@ -235,7 +241,7 @@ impl Services for Registry {
 
     fn notifier(&self, notify: Option<&Notify>) -> Result<Arc<dyn Notifier>, ProviderError> {
         Ok(match notify.and_then(|n| n.telegram.as_ref()) {
-            None => Arc::new(LogNotifier),
+            None => Arc::new(LogNotifier::new(self.state_dir.join("notices.log"))),
             Some(_) => self
                 .telegram
                 .get_or_init(|| {

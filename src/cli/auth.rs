@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{CmdResult, Failure, Outcome, out, out_json};
 use crate::privacy::accounts::SealedAccounts;
 use crate::privacy::crypto::{KEY_ENV, Key};
-use crate::providers::tiktok::{AccountStore, LoginOptions, OAuth, TikTokConfig};
+use crate::providers::tiktok::{AccountStore, LoginOptions, OAuth, OAuthError, TikTokConfig};
 use crate::store::Store;
 
 /// The environment variable `rotate-key` reads the new key from when the current one
@@ -198,6 +198,7 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
     let accounts = SealedAccounts::new(store.clone(), key(state_dir)?);
     // A key that does not fit still lets the tokens be deleted; only the revoke needs them.
     let loaded = accounts.load(name).await;
+    let mut nothing_to_revoke = false;
     let revoke_problem = match &loaded {
         Ok(None) => {
             store.close().await;
@@ -207,7 +208,14 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
         }
         Ok(Some(account)) => {
             let oauth = OAuth::new(config()?).map_err(store_error)?;
-            revoke(&oauth, account).await.err()
+            match revoke(&oauth, account).await {
+                Ok(true) => None,
+                Ok(false) => {
+                    nothing_to_revoke = true;
+                    None
+                }
+                Err(e) => Some(e),
+            }
         }
         Err(e) => Some(e.to_string()),
     };
@@ -218,8 +226,13 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
         out_json(&json!({
             "event": "disconnected",
             "account": name,
-            "revoked": revoke_problem.is_none(),
+            "revoked": revoke_problem.is_none() && !nothing_to_revoke,
+            "nothing_to_revoke": nothing_to_revoke,
         }));
+    } else if nothing_to_revoke {
+        out(&format!(
+            "deleted the tokens of account `{name}`; it held no access token, so there was nothing to revoke at tiktok\n"
+        ));
     } else {
         out(&format!("deleted the tokens of account `{name}`\n"));
     }
@@ -234,18 +247,27 @@ async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
 
 /// Revokes the account's access at TikTok. Revoking takes an access token: an account
 /// seeded without one (`TIKTOK_ACCOUNT_JSON` with a refresh token only) gets one from its
-/// refresh token first, so the revoke never sends an empty `token=`.
-async fn revoke(oauth: &OAuth, account: &crate::providers::tiktok::Account) -> Result<(), String> {
+/// refresh token first, so the revoke never sends an empty `token=`. `Ok(false)`: the
+/// account held no token at all, so there was nothing to revoke.
+async fn revoke(
+    oauth: &OAuth,
+    account: &crate::providers::tiktok::Account,
+) -> Result<bool, String> {
+    let revoked = |r: Result<(), OAuthError>| match r {
+        Ok(()) => Ok(true),
+        Err(OAuthError::NothingToRevoke) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    };
     if !account.access_token.expose().is_empty() {
-        return oauth.revoke(account).await.map_err(|e| e.to_string());
+        return revoked(oauth.revoke(account).await);
     }
     if account.refresh_token.expose().is_empty() {
-        return Err("the account holds no token at all, so there was nothing to revoke".to_owned());
+        return Ok(false);
     }
     let fresh = oauth.refresh(account).await.map_err(|e| {
         format!("the account held no access token and its refresh token was refused ({e}), so nothing was revoked")
     })?;
-    oauth.revoke(&fresh).await.map_err(|e| e.to_string())
+    revoked(oauth.revoke(&fresh).await)
 }
 
 async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {

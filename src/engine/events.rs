@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-pub use crate::store::StageStatus;
 use crate::stages::Stage;
+pub use crate::store::StageStatus;
 
 /// The job an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +47,7 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
-    /// A stage waits for a free slot of its kind (a render slot, a TTS slot).
+    /// A stage waits for a free slot of its lane (a CPU slot, a TTS slot).
     Queued { job: JobRef, stage: Stage },
     /// An attempt failed and another follows after `wait_ms`.
     Retry {
@@ -80,7 +80,7 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
-    /// A free-form line: warnings, the notice of a log notifier.
+    /// A free-form line: warnings, announcements.
     Note { text: String },
 }
 

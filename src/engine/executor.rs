@@ -57,10 +57,10 @@ pub struct Built {
 /// Whether the service can be asked what became of an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EffectKind {
-    /// The provider reconciles through the ledger (TikTok's `publish_id`, a HEAD on the
+    /// The provider reconciles through the ledger (an upload id it recorded, a HEAD on the
     /// object key): an unfinished attempt is finished or confirmed, never repeated.
     Reconcilable,
-    /// Cannot be asked (a Telegram message): sent at most once; an attempt without a
+    /// Cannot be asked (a chat message): sent at most once; an attempt without a
     /// confirmed answer is reported as unconfirmed and never sent again.
     AtMostOnce,
 }

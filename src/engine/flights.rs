@@ -1,5 +1,5 @@
 //! Per-key locks, so one artifact or effect is built once even when several jobs need it
-//! at the same moment (two voices sharing one script).
+//! at the same moment (two jobs sharing one input).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -130,7 +130,7 @@ pub struct Summary {
     /// Jobs already done before this run (nothing looked at).
     pub already_done: usize,
     pub failed: usize,
-    /// Jobs waiting for a rate window or a cap (TikTok's pending drafts); they continue
+    /// Jobs waiting for a rate window or a cap (an account's pending uploads); they continue
     /// when it opens, in a later run or in `watch`.
     pub deferred: usize,
     pub interrupted: usize,
@@ -142,7 +142,8 @@ pub struct Summary {
     pub retries: usize,
     /// Cached artifacts that failed verification and were built again.
     pub rebuilt: usize,
-    /// Notices that may or may not have gone out (an answer was lost); never re-sent.
+    /// At-most-once effects that may or may not have happened (an answer was lost);
+    /// never repeated.
     pub unconfirmed: usize,
     pub wall_seconds: f64,
 }
@@ -422,4 +423,3 @@ fn job_ref(input: &JobInput) -> JobRef {
         voice: input.job.spec.voice_name.clone(),
     }
 }
-

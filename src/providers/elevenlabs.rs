@@ -218,7 +218,8 @@ impl ElevenLabs {
         permits: Arc<Semaphore>,
     ) -> Result<Self, SetupError> {
         Ok(Self {
-            http: http::client(options.timeouts)?,
+            // Built once per process: the registry asks for a client per voice and job.
+            http: http::shared_client(options.timeouts)?,
             key,
             base_url: http::check_base(BASE_VAR, &options.base_url)?,
             voice,

@@ -28,7 +28,7 @@ pub enum SetupError {
 }
 
 /// How long a client waits. `request` covers the whole exchange, body included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     pub connect: Duration,
     pub request: Duration,
@@ -41,6 +41,25 @@ pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, SetupError> 
         .timeout(timeouts.request)
         .build()
         .map_err(|e| SetupError::Client(chain(&e)))
+}
+
+/// One client per set of timeouts for the whole process: a client owns a connection pool
+/// (and a TLS set-up), so building one per call or per job would open a new connection for
+/// every request. Clones share the pool.
+pub(crate) fn shared_client(timeouts: Timeouts) -> Result<reqwest::Client, SetupError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Timeouts, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&timeouts) {
+        return Ok(client.clone());
+    }
+    let built = client(timeouts)?;
+    clients.insert(timeouts, built.clone());
+    Ok(built)
 }
 
 /// The key in `name`, or an error naming the variable to set.
@@ -93,14 +112,41 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     parse_retry_after(value, SystemTime::now())
 }
 
+/// The longest wait a server's header is read as: a larger number (`1e20`) still means
+/// "not soon", but must neither overflow a `Duration` nor a unix time.
+pub(crate) const MAX_SERVER_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return seconds_to_wait(seconds);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     // A date already past means "now", not "no advice".
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_SERVER_WAIT),
+    )
+}
+
+/// A wait in (possibly fractional) seconds as a server wrote it, capped at
+/// [`MAX_SERVER_WAIT`]; negative or not-a-number is no advice.
+pub(crate) fn seconds_to_wait(seconds: f64) -> Option<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(seconds)
+            .unwrap_or(MAX_SERVER_WAIT)
+            .min(MAX_SERVER_WAIT),
+    )
+}
+
+/// The unix second `wait` from `now`, for a [`ProviderError::Deferred`] or a budget block.
+pub(crate) fn unix_after(now: i64, wait: Duration) -> i64 {
+    now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX))
+        .saturating_add(i64::from(wait.subsec_nanos() > 0))
 }
 
 /// Statuses worth another try: the server timed out, is overloaded or limited us.
@@ -147,6 +193,30 @@ pub(crate) fn classify_transport(
         return ProviderError::permanent(service, format!("{doing}: {}", chain(&error)));
     }
     ProviderError::retryable(service, format!("{doing}: {}", chain(&error)))
+}
+
+/// A request that failed before an answer came, for a call with a side effect: refused
+/// before anything was sent is retryable; a timeout or a connection dropped after the
+/// request went out leaves it open whether the service acted, so it is unconfirmed.
+pub(crate) fn classify_effect_transport(
+    service: &'static str,
+    doing: &str,
+    error: reqwest::Error,
+) -> ProviderError {
+    let error = error.without_url();
+    if error.is_connect() {
+        return ProviderError::retryable(service, format!("{doing}: {}", chain(&error)));
+    }
+    if error.is_builder() {
+        return ProviderError::permanent(service, format!("{doing}: {}", chain(&error)));
+    }
+    if error.is_timeout() {
+        return ProviderError::unconfirmed(
+            service,
+            format!("timed out {doing}, after the request was sent"),
+        );
+    }
+    ProviderError::unconfirmed(service, format!("{doing}: {}", chain(&error)))
 }
 
 /// The whole body; a connection dropped mid-body is retryable.
@@ -219,7 +289,25 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_retry_after_of_1e20_is_a_long_wait_not_a_panic() {
+        let now = SystemTime::now();
+        for huge in ["1e20", "18446744073709551616", "inf", "1e308"] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_SERVER_WAIT),
+                "{huge}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1e20"));
+        assert_eq!(retry_after(&headers), Some(MAX_SERVER_WAIT));
+        assert_eq!(unix_after(i64::MAX - 5, MAX_SERVER_WAIT), i64::MAX);
+        assert_eq!(unix_after(100, Duration::from_millis(1500)), 102);
     }
 
     #[test]

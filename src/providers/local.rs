@@ -1,9 +1,13 @@
-//! The offline publishing side: a hosting folder, a drafts folder, a log line.
+//! The offline publishing side: a hosting folder, a drafts folder, a notices file. Each is
+//! idempotent by content, like the services it stands in for: a second put or send of
+//! the same thing finds it there and writes nothing.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     DraftReceipt, DraftRequest, Drafts, EffectLog, EffectProgress, Host, HostRequest, Hosted,
@@ -30,13 +34,15 @@ impl Host for LocalHost {
                 .await
                 .map_err(|e| io(&e, parent))?;
         }
-        let tmp = dest.with_extension("part");
-        tokio::fs::copy(&r.path, &tmp)
-            .await
-            .map_err(|e| io(&e, &tmp))?;
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(|e| io(&e, &dest))?;
+        if !same_content(&r.path, &dest).await? {
+            let tmp = dest.with_extension("part");
+            tokio::fs::copy(&r.path, &tmp)
+                .await
+                .map_err(|e| io(&e, &tmp))?;
+            tokio::fs::rename(&tmp, &dest)
+                .await
+                .map_err(|e| io(&e, &dest))?;
+        }
         let abs = dest.canonicalize().unwrap_or(dest.clone());
         Ok(Hosted {
             location: abs.to_string_lossy().into_owned(),
@@ -80,6 +86,15 @@ impl Drafts for LocalDrafts {
         let dir = dir.canonicalize().unwrap_or(dir);
         let video = dir.join(format!("{}.mp4", r.job_id));
         let sidecar = dir.join(format!("{}.json", r.job_id));
+        let receipt = DraftReceipt {
+            external_id: video.to_string_lossy().into_owned(),
+            status: "SAVED_LOCALLY".into(),
+        };
+        if same_content(&r.video, &video).await?
+            && tokio::fs::try_exists(&sidecar).await.unwrap_or(false)
+        {
+            return Ok(receipt);
+        }
         log.record(&EffectProgress {
             external_id: Some(video.to_string_lossy().into_owned()),
             phase: "initialized".into(),
@@ -116,10 +131,41 @@ impl Drafts for LocalDrafts {
         tokio::fs::rename(&tmp, &video)
             .await
             .map_err(|e| io(&e, &video))?;
-        Ok(DraftReceipt {
-            external_id: video.to_string_lossy().into_owned(),
-            status: "SAVED_LOCALLY".into(),
-        })
+        Ok(receipt)
+    }
+}
+
+/// Whether `copy` exists and holds the same bytes as `original`.
+async fn same_content(original: &Path, copy: &Path) -> Result<bool, ProviderError> {
+    let Ok(copy_meta) = tokio::fs::metadata(copy).await else {
+        return Ok(false);
+    };
+    let original_meta = tokio::fs::metadata(original)
+        .await
+        .map_err(|e| io(&e, original))?;
+    if copy_meta.len() != original_meta.len() {
+        return Ok(false);
+    }
+    Ok(sha256_file(original).await? == sha256_file(copy).await?)
+}
+
+/// The hex SHA-256 of a file, read in pieces.
+pub(crate) async fn sha256_hex(path: &Path) -> Result<String, ProviderError> {
+    sha256_file(path).await.map(hex::encode)
+}
+
+async fn sha256_file(path: &Path) -> Result<[u8; 32], ProviderError> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io(&e, path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).await.map_err(|e| io(&e, path))?;
+        if read == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..read]);
     }
 }
 
@@ -128,13 +174,162 @@ fn restrict(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
-/// The notice as a log line.
-pub struct LogNotifier;
+/// The notice as a line in a file (e.g. `<state>/notices.log`, mode 0600), never on the
+/// terminal, where it would tear the progress bars. Like the chat it stands in for, it
+/// cannot be asked what it holds: every send is a line, so a notice sent twice shows
+/// twice (the engine sends each at most once).
+pub struct LogNotifier {
+    pub path: PathBuf,
+}
+
+impl LogNotifier {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
 
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn send(&self, n: &Notice) -> Result<String, ProviderError> {
-        eprintln!("notice: {}", n.text.replace('\n', " | "));
-        Ok("log".into())
+        let digest = Sha256::new()
+            .chain_update(n.chat.as_bytes())
+            .chain_update([0])
+            .chain_update(n.text.as_bytes())
+            .finalize();
+        let id = format!("log:{}", &hex::encode(digest)[..16]);
+        if let Some(parent) = self.path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io(&e, parent))?;
+        }
+        let line = format!(
+            "{id}\t{}\t{}\t{}\n",
+            crate::clock::now(),
+            n.chat,
+            n.text.replace('\n', " | ")
+        );
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)
+            .await
+            .map_err(|e| io(&e, &self.path))?;
+        file.write_all(line.as_bytes())
+            .await
+            .map_err(|e| io(&e, &self.path))?;
+        file.sync_data().await.map_err(|e| io(&e, &self.path))?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(text: &str) -> Notice {
+        Notice {
+            chat: "@me".to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_notifier_appends_every_notice_to_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let notifier = LogNotifier::new(dir.path().join("state/notices.log"));
+        let first = notifier
+            .send(&notice("draft ready\nsecond line"))
+            .await
+            .unwrap();
+        let again = notifier
+            .send(&notice("draft ready\nsecond line"))
+            .await
+            .unwrap();
+        let other = notifier.send(&notice("another")).await.unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let text = std::fs::read_to_string(&notifier.path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "a notice sent twice shows twice: {text}"
+        );
+        assert!(text.contains("draft ready | second line"));
+        let mode = std::fs::metadata(&notifier.path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn local_hosting_and_drafts_write_the_same_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("v.mp4");
+        std::fs::write(&video, b"video bytes").unwrap();
+        let host = LocalHost {
+            dir: dir.path().join("hosted"),
+        };
+        let request = HostRequest {
+            path: video.clone(),
+            key: "r/abc.mp4".to_owned(),
+            content_type: "video/mp4".to_owned(),
+            expires_at: 1,
+        };
+        let first = host.put(&request).await.unwrap();
+        let stamp = std::fs::metadata(&first.location)
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(host.put(&request).await.unwrap(), first);
+        assert_eq!(
+            std::fs::metadata(&first.location)
+                .unwrap()
+                .modified()
+                .unwrap(),
+            stamp,
+            "not written again"
+        );
+
+        struct NoLog;
+        #[async_trait]
+        impl EffectLog for NoLog {
+            async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError> {
+                Ok(None)
+            }
+            async fn record(&self, _: &EffectProgress) -> Result<(), ProviderError> {
+                Ok(())
+            }
+        }
+        let drafts = LocalDrafts {
+            dir: dir.path().join("drafts"),
+        };
+        let draft = DraftRequest {
+            video,
+            job_id: "job1".to_owned(),
+            recipe: "r".to_owned(),
+            account: String::new(),
+            title: "t".to_owned(),
+            caption: "c".to_owned(),
+            hashtags: Vec::new(),
+            credits: Vec::new(),
+        };
+        let receipt = drafts.send(&draft, &NoLog).await.unwrap();
+        let stamp = std::fs::metadata(&receipt.external_id)
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(drafts.send(&draft, &NoLog).await.unwrap(), receipt);
+        assert_eq!(
+            std::fs::metadata(&receipt.external_id)
+                .unwrap()
+                .modified()
+                .unwrap(),
+            stamp
+        );
     }
 }

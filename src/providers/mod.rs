@@ -2,6 +2,7 @@
 //! implementation that works with no keys and a real client for the paid service.
 //! Retry policy does not live here: clients class their errors and return.
 
+pub mod budgets;
 pub mod elevenlabs;
 mod error;
 mod http;
@@ -14,6 +15,7 @@ pub mod r2;
 pub mod telegram;
 pub mod tiktok;
 
+pub use budgets::MemoryBudgets;
 pub use error::ProviderError;
 pub use http::{SetupError, Timeouts};
 

@@ -2,14 +2,16 @@
 //! enough for a scene, each kept with the credit the API guidelines ask for.
 //!
 //! The hourly quota is small, so the client remembers the `X-Ratelimit-*` headers of every
-//! successful answer (shared between clones) and waits for the reset instead of burning
-//! requests on 429s.
+//! successful answer (shared between clones), counts its searches in the shared budget
+//! `pexels:<key hash>`, and never sleeps or burns requests on 429s: a used-up quota comes
+//! back as a short retryable wait, or as [`ProviderError::Deferred`] until the reset (an
+//! hour when the reset is unknown), and blocks the budget for every process.
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, HeaderMap, RANGE};
@@ -17,8 +19,10 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
+use super::budgets::MemoryBudgets;
 use super::http::{self, SetupError, Timeouts};
-use super::{Clip, Credit, FootageRequest, FootageSource, ProviderError, probe};
+use super::{Budgets, Clip, Credit, FootageRequest, FootageSource, ProviderError, probe};
+use crate::clock::now as unix_now;
 use crate::secret::Secret;
 
 const SERVICE: &str = "pexels";
@@ -41,8 +45,8 @@ pub struct PexelsOptions {
     pub download_timeout: Duration,
     /// Results asked for per search; more per page saves quota.
     pub per_page: u32,
-    /// The longest the client sleeps for a quota reset before handing back a retryable
-    /// error instead.
+    /// A quota reset at most this far off comes back retryable (the engine waits it out
+    /// in this run); a later one defers the job until the reset.
     pub max_rate_wait: Duration,
 }
 
@@ -80,18 +84,35 @@ pub struct RateLimit {
     pub reset: Option<i64>,
 }
 
-/// Clones share one HTTP client and one view of the quota.
-#[derive(Debug, Clone)]
+/// Pexels' documented default: 200 requests per hour.
+const DEFAULT_HOURLY: u32 = 200;
+const HOUR: i64 = 60 * 60;
+
+/// Clones share one HTTP client, one view of the quota and the budgets.
+#[derive(Clone)]
 pub struct Pexels {
     http: reqwest::Client,
     key: Secret,
     options: PexelsOptions,
     rate: Arc<Mutex<RateLimit>>,
+    budgets: Arc<dyn Budgets>,
+    /// `pexels:<first 12 hex digits of the key's sha256>`: per key, never the key itself.
+    budget_key: String,
+}
+
+impl std::fmt::Debug for Pexels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pexels")
+            .field("options", &self.options)
+            .field("budget_key", &self.budget_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pexels {
     pub fn new(key: Secret, options: PexelsOptions) -> Result<Self, SetupError> {
         let base_url = http::check_base(BASE_VAR, &options.base_url)?;
+        let key_for_hash = key.clone();
         Ok(Self {
             http: http::client(options.timeouts)?,
             key,
@@ -101,7 +122,21 @@ impl Pexels {
                 ..options
             },
             rate: Arc::default(),
+            budgets: Arc::new(MemoryBudgets::new()),
+            budget_key: budget_key(&key_for_hash),
         })
+    }
+
+    /// The shared budgets the hourly window is counted in (the store's, across
+    /// processes); by default, this process's memory.
+    pub fn with_budgets(mut self, budgets: Arc<dyn Budgets>) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    /// The [`Budgets`] key this client's searches count against.
+    pub fn budget_key(&self) -> &str {
+        &self.budget_key
     }
 
     /// The key from `PEXELS_API_KEY`, the base from `PEXELS_BASE_URL`.
@@ -126,7 +161,7 @@ impl Pexels {
         per_page: u32,
         page: u32,
     ) -> Result<SearchPage, ProviderError> {
-        self.wait_for_quota().await?;
+        self.check_quota().await?;
         let mut url = Url::parse(&format!("{}/videos/search", self.options.base_url))
             .map_err(|e| ProviderError::permanent(SERVICE, format!("bad search url: {e}")))?;
         url.query_pairs_mut()
@@ -165,18 +200,18 @@ impl Pexels {
             ),
             StatusCode::TOO_MANY_REQUESTS => {
                 // A 429 carries no rate headers: the reset remembered from the last 200
-                // is the best guess at when the quota returns.
-                let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
-                rate.remaining = Some(0);
-                let wait = rate
-                    .reset
-                    .and_then(until)
-                    .or_else(|| http::retry_after(&headers));
-                ProviderError::retry_after(
-                    SERVICE,
-                    format!("the request quota is used up: {message}"),
-                    wait,
-                )
+                // is the best guess at when the quota returns; without one, the hour.
+                let now = unix_now();
+                let reset = {
+                    let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+                    rate.remaining = Some(0);
+                    rate.reset.filter(|reset| *reset > now)
+                };
+                let reset = reset
+                    .or_else(|| http::retry_after(&headers).map(|w| http::unix_after(now, w)))
+                    .unwrap_or(now + HOUR);
+                self.budgets.block(&self.budget_key, reset).await?;
+                self.used_up(reset, &format!("the request quota is used up: {message}"))
             }
             _ => http::classify_status(SERVICE, status, http::retry_after(&headers), &message),
         })
@@ -202,29 +237,51 @@ impl Pexels {
         }
     }
 
-    /// With the quota at zero, sleeps until it resets — unless that is further off than
-    /// `max_rate_wait`, in which case the caller gets a retryable error carrying the wait.
-    async fn wait_for_quota(&self) -> Result<(), ProviderError> {
-        let wait = {
+    /// Refuses a search the quota has no room for, before it is sent: the reported
+    /// quota at zero until its reset, or the shared hourly budget empty or blocked.
+    async fn check_quota(&self) -> Result<(), ProviderError> {
+        let now = unix_now();
+        let (exhausted, limit) = {
             let rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
-            match (rate.remaining, rate.reset) {
-                (Some(0), Some(reset)) => until(reset),
+            let exhausted = match (rate.remaining, rate.reset) {
+                (Some(0), Some(reset)) if reset > now => Some(reset),
                 _ => None,
-            }
+            };
+            let limit = rate
+                .limit
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(DEFAULT_HOURLY);
+            (exhausted, limit)
         };
-        let Some(wait) = wait else { return Ok(()) };
-        if wait > self.options.max_rate_wait {
-            return Err(ProviderError::retry_after(
-                SERVICE,
-                format!(
-                    "the request quota is used up; it resets in {}s",
-                    wait.as_secs()
-                ),
-                Some(wait),
-            ));
+        if let Some(reset) = exhausted {
+            return Err(self.used_up(reset, "the request quota is used up"));
         }
-        tokio::time::sleep(wait).await;
-        Ok(())
+        match self.budgets.take(&self.budget_key, limit, HOUR).await? {
+            Ok(()) => Ok(()),
+            Err(until) => Err(self.used_up(until, "the hourly request budget is used up")),
+        }
+    }
+
+    /// A used-up quota that refills at `reset`: retryable when that is soon, otherwise
+    /// the job waits for it.
+    fn used_up(&self, reset: i64, what: &str) -> ProviderError {
+        let wait = Duration::from_secs(u64::try_from(reset - unix_now()).unwrap_or(0));
+        if wait <= self.options.max_rate_wait {
+            return ProviderError::retry_after(
+                SERVICE,
+                format!("{what}; it resets in {}s", wait.as_secs()),
+                Some(wait),
+            );
+        }
+        ProviderError::deferred(
+            SERVICE,
+            format!(
+                "{what}; the footage waits for the reset in {}s",
+                wait.as_secs()
+            ),
+            reset,
+            self.budget_key.clone(),
+        )
     }
 
     /// Streams one file into `<name>.part`, resuming a part left by an earlier attempt,
@@ -502,13 +559,10 @@ fn page_number(next_page: &str) -> Option<u32> {
         .filter(|&page| page > 1)
 }
 
-fn until(unix_seconds: i64) -> Option<Duration> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs_f64();
-    let wait = unix_seconds as f64 - now;
-    (wait > 0.0).then(|| Duration::from_secs_f64(wait))
+fn budget_key(key: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(key.expose().as_bytes()));
+    format!("pexels:{}", &digest[..12])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

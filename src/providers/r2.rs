@@ -8,6 +8,12 @@
 //!
 //! Each object carries its expiry twice: `expires-at` metadata (unix seconds), which
 //! [`R2::expired`] reads, and the HTTP `Expires` header for caches.
+//!
+//! A put is idempotent: the object's `sha256` metadata says what it holds, so a put that
+//! finds the key with the same digest (a HEAD) writes nothing, and a new object is written
+//! with `If-None-Match: *`, so two writers racing for one key write it once. The SDK's own
+//! retries are off: the engine's one retry policy repeats the whole put, which starts
+//! with that HEAD.
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +38,8 @@ pub const SERVICE: &str = "r2";
 pub const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Metadata key (`x-amz-meta-expires-at`) holding the unix second the copy must be gone by.
 pub const EXPIRES_AT_META: &str = "expires-at";
+/// Metadata key (`x-amz-meta-sha256`) holding the hex SHA-256 of the object's bytes.
+pub const SHA256_META: &str = "sha256";
 
 const MIB: u64 = 1024 * 1024;
 /// R2's smallest part (except the last).
@@ -122,9 +130,8 @@ impl R2 {
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            // The SDK retries single requests: one failed part would otherwise throw away
-            // a whole multipart upload. Whole operations are retried by the engine.
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            // One retry policy, the engine's: retries here would stack under it.
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -162,12 +169,58 @@ impl R2 {
             })
     }
 
+    /// The `sha256` metadata of the object at `key`: `Ok(None)` when there is no object,
+    /// `Ok(Some(None))` for an object without the digest.
+    async fn stored_digest(&self, key: &str) -> Result<Option<Option<String>>, ProviderError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(
+                head.metadata()
+                    .and_then(|m| m.get(SHA256_META))
+                    .map(|v| v.trim().to_ascii_lowercase()),
+            )),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(classify("HeadObject", error)),
+        }
+    }
+
+    /// Writes the object; `Ok(false)` when the conditional write found the key taken.
+    async fn write(
+        &self,
+        key: &str,
+        request: &HostRequest,
+        size: u64,
+        digest: &str,
+        only_if_absent: bool,
+    ) -> Result<bool, ProviderError> {
+        let written = if size >= self.config.multipart_threshold {
+            self.put_multipart(key, request, size, digest, only_if_absent)
+                .await
+        } else {
+            self.put_single(key, request, size, digest, only_if_absent)
+                .await
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(Refused::Taken) => Ok(false),
+            Err(Refused::Error(error)) => Err(error),
+        }
+    }
+
     async fn put_single(
         &self,
         key: &str,
         request: &HostRequest,
         size: u64,
-    ) -> Result<(), ProviderError> {
+        digest: &str,
+        only_if_absent: bool,
+    ) -> Result<(), Refused> {
         let body = ByteStream::from_path(&request.path)
             .await
             .map_err(|e| read_error(&request.path, &e))?;
@@ -180,9 +233,11 @@ impl R2 {
             .content_type(&request.content_type)
             .expires(DateTime::from_secs(request.expires_at))
             .metadata(EXPIRES_AT_META, request.expires_at.to_string())
+            .metadata(SHA256_META, digest)
+            .set_if_none_match(only_if_absent.then(|| "*".to_owned()))
             .send()
             .await
-            .map_err(|e| classify("PutObject", e))?;
+            .map_err(|e| refused("PutObject", e))?;
         Ok(())
     }
 
@@ -191,7 +246,9 @@ impl R2 {
         key: &str,
         request: &HostRequest,
         size: u64,
-    ) -> Result<(), ProviderError> {
+        digest: &str,
+        only_if_absent: bool,
+    ) -> Result<(), Refused> {
         let created = self
             .client
             .create_multipart_upload()
@@ -200,13 +257,17 @@ impl R2 {
             .content_type(&request.content_type)
             .expires(DateTime::from_secs(request.expires_at))
             .metadata(EXPIRES_AT_META, request.expires_at.to_string())
+            .metadata(SHA256_META, digest)
             .send()
             .await
             .map_err(|e| classify("CreateMultipartUpload", e))?;
         let upload_id = created.upload_id().ok_or_else(|| {
             ProviderError::retryable(SERVICE, "CreateMultipartUpload returned no upload id")
         })?;
-        match self.upload_parts(key, upload_id, &request.path, size).await {
+        match self
+            .upload_parts(key, upload_id, &request.path, size, only_if_absent)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(error) => {
                 // Best effort: R2 also drops incomplete uploads after 7 days on its own.
@@ -229,7 +290,8 @@ impl R2 {
         upload_id: &str,
         path: &Path,
         size: u64,
-    ) -> Result<(), ProviderError> {
+        only_if_absent: bool,
+    ) -> Result<(), Refused> {
         let part_size = self.config.part_size.max(size.div_ceil(MAX_PARTS));
         let mut parts = Vec::new();
         let mut offset = 0;
@@ -274,9 +336,10 @@ impl R2 {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .set_if_none_match(only_if_absent.then(|| "*".to_owned()))
             .send()
             .await
-            .map_err(|e| classify("CompleteMultipartUpload", e))?;
+            .map_err(|e| refused("CompleteMultipartUpload", e))?;
         Ok(())
     }
 
@@ -340,10 +403,27 @@ impl Host for R2 {
             .map_err(|e| read_error(&request.path, &e))?
             .len();
         let key = self.object_key(&request.key);
-        if size >= self.config.multipart_threshold {
-            self.put_multipart(&key, request, size).await?;
-        } else {
-            self.put_single(&key, request, size).await?;
+        let digest = super::local::sha256_hex(&request.path).await?;
+        match self.stored_digest(&key).await? {
+            Some(Some(stored)) if stored == digest => {}
+            // Something else under our key (another version, or a copy from before
+            // digests were kept): replaced.
+            Some(_) => {
+                self.write(&key, request, size, &digest, false).await?;
+            }
+            None => {
+                if !self.write(&key, request, size, &digest, true).await? {
+                    // Another writer got there first: fine if it wrote the same bytes.
+                    if self.stored_digest(&key).await?.flatten().as_deref() != Some(&digest) {
+                        return Err(ProviderError::retryable(
+                            SERVICE,
+                            format!(
+                                "`{key}` was written by someone else at the same time with other content"
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         Ok(Hosted {
             location: self.location(&key),
@@ -394,6 +474,31 @@ impl Host for R2 {
     }
 }
 
+/// A write that did not happen: the key was taken (412 to `If-None-Match: *`), or an error.
+enum Refused {
+    Taken,
+    Error(ProviderError),
+}
+
+impl From<ProviderError> for Refused {
+    fn from(error: ProviderError) -> Self {
+        Self::Error(error)
+    }
+}
+
+fn refused<E>(operation: &str, error: SdkError<E>) -> Refused
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    // 409 is what R2 and S3 answer to a conditional write racing another one.
+    if matches!(status, Some(412 | 409)) || error.code() == Some("PreconditionFailed") {
+        Refused::Taken
+    } else {
+        Refused::Error(classify(operation, error))
+    }
+}
+
 /// Classes an SDK failure: throttling, 5xx and network trouble are worth retrying;
 /// other 4xx answers are not, and carry the S3 error code.
 fn classify<E>(operation: &str, error: SdkError<E>) -> ProviderError
@@ -414,6 +519,23 @@ where
             } else {
                 ProviderError::retryable(SERVICE, message)
             }
+        }
+        // The request went out and its answer could not be read: it may have taken
+        // effect. A put reconciles by its HEAD on the next attempt.
+        SdkError::ResponseError(_)
+            if error.raw_response().is_none_or(|r| r.status().is_success()) =>
+        {
+            ProviderError::unconfirmed(
+                SERVICE,
+                format!(
+                    "{operation}: the answer was cut off or unreadable: {}",
+                    DisplayErrorContext(&error)
+                        .to_string()
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ),
+            )
         }
         SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
             let status = error

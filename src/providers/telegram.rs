@@ -7,13 +7,19 @@
 //!
 //! The bot token sits in the URL path, and reqwest puts URLs in its errors, so every
 //! message built here drops the URL and scrubs the token.
+//!
+//! Telegram cannot be asked whether a message went out, so a send is at most once: an
+//! answer that says no (`ok: false`, a JSON error, a refused connection) is retryable or
+//! permanent, and anything that leaves it open (a timeout after sending, a cut or
+//! non-JSON answer) is [`ProviderError::Unconfirmed`], which the engine reports and
+//! never sends again.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Credit, Notice, Notifier, ProviderError};
+use super::{Credit, Notice, Notifier, ProviderError, Timeouts, http};
 use crate::secret::Secret;
 
 pub const SERVICE: &str = "telegram";
@@ -39,12 +45,22 @@ pub struct Telegram {
 }
 
 impl Telegram {
+    pub const TIMEOUTS: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        request: Duration::from_secs(30),
+    };
+
     pub fn new(base_url: impl Into<String>, token: Secret) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ProviderError::permanent(SERVICE, e.without_url().to_string()))?;
+        Self::with_timeouts(base_url, token, Self::TIMEOUTS)
+    }
+
+    pub fn with_timeouts(
+        base_url: impl Into<String>,
+        token: Secret,
+        timeouts: Timeouts,
+    ) -> Result<Self, ProviderError> {
+        let http =
+            http::client(timeouts).map_err(|e| ProviderError::permanent(SERVICE, e.to_string()))?;
         Ok(Self {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
@@ -150,8 +166,15 @@ impl Notifier for Telegram {
             "link_preview_options": {"is_disabled": true},
         });
         let url = format!("{}/bot{}/sendMessage", self.base_url, self.token.expose());
-        let transport = |error: reqwest::Error| {
-            ProviderError::retryable(SERVICE, self.scrub(&error.without_url().to_string()))
+        let unknown = |doing: &str, error: reqwest::Error| {
+            let error = match http::classify_effect_transport(SERVICE, doing, error) {
+                ProviderError::Unconfirmed { message, .. } => ProviderError::unconfirmed(
+                    SERVICE,
+                    format!("{message}; the notice may have gone out, so it is not sent again"),
+                ),
+                other => other,
+            };
+            scrub_error(error, |text| self.scrub(text))
         };
         let response = self
             .http
@@ -159,16 +182,19 @@ impl Notifier for Telegram {
             .json(&body)
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(|e| unknown("sending the notice", e))?;
         let status = response.status().as_u16();
-        let raw = response.text().await.map_err(transport)?;
-        let Ok(answer) = serde_json::from_str::<Value>(&raw) else {
-            let message = format!("unexpected answer (HTTP {status})");
-            return Err(if status >= 500 || status == 429 {
-                ProviderError::retryable(SERVICE, message)
-            } else {
-                ProviderError::permanent(SERVICE, message)
-            });
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|e| unknown("reading the answer", e))?;
+        let Ok(answer) = serde_json::from_slice::<Value>(&raw) else {
+            return Err(ProviderError::unconfirmed(
+                SERVICE,
+                format!(
+                    "the answer (HTTP {status}) was not Telegram's JSON, so whether the notice went out is unknown; it is not sent again"
+                ),
+            ));
         };
         if answer.get("ok").and_then(Value::as_bool) != Some(true) {
             return Err(self.classify(status, &notice.chat, &answer));
@@ -177,7 +203,33 @@ impl Notifier for Telegram {
             .pointer("/result/message_id")
             .and_then(Value::as_i64)
             .map(|id| id.to_string())
-            .ok_or_else(|| ProviderError::permanent(SERVICE, "the answer carried no `message_id`"))
+            .ok_or_else(|| {
+                ProviderError::unconfirmed(SERVICE, "telegram answered ok without a `message_id`")
+            })
+    }
+}
+
+/// The same error with `scrub` applied to its message.
+fn scrub_error(error: ProviderError, scrub: impl Fn(&str) -> String) -> ProviderError {
+    match error {
+        ProviderError::Retryable {
+            service,
+            message,
+            retry_after,
+        } => ProviderError::Retryable {
+            service,
+            message: scrub(&message),
+            retry_after,
+        },
+        ProviderError::Permanent { service, message } => ProviderError::Permanent {
+            service,
+            message: scrub(&message),
+        },
+        ProviderError::Unconfirmed { service, message } => ProviderError::Unconfirmed {
+            service,
+            message: scrub(&message),
+        },
+        other => other,
     }
 }
 

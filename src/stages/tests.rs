@@ -17,8 +17,6 @@ use crate::engine::{
     Budgets, Collect, Engine, Event, JobEnd, JobInput, RetryPolicy, Settings, Sink, StageStatus,
     Summary,
 };
-use crate::registry::Services;
-use crate::store::{Status, Store};
 use crate::expand::{FootageSpec, ScriptSpec};
 use crate::keys::ToolVersions;
 use crate::media::RenderSpec;
@@ -28,7 +26,9 @@ use crate::providers::{
     ScriptRequest, ScriptWriter, Voice, VoiceRequest, WordTiming,
 };
 use crate::recipe::{Notify, Publish, VoiceDef};
+use crate::registry::Services;
 use crate::registry::{Digests, Renderer};
+use crate::store::{Status, Store};
 
 /// What a scripted call does next; once the script runs out, it succeeds.
 #[derive(Debug, Clone)]
@@ -734,7 +734,11 @@ async fn the_host_effect_key_does_not_include_the_job() {
     w.run().await;
     // A title-only edit: a new job over the same render. It gets its own hosted copy, so
     // purging one job never takes the other's link with it.
-    w.edit(&RECIPE.replace("VOICES", "a").replace("\"{{ topic }}\"", "\"{{ topic }}, again\""));
+    w.edit(
+        &RECIPE
+            .replace("VOICES", "a")
+            .replace("\"{{ topic }}\"", "\"{{ topic }}, again\""),
+    );
     let summary = w.run().await;
     assert_eq!(summary.done, 1);
     assert_eq!(w.fakes.render.calls(), 1, "the render is reused");
@@ -744,9 +748,10 @@ async fn the_host_effect_key_does_not_include_the_job() {
 
 #[tokio::test]
 async fn local_footage_is_keyed_by_the_folders_name_only() {
-    let text = RECIPE
-        .replace("VOICES", "a")
-        .replace("{ provider: generated, clips: 1 }", "{ provider: local, dir: clips, clips: 1 }");
+    let text = RECIPE.replace("VOICES", "a").replace(
+        "{ provider: generated, clips: 1 }",
+        "{ provider: local, dir: clips, clips: 1 }",
+    );
     let mut w = World::new("a");
     std::fs::create_dir_all(w.root.join("clips")).unwrap();
     std::fs::write(w.root.join("clips/one.mp4"), b"first clip").unwrap();
@@ -756,10 +761,18 @@ async fn local_footage_is_keyed_by_the_folders_name_only() {
     assert_eq!(w.fakes.footage.calls(), 1, "unchanged clips are reused");
     std::fs::write(w.root.join("clips/one.mp4"), b"a changed clip").unwrap();
     w.run().await;
-    assert_eq!(w.fakes.footage.calls(), 2, "a changed clip runs the stage again");
+    assert_eq!(
+        w.fakes.footage.calls(),
+        2,
+        "a changed clip runs the stage again"
+    );
     std::fs::write(w.root.join("clips/two.mp4"), b"a new clip").unwrap();
     w.run().await;
-    assert_eq!(w.fakes.footage.calls(), 3, "a new clip runs the stage again");
+    assert_eq!(
+        w.fakes.footage.calls(),
+        3,
+        "a new clip runs the stage again"
+    );
 }
 
 #[tokio::test]

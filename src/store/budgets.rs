@@ -132,16 +132,28 @@ mod tests {
         let store = Store::open(dir.path()).await.unwrap();
         let key = "tiktok:inits:open-1";
         for i in 0..6 {
-            assert_eq!(store.take_budget(key, 6, 60, 1000 + i).await.unwrap(), Ok(()));
+            assert_eq!(
+                store.take_budget(key, 6, 60, 1000 + i).await.unwrap(),
+                Ok(())
+            );
         }
-        assert_eq!(store.take_budget(key, 6, 60, 1010).await.unwrap(), Err(1060));
+        assert_eq!(
+            store.take_budget(key, 6, 60, 1010).await.unwrap(),
+            Err(1060)
+        );
         // Another store over the same file (another process) sees the same window.
         let other = Store::open(dir.path()).await.unwrap();
-        assert_eq!(other.take_budget(key, 6, 60, 1030).await.unwrap(), Err(1060));
+        assert_eq!(
+            other.take_budget(key, 6, 60, 1030).await.unwrap(),
+            Err(1060)
+        );
         // At 1061 the takes at 1000 and 1001 have left the window: two more fit.
         assert_eq!(other.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
         assert_eq!(other.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
-        assert_eq!(other.take_budget(key, 6, 60, 1061).await.unwrap(), Err(1062));
+        assert_eq!(
+            other.take_budget(key, 6, 60, 1061).await.unwrap(),
+            Err(1062)
+        );
     }
 
     #[tokio::test]

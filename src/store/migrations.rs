@@ -14,7 +14,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deferred",
         include_str!("../../migrations/0002_deferred.sql"),
     ),
-    (3, "budgets", include_str!("../../migrations/0003_budgets.sql")),
+    (
+        3,
+        "budgets",
+        include_str!("../../migrations/0003_budgets.sql"),
+    ),
 ];
 
 #[derive(Debug)]

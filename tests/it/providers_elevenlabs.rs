@@ -13,6 +13,7 @@ use tiktok_factory::secret::Secret;
 use tokio::sync::Semaphore;
 
 use crate::fakes::elevenlabs::{self, CHARACTER_SECONDS, KEY, Scenario, VOICE_ID, audio};
+use crate::fakes::faults::Fault;
 use crate::fakes::{Fake, quick_retries};
 
 pub fn voice() -> ElevenLabsVoice {
@@ -301,4 +302,41 @@ async fn subscription_reports_remaining_characters() {
         error.to_string().contains("`ELEVENLABS_API_KEY`"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn clients_built_for_each_voice_and_job_share_one_connection() {
+    let fake = elevenlabs::start().await;
+    // The registry builds a client per voice and per job; they must not each open a
+    // connection (and a TLS handshake) of their own.
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        client(&fake).speak(&request(), dir.path()).await.unwrap();
+    }
+    assert_eq!(fake.requests(), 3);
+    assert_eq!(fake.connections(), 1);
+}
+
+#[tokio::test]
+async fn answers_lost_cut_garbled_or_slow_on_the_way_are_retried() {
+    let faults = [
+        Fault::Drop,
+        Fault::Cut,
+        Fault::Garble,
+        Fault::BadGateway,
+        Fault::Stall(Duration::from_millis(800)),
+    ];
+    for fault in faults {
+        let fake = elevenlabs::start().await;
+        fake.faults.inject("/with-timestamps", fault.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let (voice, asked) = (client(&fake), request());
+        let result = quick_retries()
+            .run(|_| voice.speak(&asked, dir.path()))
+            .await;
+        assert!(result.is_ok(), "{fault:?}: {result:?}");
+        assert_eq!(fake.faults.met().len(), 1, "{fault:?}");
+        let reached = if fault == Fault::BadGateway { 1 } else { 2 };
+        assert_eq!(fake.requests(), reached, "{fault:?}");
+    }
 }

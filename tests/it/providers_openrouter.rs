@@ -7,6 +7,7 @@ use tiktok_factory::providers::openrouter::{OpenRouter, OpenRouterOptions};
 use tiktok_factory::providers::{ProviderError, Script, ScriptRequest, ScriptWriter, Timeouts};
 use tiktok_factory::secret::Secret;
 
+use crate::fakes::faults::Fault;
 use crate::fakes::openrouter::{self, KEY, Scenario};
 use crate::fakes::{Fake, quick_retries, unix, unix_in};
 
@@ -278,4 +279,24 @@ async fn key_status_reports_limits() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("OPENROUTER_API_KEY"), "{error}");
+}
+
+#[tokio::test]
+async fn answers_lost_cut_garbled_or_slow_on_the_way_are_retried() {
+    let faults = [
+        Fault::Drop,
+        Fault::Cut,
+        Fault::Garble,
+        Fault::BadGateway,
+        Fault::Stall(Duration::from_millis(800)),
+    ];
+    for fault in faults {
+        let fake = openrouter::start().await;
+        fake.faults.inject(COMPLETIONS, fault.clone());
+        let result = write(&client(&fake), &request()).await;
+        assert!(result.is_ok(), "{fault:?}: {result:?}");
+        let reached = if fault == Fault::BadGateway { 1 } else { 2 };
+        assert_eq!(fake.requests_to(COMPLETIONS), reached, "{fault:?}");
+        assert_eq!(fake.faults.met().len(), 1, "{fault:?}");
+    }
 }

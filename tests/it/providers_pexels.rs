@@ -1,12 +1,16 @@
 //! The Pexels footage source against the fake, through the retry policy.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tiktok_factory::providers::pexels::{Pexels, PexelsOptions};
-use tiktok_factory::providers::{Clip, FootageRequest, FootageSource, ProviderError, Timeouts};
+use tiktok_factory::providers::{
+    Clip, FootageRequest, FootageSource, MemoryBudgets, ProviderError, Timeouts,
+};
 use tiktok_factory::secret::Secret;
 
+use crate::fakes::faults::Fault;
 use crate::fakes::pexels::{self, KEY, Scenario, clip};
 use crate::fakes::{Fake, quick_retries, unix, unix_in};
 
@@ -238,12 +242,11 @@ async fn an_exhausted_quota_is_waited_out() {
 }
 
 #[tokio::test]
-async fn a_reset_too_far_off_is_a_retryable_error_without_a_request() {
+async fn a_reset_too_far_off_defers_the_footage_without_a_request() {
     let fake = pexels::start().await;
     let client = client_with(&fake, KEY, Duration::from_secs(1));
-    fake.push(Scenario::QuotaExhausted {
-        reset_at: unix_in(Duration::from_secs(600)),
-    });
+    let reset_at = unix_in(Duration::from_secs(600));
+    fake.push(Scenario::QuotaExhausted { reset_at });
     let dir = tempfile::tempdir().unwrap();
     fetch(&client, &request(1, &[]), dir.path()).await.unwrap();
 
@@ -251,14 +254,11 @@ async fn a_reset_too_far_off_is_a_retryable_error_without_a_request() {
     let error = fetch(&client, &request(1, &[]), dir.path())
         .await
         .unwrap_err();
-    let ProviderError::Retryable { retry_after, .. } = &error else {
+    let ProviderError::Deferred { until, scope, .. } = &error else {
         panic!("{error:?}");
     };
-    let wait = retry_after.unwrap();
-    assert!(
-        wait > Duration::from_secs(550) && wait <= Duration::from_secs(601),
-        "{wait:?}"
-    );
+    assert_eq!(*until, i64::try_from(reset_at).unwrap());
+    assert_eq!(scope, client.budget_key());
     assert_eq!(
         fake.requests_to(SEARCH),
         1,
@@ -291,14 +291,54 @@ async fn a_429_waits_for_the_remembered_reset() {
 }
 
 #[tokio::test]
-async fn a_429_with_nothing_remembered_backs_off() {
+async fn a_429_with_an_unknown_reset_defers_for_the_hour_instead_of_retrying_blindly() {
     let fake = pexels::start().await;
     fake.push(Scenario::TooManyRequests);
+    let budgets = Arc::new(MemoryBudgets::new());
+    let client = client(&fake).with_budgets(budgets.clone());
     let dir = tempfile::tempdir().unwrap();
-    fetch(&client(&fake), &request(1, &[]), dir.path())
+    let started = Instant::now();
+    let error = fetch(&client, &request(1, &[]), dir.path())
         .await
-        .unwrap();
-    assert_eq!(fake.requests_to(SEARCH), 2);
+        .unwrap_err();
+    let ProviderError::Deferred { until, scope, .. } = &error else {
+        panic!("{error:?}");
+    };
+    let now = tiktok_factory::clock::now();
+    assert!(
+        (now + 3590..=now + 3600).contains(until),
+        "{until} vs {now}"
+    );
+    assert!(
+        scope.starts_with("pexels:") && !scope.contains(KEY),
+        "{scope}"
+    );
+    assert_eq!(fake.requests_to(SEARCH), 1, "one 429, no blind retries");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(budgets.blocked_until(scope), Some(*until));
+
+    // Another client of the same key and budgets (another process) does not ask either.
+    let other = client_with(&fake, KEY, Duration::from_secs(5)).with_budgets(budgets);
+    let again = fetch(&other, &request(1, &[]), dir.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(again, ProviderError::Deferred { .. }), "{again:?}");
+    assert_eq!(fake.requests_to(SEARCH), 1);
+}
+
+#[tokio::test]
+async fn a_search_answer_lost_or_garbled_on_the_way_is_retried() {
+    for fault in [Fault::Drop, Fault::Cut, Fault::Garble, Fault::BadGateway] {
+        let fake = pexels::start().await;
+        fake.faults.inject(SEARCH, fault.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let clips = fetch(&client(&fake), &request(1, &[]), dir.path()).await;
+        assert!(clips.is_ok(), "{fault:?}: {clips:?}");
+        // A gateway's 502 never reached the service; the other faults did.
+        let reached = if fault == Fault::BadGateway { 1 } else { 2 };
+        assert_eq!(fake.requests_to(SEARCH), reached, "{fault:?}");
+        assert_eq!(fake.faults.met().len(), 1, "{fault:?}");
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tiktok_factory::providers::r2::{R2, R2Config};
+
+use crate::fakes::faults::Fault;
+use crate::fakes::proxy::Proxy;
 use tiktok_factory::providers::{Host, HostRequest};
 use tiktok_factory::secret::Secret;
 
@@ -302,4 +305,156 @@ async fn failures_are_classed() {
         .unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert!(!format!("{error} {error:?}").contains("fake-secret-key"));
+}
+
+impl Moto {
+    /// Keeps every write as a version, so a test can count writes.
+    async fn enable_versioning(&self) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{BUCKET}?versioning", self.endpoint))
+            .body("<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// How many times the object at `key` was written.
+    async fn versions(&self, key: &str) -> usize {
+        let xml = reqwest::get(format!("{}/{BUCKET}?versions&prefix={key}", self.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("Version"))
+            .filter(|n| {
+                n.children()
+                    .any(|c| c.has_tag_name("Key") && c.text() == Some(key))
+            })
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_second_put_of_the_same_content_writes_nothing() {
+    let moto = Moto::start().await;
+    moto.enable_versioning().await;
+    let r2 = R2::new(moto.config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), "v.mp4", 1000);
+    let first = r2
+        .put(&request(&path, "job/v.mp4", now() + DAY))
+        .await
+        .unwrap();
+    let second = r2
+        .put(&request(&path, "job/v.mp4", now() + DAY))
+        .await
+        .unwrap();
+    assert_eq!(first.location, second.location);
+    assert_eq!(moto.versions("renders/job/v.mp4").await, 1);
+
+    // Other bytes under the same key replace the object.
+    let other = file(dir.path(), "w.mp4", 1200);
+    r2.put(&request(&other, "job/v.mp4", now() + DAY))
+        .await
+        .unwrap();
+    assert_eq!(moto.versions("renders/job/v.mp4").await, 2);
+    let replaced = r2
+        .put(&request(&other, "job/v.mp4", now() + DAY))
+        .await
+        .unwrap();
+    let fetched = reqwest::get(&replaced.url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(fetched.len(), 1200);
+}
+
+#[tokio::test]
+async fn the_s3_server_refuses_a_conditional_write_to_a_taken_key_with_412() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let moto = Moto::start().await;
+    moto.enable_versioning().await;
+    moto.put_raw("renders/race.mp4", b"first").await;
+    // What a writer racing this one would meet: the conditional write R2 sends for a new
+    // object is refused once the key exists, and the object is left alone.
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(Region::new("auto"))
+            .credentials_provider(Credentials::new("AK", "SK", None, None, "test"))
+            .force_path_style(true)
+            .build(),
+    );
+    let refused = client
+        .put_object()
+        .bucket(BUCKET)
+        .key("renders/race.mp4")
+        .if_none_match("*")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"second"))
+        .send()
+        .await
+        .unwrap_err();
+    let status = refused.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(status, Some(412), "{refused:?}");
+    assert_eq!(moto.versions("renders/race.mp4").await, 1);
+}
+
+/// Each point of the host effect where a process can lose track: one object written once,
+/// however often the engine (or a rerun) calls again.
+#[tokio::test]
+async fn faults_at_every_point_of_a_put_leave_one_hosted_object() {
+    let moto = Moto::start().await;
+    moto.enable_versioning().await;
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let r2 = R2::new(R2Config {
+        endpoint: proxy.url(),
+        ..moto.config()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), "v.mp4", 1000);
+    let cases = [
+        ("before the call", Some(Fault::BadGateway)),
+        ("after the call, before the answer", Some(Fault::Drop)),
+        ("the answer cut", Some(Fault::Cut)),
+        ("after the answer, before the record", None),
+    ];
+    for (n, (point, fault)) in cases.into_iter().enumerate() {
+        let key = format!("job{n}/v.mp4");
+        let object = format!("renders/{key}");
+        if let Some(fault) = &fault {
+            proxy
+                .faults()
+                .inject(&format!("PUT /{BUCKET}/{object}"), fault.clone());
+        }
+        let host = request(&path, &key, now() + DAY);
+        let put = || r2.put(&host);
+        let mut hosted = None;
+        for _ in 0..3 {
+            match put().await {
+                Ok(done) => {
+                    hosted = Some(done);
+                    break;
+                }
+                Err(error) => assert!(error.is_retryable(), "{point}: {error}"),
+            }
+        }
+        let hosted = hosted.unwrap_or_else(|| panic!("{point}: never hosted"));
+        assert_eq!(
+            proxy.faults().pending(),
+            0,
+            "{point}: the fault was not met"
+        );
+        // The engine lost the answer or the record: it puts again.
+        let again = put().await.unwrap();
+        assert_eq!(again.location, hosted.location, "{point}");
+        assert_eq!(moto.versions(&object).await, 1, "{point}");
+    }
 }

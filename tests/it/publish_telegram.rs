@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use tiktok_factory::engine::RetryPolicy;
 use tiktok_factory::providers::telegram::{Telegram, draft_notice_text};
-use tiktok_factory::providers::{Notice, Notifier, ProviderError};
+use tiktok_factory::providers::{Notice, Notifier, ProviderError, Timeouts};
 use tiktok_factory::secret::Secret;
 
+use crate::fakes::faults::Fault;
 use crate::fakes::telegram::{CHAT, FakeTelegram, MIGRATED_CHAT, NEW_CHAT_ID, TOKEN};
 
 fn notice(chat: &str, text: &str) -> Notice {
@@ -118,4 +119,159 @@ async fn refusals_are_permanent_with_a_hint_and_never_show_the_token() {
         assert!(!shown.contains("fake-bot-token"), "{shown}");
         assert!(!shown.contains("999:other"), "{shown}");
     }
+}
+
+/// Sends like an engine that honours the classes: retries what is retryable, and never
+/// sends again what may have gone out.
+async fn send_at_most_once(telegram: &Telegram, notice: &Notice) -> Result<String, ProviderError> {
+    let mut last = None;
+    for _ in 0..4 {
+        match telegram.send(notice).await {
+            Ok(id) => return Ok(id),
+            Err(error @ ProviderError::Retryable { .. }) => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap())
+}
+
+#[tokio::test]
+async fn a_cut_off_send_message_answer_is_unconfirmed_and_not_sent_again() {
+    for fault in [Fault::Cut, Fault::Drop, Fault::Garble] {
+        let fake = FakeTelegram::start().await;
+        fake.faults().inject("/sendMessage", fault.clone());
+        let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+        let error = send_at_most_once(&telegram, &notice(CHAT, "draft ready"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Unconfirmed { .. }),
+            "{fault:?}: {error:?}"
+        );
+        assert!(!error.to_string().contains(TOKEN), "{error}");
+        assert_eq!(fake.messages().len(), 1, "{fault:?}: exactly one notice");
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_is_unconfirmed() {
+    let fake = FakeTelegram::start().await;
+    fake.faults()
+        .inject("/sendMessage", Fault::Stall(Duration::from_millis(800)));
+    let telegram = Telegram::with_timeouts(
+        fake.url(),
+        Secret::new(TOKEN),
+        Timeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_millis(300),
+        },
+    )
+    .unwrap();
+    let error = send_at_most_once(&telegram, &notice(CHAT, "draft ready"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Unconfirmed { .. }),
+        "{error:?}"
+    );
+    // The slow answer's message did go out: that is why it is not sent again.
+    assert_eq!(fake.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn answers_that_say_it_was_not_sent_are_retried_and_a_refused_connection_too() {
+    let fake = FakeTelegram::start().await;
+    fake.faults().inject("/sendMessage", Fault::BadGateway);
+    fake.flood(1, 0);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let first = telegram.send(&notice(CHAT, "a")).await.unwrap_err();
+    // A gateway's page without Telegram's JSON could have come from anywhere: unconfirmed.
+    assert!(
+        matches!(first, ProviderError::Unconfirmed { .. }),
+        "{first:?}"
+    );
+    let flood = telegram.send(&notice(CHAT, "a")).await.unwrap_err();
+    assert!(
+        matches!(flood, ProviderError::Retryable { .. }),
+        "{flood:?}"
+    );
+    assert!(fake.messages().is_empty());
+    telegram.send(&notice(CHAT, "a")).await.unwrap();
+    assert_eq!(fake.messages().len(), 1);
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    };
+    let nowhere = Telegram::new(closed, Secret::new(TOKEN)).unwrap();
+    let refused = nowhere.send(&notice(CHAT, "a")).await.unwrap_err();
+    assert!(
+        matches!(refused, ProviderError::Retryable { .. }),
+        "{refused:?}"
+    );
+    assert!(!refused.to_string().contains(TOKEN), "{refused}");
+}
+
+/// The engine's half of the notify contract, as a double: the intent is recorded before
+/// the call, and an intent found without an outcome (a crash, an unconfirmed send) is
+/// reported, never sent again. Telegram cannot be asked, so this is all there is.
+#[derive(Default)]
+struct NoticeLedger {
+    entry: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl NoticeLedger {
+    /// One run of the notify stage; `crash_before_record` dies between the answer and
+    /// the record.
+    async fn run(&self, telegram: &Telegram, notice: &Notice, crash_before_record: bool) {
+        if self.entry.lock().unwrap().is_some() {
+            return; // done, unconfirmed or interrupted: never sent twice
+        }
+        *self.entry.lock().unwrap() = Some("intent");
+        let result = send_at_most_once(telegram, notice).await;
+        if crash_before_record {
+            return;
+        }
+        *self.entry.lock().unwrap() = Some(match result {
+            Ok(_) => "sent",
+            Err(ProviderError::Unconfirmed { .. }) => "unconfirmed",
+            Err(_) => "failed",
+        });
+    }
+}
+
+#[tokio::test]
+async fn faults_at_every_point_of_a_notice_leave_at_most_one_notice() {
+    // Before the call: refused by flood control, then sent.
+    let fake = FakeTelegram::start().await;
+    fake.flood(1, 0);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    for _ in 0..2 {
+        ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    }
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("sent"));
+
+    // After the call, before the answer: unconfirmed, reported, not sent again.
+    let fake = FakeTelegram::start().await;
+    fake.faults().inject("/sendMessage", Fault::Drop);
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    for _ in 0..2 {
+        ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    }
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("unconfirmed"));
+
+    // After the answer, before the record: the rerun finds the intent and sends nothing.
+    let fake = FakeTelegram::start().await;
+    let telegram = Telegram::new(fake.url(), Secret::new(TOKEN)).unwrap();
+    let ledger = NoticeLedger::default();
+    ledger.run(&telegram, &notice(CHAT, "ready"), true).await;
+    ledger.run(&telegram, &notice(CHAT, "ready"), false).await;
+    assert_eq!(fake.messages().len(), 1);
+    assert_eq!(*ledger.entry.lock().unwrap(), Some("intent"));
 }

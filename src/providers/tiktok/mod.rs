@@ -11,7 +11,9 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 pub use oauth::{LoginOptions, OAuth, OAuthError};
-pub use upload::{ChunkPlan, DraftSettings, TikTokDrafts, is_pending_draft_cap};
+pub use upload::{
+    ChunkPlan, DraftSettings, TikTokDrafts, inits_budget, is_pending_draft_cap, pending_budget,
+};
 
 /// Service name in [`crate::providers::ProviderError`] messages.
 pub const SERVICE: &str = "tiktok";

@@ -59,6 +59,12 @@ pub enum OAuthError {
     Malformed { status: u16 },
     #[error("cannot reach tiktok: {message}")]
     Transport { message: String, retryable: bool },
+    /// TikTok revokes access tokens only (its revoke endpoint takes no refresh token),
+    /// and the account holds none: nothing was sent.
+    #[error(
+        "the account holds no access token, so there was nothing to revoke at tiktok (tiktok revokes access tokens only)"
+    )]
+    NothingToRevoke,
 }
 
 fn suffix(description: &str) -> String {
@@ -267,7 +273,12 @@ impl OAuth {
     }
 
     /// Revokes the account's access; the app disappears from the user's connected apps.
+    /// An account without an access token (seeded from `TIKTOK_ACCOUNT_JSON` and never
+    /// used) gets [`OAuthError::NothingToRevoke`], and no request is sent.
     pub async fn revoke(&self, account: &Account) -> Result<(), OAuthError> {
+        if account.access_token.expose().trim().is_empty() {
+            return Err(OAuthError::NothingToRevoke);
+        }
         let response = self
             .http
             .post(self.config.api_url(REVOKE_PATH))

@@ -4,8 +4,10 @@
 //! empty queue means the normal, successful answer.
 
 pub mod elevenlabs;
+pub mod faults;
 pub mod openrouter;
 pub mod pexels;
+pub mod proxy;
 pub mod publish_support;
 pub mod telegram;
 pub mod tiktok;
@@ -17,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use futures_util::StreamExt as _;
@@ -76,6 +79,8 @@ pub struct Shared<S> {
     seen: Mutex<Vec<Seen>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
+    /// Client addresses seen: one per connection.
+    peers: Mutex<std::collections::HashSet<std::net::SocketAddr>>,
 }
 
 impl<S> Shared<S> {
@@ -106,6 +111,8 @@ impl Drop for InFlight<'_> {
 /// A running fake; the server stops when this is dropped.
 pub struct Fake<S> {
     pub base_url: String,
+    /// Cut, garble, stall or fail the next answer of a route.
+    pub faults: faults::Faults,
     shared: Arc<Shared<S>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -127,13 +134,31 @@ impl<S: Send + 'static> Fake<S> {
             seen: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
+            peers: Mutex::default(),
         });
-        let app = router(Arc::clone(&shared));
+        let faults = faults::Faults::default();
+        let peers = Arc::clone(&shared);
+        let app = faults
+            .wrap(router(Arc::clone(&shared)))
+            .layer(axum::middleware::from_fn(
+                move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+                      request: axum::extract::Request,
+                      next: axum::middleware::Next| {
+                    peers.peers.lock().unwrap().insert(peer);
+                    next.run(request)
+                },
+            ));
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             base_url,
+            faults,
             shared,
             task,
         }
@@ -155,6 +180,11 @@ impl<S: Send + 'static> Fake<S> {
 
     pub fn requests_to(&self, path: &str) -> usize {
         self.seen().iter().filter(|s| s.path == path).count()
+    }
+
+    /// How many connections clients opened to the fake.
+    pub fn connections(&self) -> usize {
+        self.shared.peers.lock().unwrap().len()
     }
 
     /// The most requests the fake was handling at one time.

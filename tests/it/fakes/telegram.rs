@@ -50,6 +50,11 @@ impl FakeTelegram {
         self.server.url()
     }
 
+    /// Cut, garble, stall or fail the next answer of a method (`/sendMessage`).
+    pub fn faults(&self) -> &super::faults::Faults {
+        &self.server.faults
+    }
+
     /// The next `times` requests get flood control with `retry_after` seconds.
     pub fn flood(&self, times: u32, retry_after: u64) {
         let mut inner = self.inner.lock().unwrap();

@@ -1,7 +1,9 @@
 //! A fake TikTok: Login Kit OAuth v2 (hex PKCE, rotating refresh tokens, revoke) and the
 //! Content Posting inbox flow (init, chunked PUT, status), enforcing the documented
 //! contract. It records every path it was asked for, and counts the drafts that reached
-//! the creator's inbox.
+//! the creator's inbox. Like the real service, a draft reaches the inbox the moment its
+//! upload completes (the last chunk's 201), whether or not anyone polls its status; every
+//! init counts as a pending share for 24 hours, lost ones included.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tiktok_factory::providers::tiktok::{Account, TikTokConfig};
 use tiktok_factory::secret::Secret;
 
+use super::faults::Faults;
 use super::publish_support::Server;
 
 pub const CLIENT_KEY: &str = "fake-client-key";
@@ -37,13 +40,17 @@ pub struct Behaviour {
     pub polls_before_inbox: u32,
     /// Make processing end in `FAILED` with this reason.
     pub fail_reason: Option<String>,
-    /// Answer the next N chunk PUTs with 500.
+    /// Answer the next N chunk PUTs with 502.
     pub chunk_failures: u32,
+    /// Answer the PUT of the chunk starting at this byte with 502, once.
+    pub fail_put_at: Option<u64>,
     /// Answer the next init with this HTTP status and `error.code`.
     pub init_error: Option<(u16, &'static str)>,
     /// Sent with an injected 429.
     pub retry_after: Option<u64>,
-    /// Drafts allowed to wait in the inbox.
+    /// Sent as `Retry-After` verbatim with an injected error (`1e20`).
+    pub retry_after_text: Option<&'static str>,
+    /// Pending shares (inits in the last 24 hours that did not fail) an account may have.
     pub pending_cap: usize,
     /// Inits per token per minute.
     pub init_rate: usize,
@@ -59,8 +66,10 @@ impl Default for Behaviour {
             polls_before_inbox: 1,
             fail_reason: None,
             chunk_failures: 0,
+            fail_put_at: None,
             init_error: None,
             retry_after: None,
+            retry_after_text: None,
             pending_cap: 5,
             init_rate: 6,
             oauth_errors_with_200: false,
@@ -78,6 +87,8 @@ struct Upload {
     digest: Sha256,
     done: Option<String>,
     polls: u32,
+    at: Instant,
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -96,7 +107,19 @@ struct Inner {
     init_content_types: Vec<String>,
     init_times: HashMap<String, VecDeque<Instant>>,
     put_attempts: u32,
+    init_requests: u32,
     inbox: Vec<String>,
+}
+
+impl Inner {
+    /// Inits of the last 24 hours that can still become a draft (or are one).
+    fn pending(&self) -> usize {
+        let day = Duration::from_secs(24 * 60 * 60);
+        self.uploads
+            .values()
+            .filter(|u| !u.failed && u.at.elapsed() < day)
+            .count()
+    }
 }
 
 impl Inner {
@@ -151,6 +174,22 @@ impl FakeTikTok {
 
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// Cut, garble, stall or fail the next answer of a route (`/upload/`,
+    /// `/v2/post/publish/status/fetch/`, …).
+    pub fn faults(&self) -> &Faults {
+        &self.server.faults
+    }
+
+    /// Init requests that reached the API, refused ones included.
+    pub fn init_requests(&self) -> u32 {
+        self.shared.inner.lock().unwrap().init_requests
+    }
+
+    /// Pending shares: inits of the last 24 hours that did not fail, orphans included.
+    pub fn pending(&self) -> usize {
+        self.shared.inner.lock().unwrap().pending()
     }
 
     pub fn config(&self) -> TikTokConfig {
@@ -440,12 +479,18 @@ async fn init(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         );
     }
     inner.init_content_types.push(content_type);
+    inner.init_requests += 1;
     if let Some((status, code)) = inner.behaviour.init_error.take() {
         let mut response = api_error(status, code, "injected");
         if let Some(after) = inner.behaviour.retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        if let Some(text) = inner.behaviour.retry_after_text {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(text));
         }
         return response;
     }
@@ -461,7 +506,7 @@ async fn init(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         );
     }
     window.push_back(now);
-    if inner.inbox.len() >= inner.behaviour.pending_cap {
+    if inner.pending() >= inner.behaviour.pending_cap {
         return api_error(
             403,
             "spam_risk_too_many_pending_share",
@@ -509,6 +554,8 @@ async fn init(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
             digest: Sha256::new(),
             done: None,
             polls: 0,
+            at: Instant::now(),
+            failed: false,
         },
     );
     api_ok(json!({
@@ -538,7 +585,8 @@ async fn upload(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let mut inner = shared.inner.lock().unwrap();
+    let mut guard = shared.inner.lock().unwrap();
+    let inner = &mut *guard;
     inner.put_attempts += 1;
     if headers.contains_key(header::AUTHORIZATION) {
         return plain(400, "the upload host takes no Authorization header");
@@ -547,9 +595,13 @@ async fn upload(
         inner.behaviour.chunk_failures -= 1;
         return plain(502, "bad gateway");
     }
-    let Some(upload) = q.get("upload_id").and_then(|id| inner.uploads.get_mut(id)) else {
+    let fail_reason = inner.behaviour.fail_reason.clone();
+    if !q
+        .get("upload_id")
+        .is_some_and(|id| inner.uploads.contains_key(id))
+    {
         return plain(404, "no upload task");
-    };
+    }
     let header_text = |name| {
         headers
             .get(name)
@@ -568,6 +620,13 @@ async fn upload(
     let Some((first, last, total)) = header_text(header::CONTENT_RANGE).and_then(parse_range)
     else {
         return plain(400, "bad Content-Range");
+    };
+    if inner.behaviour.fail_put_at == Some(first) {
+        inner.behaviour.fail_put_at = None;
+        return plain(502, "bad gateway");
+    }
+    let Some(upload) = q.get("upload_id").and_then(|id| inner.uploads.get_mut(id)) else {
+        return plain(404, "no upload task");
     };
     if upload.done.is_some() || total != upload.video_size || first != upload.received {
         let mut response = plain(416, "Content-Range does not match the upload progress");
@@ -595,6 +654,13 @@ async fn upload(
     upload.received += expected;
     if upload.received == upload.video_size {
         upload.done = Some(hex::encode(upload.digest.clone().finalize()));
+        // TikTok delivers every completed upload, polled or not.
+        if fail_reason.is_some() {
+            upload.failed = true;
+        } else {
+            let publish_id = upload.publish_id.clone();
+            inner.inbox.push(publish_id);
+        }
         return plain(201, "");
     }
     let mut response = plain(206, "");
@@ -639,9 +705,6 @@ async fn status(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         return api_ok(
             json!({"status": "PROCESSING_UPLOAD", "uploaded_bytes": uploaded, "publicaly_available_post_id": []}),
         );
-    }
-    if !inner.inbox.contains(&publish_id) {
-        inner.inbox.push(publish_id);
     }
     api_ok(
         json!({"status": "SEND_TO_USER_INBOX", "uploaded_bytes": uploaded, "publicaly_available_post_id": []}),
