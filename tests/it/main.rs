@@ -6,6 +6,7 @@ mod ci_mode;
 mod cli;
 mod completions;
 mod exactly_once;
+mod hardening;
 mod fakes;
 mod job_id;
 mod pipeline;
