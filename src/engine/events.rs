@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-pub use crate::store::StageStatus;
 use crate::stages::Stage;
+pub use crate::store::StageStatus;
 
 /// The job an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -215,7 +215,6 @@ impl Store {
         Ok(Some(Self { pool, path }))
     }
 
-
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -101,7 +101,14 @@ fn two_processes_on_one_state_directory_collide() {
     recipe(dir.path(), &["Alpha"]);
     let start = || {
         Factory::new()
-            .args(["--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+            .args([
+                "--state-dir",
+                "state",
+                "--cache-dir",
+                "artifacts",
+                "run",
+                "tiny.yaml",
+            ])
             .current_dir(dir.path())
             .env("CI", "1")
             .command()
@@ -123,7 +130,15 @@ fn two_processes_on_one_state_directory_collide() {
 
     // With --wait the second queues behind the first and finds nothing left to do.
     let waited = Factory::new()
-        .args(["--wait", "--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+        .args([
+            "--wait",
+            "--state-dir",
+            "state",
+            "--cache-dir",
+            "artifacts",
+            "run",
+            "tiny.yaml",
+        ])
         .current_dir(dir.path())
         .env("CI", "1")
         .run();
@@ -149,7 +164,14 @@ fn concurrent_runs_never_send_twice() {
         recipe(dir.path(), &refs);
         let start = || {
             Factory::new()
-                .args(["--state-dir", "state", "--cache-dir", "artifacts", "run", "tiny.yaml"])
+                .args([
+                    "--state-dir",
+                    "state",
+                    "--cache-dir",
+                    "artifacts",
+                    "run",
+                    "tiny.yaml",
+                ])
                 .current_dir(dir.path())
                 .env("CI", "1")
                 .command()
@@ -161,10 +183,7 @@ fn concurrent_runs_never_send_twice() {
         let (a, b) = (start(), start());
         for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
             let code = out.status.code();
-            assert!(
-                code == Some(0) || code == Some(3),
-                "round {round}: {out:?}"
-            );
+            assert!(code == Some(0) || code == Some(3), "round {round}: {out:?}");
         }
     }
     let last = factory(dir.path(), "state", &["run", "tiny.yaml"]);
