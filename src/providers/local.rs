@@ -133,6 +133,10 @@ pub struct LogNotifier;
 
 #[async_trait]
 impl Notifier for LogNotifier {
+    #[expect(
+        clippy::print_stderr,
+        reason = "to move behind an event: nothing below `cli/` prints"
+    )]
     async fn send(&self, n: &Notice) -> Result<String, ProviderError> {
         eprintln!("notice: {}", n.text.replace('\n', " | "));
         Ok("log".into())
