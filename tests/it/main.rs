@@ -8,6 +8,7 @@ mod completions;
 mod exactly_once;
 mod fakes;
 mod job_id;
+mod outputs;
 mod pipeline;
 mod pipeline_real;
 mod plan;
