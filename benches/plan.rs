@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench plan`
 
+// A benchmark reports its measurements on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;

@@ -3,6 +3,9 @@
 //! should cost next to nothing over what a person would type. Prints both wall times and
 //! the ratio. Run with `cargo bench --bench render`.
 
+// A benchmark reports its measurements on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

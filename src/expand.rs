@@ -1,7 +1,7 @@
 //! Expansion: a resolved recipe becomes jobs. Each job is a [`JobSpec`] with every
 //! template string rendered, and a [`JobId`] derived from it.
 //!
-//! # The canonical form behind a JobId
+//! # The canonical form behind a `JobId`
 //!
 //! `JobId = first 16 hex digits of sha256("tiktok-factory/job/v1\n" + canonical JSON of
 //! the JobSpec)`. The canonical JSON has object keys sorted, no whitespace, and holds

@@ -43,7 +43,7 @@ pub enum TikTokCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Show connected accounts: open_id, scopes and expiry, never tokens.
+    /// Show connected accounts: open id, scopes and expiry, never tokens.
     Status,
     /// Revoke the account's access at TikTok and delete its tokens.
     Disconnect {

@@ -1,5 +1,9 @@
 //! The command line: clap definitions, one file per command, and the mapping of
 //! outcomes to exit codes (0 ok, 1 some jobs failed, 2 invalid input, 3 environment).
+//!
+//! The only code that writes to the terminal: everything below reports through values
+//! and events, which the commands here render.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod auth;
 mod cache;
@@ -28,6 +32,8 @@ use clap::{Parser, Subcommand};
 use crate::expand::{self, Job};
 use crate::recipe::{self, Diagnostic, Resolved};
 
+// The doc comments here are `--help` text, which prints backticks as they are.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Parser)]
 #[command(
     name = "factory",
@@ -59,6 +65,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check recipes and report every mistake with its file, line and column.

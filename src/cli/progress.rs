@@ -97,8 +97,8 @@ impl Progress {
             .clone()
     }
 
-    fn plain(&self, event: &Event) -> Option<String> {
-        Some(match event {
+    fn plain(event: &Event) -> String {
+        match event {
             Event::Stage {
                 job,
                 stage,
@@ -169,7 +169,7 @@ impl Progress {
                     .unwrap_or_default()
             ),
             Event::Note { text } => text.clone(),
-        })
+        }
     }
 }
 
@@ -183,9 +183,7 @@ impl Sink for Progress {
                 }
             }
             Mode::Plain => {
-                if let Some(line) = self.plain(event) {
-                    line_err(&line);
-                }
+                line_err(&Self::plain(event));
                 if matches!(event, Event::Job { .. }) {
                     self.overall.inc(1);
                 }
@@ -214,15 +212,11 @@ impl Sink for Progress {
                     {
                         bar.finish_and_clear();
                     }
-                    if let Some(line) = self.plain(event) {
-                        let _ = self.multi.println(line);
-                    }
+                    let _ = self.multi.println(Self::plain(event));
                     self.overall.inc(1);
                 }
                 _ => {
-                    if let Some(line) = self.plain(event) {
-                        let _ = self.multi.println(line);
-                    }
+                    let _ = self.multi.println(Self::plain(event));
                 }
             },
         }

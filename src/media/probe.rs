@@ -248,8 +248,7 @@ fn parse(json: &[u8]) -> Result<MediaInfo, String> {
         height: stream.height.unwrap_or(0),
         fps: [&stream.avg_frame_rate, &stream.r_frame_rate]
             .into_iter()
-            .filter_map(|rate| rate.as_deref().and_then(parse_rate))
-            .next()
+            .find_map(|rate| rate.as_deref().and_then(parse_rate))
             .unwrap_or(0.0),
         pix_fmt: stream.pix_fmt.clone(),
     });
@@ -392,7 +391,7 @@ mod tests {
             (video.codec.as_str(), video.width, video.height),
             ("h264", 320, 240)
         );
-        assert_eq!(video.fps, 25.0);
+        assert!((video.fps - 25.0).abs() < 1e-9, "{}", video.fps);
         assert_eq!(video.pix_fmt.as_deref(), Some("yuv420p"));
         assert!(info.audio.is_none());
         assert!((info.duration - 2.0).abs() < 0.05, "{}", info.duration);

@@ -56,7 +56,7 @@ fn draft_files(dir: &Path, depth: u8, files: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
         if path.is_file() {
             files.push(path);
         } else if path.is_dir() && depth > 1 {

@@ -174,6 +174,8 @@ fn voice(
     range_f(r, origin, &format!("{at}/speed"), v.speed, 0.7, 1.2, out);
 }
 
+// `r` and `t` are the recipe and the template that every check below reads.
+#[allow(clippy::many_single_char_names)]
 fn template(
     r: &Resolved,
     t: &super::TemplateDef,
@@ -282,7 +284,7 @@ fn template(
             )),
             Some(dir) => match topics::inside(&r.dir, dir) {
                 Err(why) => {
-                    out.push(r.diag(origin, &format!("{footage_at}/dir"), "path-outside", why))
+                    out.push(r.diag(origin, &format!("{footage_at}/dir"), "path-outside", why));
                 }
                 Ok(p) if !p.is_dir() => out.push(r.diag(
                     origin,

@@ -505,9 +505,10 @@ impl Walk {
             }
             if kind.is_dir() {
                 self.dir(&path)?;
-            } else if kind.is_symlink() && path.is_dir() {
-                continue;
-            } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != PROJECT_FILE {
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && name != PROJECT_FILE
+                && !(kind.is_symlink() && path.is_dir())
+            {
                 self.file(path);
             }
         }

@@ -17,6 +17,9 @@
 //! printed). An input that fails is written to `target/fuzz-failures/` to be added to
 //! the corpus.
 
+// The fuzz suite reports its measurements on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -181,7 +184,7 @@ impl Mutator {
                 }
                 _ => {
                     let text = String::from_utf8_lossy(&out).into_owned();
-                    out = text.replace("\n", "\r\n").into_bytes();
+                    out = text.replace('\n', "\r\n").into_bytes();
                 }
             }
         }

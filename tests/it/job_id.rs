@@ -1,4 +1,4 @@
-//! JobId stability: formatting never changes an id, meaning always does — and only the
+//! `JobId` stability: formatting never changes an id, meaning always does — and only the
 //! ids of the jobs whose meaning changed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,7 +7,7 @@ use tiktok_factory::{expand, recipe};
 
 use crate::support::{Factory, write};
 
-/// (topic, voice, template) → JobId.
+/// (topic, voice, template) → `JobId`.
 type Ids = BTreeMap<(String, String, String), String>;
 
 const RECIPE: &str = r#"version: 1

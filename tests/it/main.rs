@@ -9,6 +9,7 @@ mod exactly_once;
 mod hardening;
 mod fakes;
 mod job_id;
+mod outputs;
 mod pipeline;
 mod pipeline_real;
 mod plan;

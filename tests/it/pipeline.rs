@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tiktok_factory::media::{Tools, integrated_lufs};
-use tiktok_factory::store::{Status, Store};
+use tiktok_factory::store::{JobFilter, Status, Store};
 
 use crate::support::{Factory, Output, write};
 
@@ -125,7 +125,7 @@ async fn drafts_are_watchable_and_a_second_run_executes_nothing() {
 
     // Same footage, same narration: the only difference between the two is the captions.
     let s = store(dir.path()).await;
-    let jobs = s.list_jobs(&Default::default()).await.unwrap();
+    let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
     let by_template = |t: &str| {
         let job = jobs.iter().find(|j| j.cell.contains(t)).unwrap();
         dir.path()
@@ -192,7 +192,7 @@ async fn changing_one_voice_reruns_only_that_jobs_voice_to_draft_stages() {
     assert_eq!(executed(&second), 6, "{}", second.stdout);
 
     let s = store(dir.path()).await;
-    let jobs = s.list_jobs(&Default::default()).await.unwrap();
+    let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
     let beta: Vec<_> = jobs.iter().filter(|j| j.topic == "Beta").collect();
     assert_eq!(
         beta.len(),
@@ -241,7 +241,7 @@ async fn a_corrupt_clip_fails_only_its_job_and_a_rerun_finishes_it() {
     assert_eq!(drafts(dir.path(), "mixed").len(), 1);
     let failed_id = {
         let s = store(dir.path()).await;
-        let jobs = s.list_jobs(&Default::default()).await.unwrap();
+        let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
         let failed: Vec<_> = jobs.iter().filter(|j| j.status == Status::Failed).collect();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].stage.as_deref(), Some("footage"));
@@ -336,7 +336,7 @@ async fn kill_9_mid_batch_then_rerun_finishes_every_job_exactly_once() {
     let again = run(dir.path(), "batch.yaml");
     assert_eq!(again.code, 0, "{again:?}");
     let s = store(dir.path()).await;
-    let jobs = s.list_jobs(&Default::default()).await.unwrap();
+    let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
     assert_eq!(jobs.len(), 3);
     assert!(jobs.iter().all(|j| j.status == Status::Done), "{jobs:?}");
     let videos = drafts(dir.path(), "batch");
@@ -408,7 +408,7 @@ async fn ctrl_c_records_interrupted_stages_that_resume_next_run() {
             .success()
     );
     let status = child.wait().unwrap();
-    let tail: Vec<String> = rest.map(|l| l.unwrap_or_default()).collect();
+    let tail: Vec<String> = rest.map(Result::unwrap_or_default).collect();
     assert_eq!(status.code(), Some(1), "{tail:?}");
     assert!(
         tail.iter().any(|l| l.contains("render: interrupted")),
@@ -416,7 +416,7 @@ async fn ctrl_c_records_interrupted_stages_that_resume_next_run() {
     );
 
     let s = store(dir.path()).await;
-    let job = &s.list_jobs(&Default::default()).await.unwrap()[0];
+    let job = &s.list_jobs(&JobFilter::default()).await.unwrap()[0];
     assert_eq!(job.status, Status::Interrupted);
     assert_eq!(job.stage.as_deref(), Some("render"));
     s.close().await;
@@ -458,7 +458,7 @@ async fn an_expired_video_renders_again_from_kept_inputs_on_retry() {
 
     let id = {
         let s = store(dir.path()).await;
-        let job = s.list_jobs(&Default::default()).await.unwrap().remove(0);
+        let job = s.list_jobs(&JobFilter::default()).await.unwrap().remove(0);
         assert_eq!(job.status, Status::Done, "the job row stays");
         s.close().await;
         job.id

@@ -71,7 +71,7 @@ impl Watch {
                         return line;
                     }
                 }
-                Err(_) => panic!("timed out; output so far:\n{}", self.seen.join("\n")),
+                Err(e) => panic!("{e}; output so far:\n{}", self.seen.join("\n")),
             }
         }
     }
