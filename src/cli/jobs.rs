@@ -56,6 +56,9 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                             .as_deref()
                             .map(|s| format!("  [{s}]"))
                             .unwrap_or_default()
+                            + &j.deferred_until
+                                .map(|t| format!(" until {}", crate::clock::format(t)))
+                                .unwrap_or_default()
                     ));
                 }
                 out(&text);
@@ -91,7 +94,11 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
                     job.stage
                         .as_deref()
                         .map(|s| format!(" (stage `{s}`)"))
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                        + &job
+                            .deferred_until
+                            .map(|t| format!(", until {}", crate::clock::format(t)))
+                            .unwrap_or_default(),
                     job.attempts
                 );
                 if let Some(e) = &job.error {

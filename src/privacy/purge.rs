@@ -45,6 +45,10 @@ pub async fn purge(
     let mut purged = Purged::default();
     for id in ids {
         for effect in store.effects_of_job(id).await? {
+            // What `gc` already removed is not counted again.
+            if effect.status == crate::store::EffectStatus::Expired.as_str() {
+                continue;
+            }
             let detail: serde_json::Value = effect
                 .detail
                 .as_deref()
@@ -73,9 +77,12 @@ pub async fn purge(
         }
         for artifact in store.artifacts_only_of_job(id).await? {
             let dir = places.cache_dir.join(&artifact.stage).join(&artifact.key);
+            let there = dir.exists();
             delete_dir(places, &dir, &mut purged.kept).await?;
             store.delete_artifact(&artifact.key).await?;
-            purged.artifacts += 1;
+            if there {
+                purged.artifacts += 1;
+            }
         }
         store.delete_job(id).await?;
         purged.jobs += 1;

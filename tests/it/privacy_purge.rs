@@ -327,7 +327,11 @@ pub fn files(dir: &Path) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                // SQLite's write-ahead files come and go as connections close.
+                if !name.ends_with("-wal") && !name.ends_with("-shm") {
+                    out.push(name);
+                }
             }
         }
     }
