@@ -69,7 +69,8 @@ pub struct Environment<'a> {
     pub store: Option<&'a Store>,
     /// The artifact store, when there is one: cached scripts and voices cost nothing.
     pub artifacts: Option<&'a ArtifactStore>,
-    /// Also check services no job needs, when they are configured (`doctor`).
+    /// Also check services no job needs, when they are configured, and ask services
+    /// even when every job's paid work is cached (`doctor`).
     pub unneeded: bool,
     /// Ask Pexels for one search of one result (`doctor`); `run` only checks the key is
     /// set, since a search counts against the hourly budget the jobs need.
@@ -371,9 +372,13 @@ async fn elevenlabs(selected: &[Selected], env: &Environment<'_>) -> Findings {
         Ok(c) => c,
         Err(e) => return setup(&e),
     };
+    let needed = characters_needed(selected, env.artifacts).await;
+    if needed == 0 && !env.unneeded {
+        // Every narration is cached: nothing will be asked of ElevenLabs.
+        return Findings::ok("key set; every narration is cached");
+    }
     let mut findings = match client.subscription().await {
         Ok(sub) => {
-            let needed = characters_needed(selected, env.artifacts).await;
             let left = format!(
                 "{} of {} characters left on the `{}` plan",
                 sub.remaining, sub.character_limit, sub.tier
@@ -443,10 +448,6 @@ async fn openrouter(selected: &[Selected], env: &Environment<'_>) -> Findings {
         Ok(c) => c,
         Err(e) => return setup(&e),
     };
-    let key = match client.key_status().await {
-        Ok(k) => k,
-        Err(e) => return failed(&e),
-    };
     // The spend of the scripts still to write.
     let mut cached = Cached::default();
     let specs: Vec<&JobSpec> = running(selected).map(|s| &s.spec).collect();
@@ -459,6 +460,14 @@ async fn openrouter(selected: &[Selected], env: &Environment<'_>) -> Findings {
         }
     }
     let spend = plan::spend(&specs, &cached, &Prices::from_env());
+    if spend.spend.llm_requests == 0 && !env.unneeded {
+        // Every script is written: nothing will be asked of OpenRouter.
+        return Findings::ok("key set; every script is cached");
+    }
+    let key = match client.key_status().await {
+        Ok(k) => k,
+        Err(e) => return failed(&e),
+    };
     let cost = spend.spend.llm_cost_usd;
     let tier = if key.is_free_tier { "; free tier" } else { "" };
     let credit = match (key.remaining, key.limit) {
