@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lock;
 pub mod media;
 pub mod plan;
+pub mod preflight;
 pub mod privacy;
 pub mod providers;
 pub mod recipe;

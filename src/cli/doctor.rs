@@ -1,137 +1,84 @@
 //! `factory doctor`: whether the services and tools the recipes need are ready, checked
-//! without spending anything. Paid services are asked about their key and quota; the
-//! publishing services only for their variables (calling them could publish or notify).
-//! Keys are never printed.
+//! without spending anything, through the same checks `run` makes before any job starts
+//! ([`crate::preflight`]): keys, credit and quotas against the jobs still to run, voices,
+//! connected TikTok accounts, the Telegram bot, the R2 bucket. Keys are never printed;
+//! nothing is written.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-
-use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 use super::{CmdResult, Outcome, load_all, out, out_json, report};
+use crate::artifacts::ArtifactStore;
 use crate::media::Tools;
-use crate::providers::ProviderError;
-use crate::providers::SetupError;
-use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
-use crate::providers::openrouter::OpenRouter;
-use crate::providers::pexels::Pexels;
-use crate::providers::r2::R2Config;
-use crate::providers::telegram::Telegram;
-use crate::providers::tiktok::TikTokConfig;
-use crate::recipe::{FootageProvider, HostProvider, ScriptProvider, VoiceProvider};
+use crate::preflight::{self, Check, Selected, Status};
+use crate::store::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Ready: the key works (or the variables are set) and there is quota left.
-    Ok,
-    /// Not configured: a key or variable is not set.
-    Missing,
-    /// Configured, but the service refused it or the setting is unusable.
-    Rejected,
-    /// The service did not answer usefully; try again later.
-    Unreachable,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Missing => "missing",
-            Self::Rejected => "rejected",
-            Self::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub service: &'static str,
-    /// Recipes that use it; empty when it is configured but no recipe needs it.
-    pub needed_by: Vec<String>,
-    pub status: Status,
-    pub detail: String,
-}
-
-impl Check {
-    fn blocks(&self) -> bool {
-        !self.needed_by.is_empty() && self.status != Status::Ok
-    }
-}
-
-const SERVICES: [(&str, &str); 6] = [
-    ("openrouter", "OPENROUTER_API_KEY"),
-    ("pexels", "PEXELS_API_KEY"),
-    ("elevenlabs", "ELEVENLABS_API_KEY"),
-    ("r2", "R2_ACCESS_KEY_ID"),
-    ("tiktok", "TIKTOK_CLIENT_KEY"),
-    ("telegram", "TELEGRAM_BOT_TOKEN"),
-];
-
-pub async fn run(paths: &[PathBuf], json: bool, ci: bool) -> CmdResult {
+pub async fn run(
+    paths: &[PathBuf],
+    state_dir: &Path,
+    cache_dir: &Path,
+    json: bool,
+    ci: bool,
+) -> CmdResult {
     let (ok, diags) = load_all(paths);
     if report(&diags, ci) {
         return Ok(Outcome::Invalid);
     }
-    let mut needs: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    let store = Store::open_read_only(state_dir).await?;
+    let artifacts = ArtifactStore::at(cache_dir);
+    let records = artifacts
+        .jobs()
+        .map_err(|e| super::Failure::environment(e.to_string()))?;
+    let mut selected = Vec::new();
+    let mut recipes = Vec::with_capacity(ok.len());
     for e in &ok {
-        let name = &e.recipe.name;
-        needs.entry("tools").or_default().insert(name.clone());
-        for job in &e.jobs {
-            let s = &job.spec;
-            let mut need = |service| {
-                needs.entry(service).or_default().insert(name.clone());
-            };
-            if s.script.provider == ScriptProvider::Openrouter {
-                need("openrouter");
-            }
-            if s.footage.provider == FootageProvider::Pexels {
-                need("pexels");
-            }
-            if s.voice.provider == VoiceProvider::Elevenlabs {
-                need("elevenlabs");
-            }
-            if s.publish.host == HostProvider::R2 {
-                need("r2");
-            }
-            if s.publish.tiktok.is_some() {
-                need("tiktok");
-            }
-            if s.notify.as_ref().is_some_and(|n| n.telegram.is_some()) {
-                need("telegram");
-            }
-        }
-    }
-    let needed_by = |service: &str| -> Vec<String> {
-        needs
-            .get(service)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    };
-    let mut checks = vec![tools(needed_by("tools"))];
-    for (service, key) in SERVICES {
-        let needed = needed_by(service);
-        // A service no recipe uses is checked only when it is configured.
-        if needed.is_empty() && crate::secret::Secret::from_env(key).is_none() {
-            continue;
-        }
-        let (status, detail) = match service {
-            "openrouter" => openrouter().await,
-            "pexels" => pexels().await,
-            "elevenlabs" => elevenlabs().await,
-            "r2" => presence(R2Config::from_env().map(drop)),
-            "tiktok" => presence(TikTokConfig::from_env().map(drop)),
-            _ => presence(Telegram::from_env().map(drop)),
+        recipes.push(e.recipe.name.clone());
+        let stored = match &store {
+            Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
+            None => Vec::new(),
         };
-        checks.push(Check {
-            service,
-            needed_by: needed,
-            status,
-            detail,
-        });
+        let stored = super::plan::with_records(stored, &records, &e.recipe.name);
+        let p = crate::plan::plan(
+            &e.recipe.name,
+            &e.recipe.path.display().to_string(),
+            &e.jobs,
+            &stored,
+        );
+        let runs: std::collections::HashSet<&str> = p
+            .jobs
+            .iter()
+            .filter(|j| j.action.runs())
+            .map(|j| j.id.as_str())
+            .collect();
+        for job in &e.jobs {
+            let id = job.id.to_string();
+            selected.push(Selected::new(
+                &e.recipe,
+                &job.spec,
+                runs.contains(id.as_str()),
+            ));
+        }
     }
-    let blocked = checks.iter().any(Check::blocks);
+    let checked = preflight::check(
+        &selected,
+        &preflight::Environment {
+            state_dir,
+            store: store.as_ref(),
+            artifacts: Some(&artifacts),
+            unneeded: true,
+            probe_pexels: true,
+        },
+    )
+    .await;
+    if let Some(s) = store {
+        s.close().await;
+    }
+    recipes.sort();
+    recipes.dedup();
+    let mut checks = vec![tools(recipes)];
+    checks.extend(checked.checks);
+    let blocked = checks
+        .iter()
+        .any(|c| !c.needed_by.is_empty() && c.status.blocks());
     if json {
         out_json(&serde_json::json!({ "ok": !blocked, "checks": checks }));
     } else {
@@ -162,99 +109,6 @@ fn tools(needed_by: Vec<String>) -> Check {
         needed_by,
         status,
         detail,
-    }
-}
-
-fn setup(e: &SetupError) -> (Status, String) {
-    match e {
-        SetupError::MissingKey(_) => (Status::Missing, e.to_string()),
-        _ => (Status::Rejected, e.to_string()),
-    }
-}
-
-fn failed(e: &ProviderError) -> (Status, String) {
-    if e.is_retryable() {
-        (Status::Unreachable, e.to_string())
-    } else {
-        (Status::Rejected, e.to_string())
-    }
-}
-
-async fn openrouter() -> (Status, String) {
-    let client = match OpenRouter::from_env() {
-        Ok(c) => c,
-        Err(e) => return setup(&e),
-    };
-    match client.key_status().await {
-        Ok(k) => {
-            let credit = match (k.remaining, k.limit) {
-                (Some(left), Some(limit)) => format!("${left:.2} of ${limit:.2} credit left"),
-                (Some(left), None) => format!("${left:.2} credit left"),
-                _ => "no credit limit on the key".to_owned(),
-            };
-            let tier = if k.is_free_tier { "; free tier" } else { "" };
-            match k.remaining {
-                Some(left) if left <= 0.0 => (
-                    Status::Rejected,
-                    format!("key accepted but no credit left{tier}"),
-                ),
-                _ => (Status::Ok, format!("key accepted; {credit}{tier}")),
-            }
-        }
-        Err(e) => failed(&e),
-    }
-}
-
-async fn pexels() -> (Status, String) {
-    let client = match Pexels::from_env() {
-        Ok(c) => c,
-        Err(e) => return setup(&e),
-    };
-    match client.probe_key().await {
-        Ok(rate) => match (rate.remaining, rate.limit) {
-            (Some(0), _) => (
-                Status::Ok,
-                "key accepted; no requests left this period (runs wait for the reset)".into(),
-            ),
-            (Some(left), Some(limit)) => (
-                Status::Ok,
-                format!("key accepted; {left} of {limit} requests left this period"),
-            ),
-            _ => (Status::Ok, "key accepted".into()),
-        },
-        Err(e) => failed(&e),
-    }
-}
-
-async fn elevenlabs() -> (Status, String) {
-    let client = match ElevenLabs::from_env(ElevenLabsVoice::new(""), PlanTier::Free.permits()) {
-        Ok(c) => c,
-        Err(e) => return setup(&e),
-    };
-    match client.subscription().await {
-        Ok(sub) if sub.remaining == 0 => (
-            Status::Rejected,
-            format!(
-                "key accepted but no characters left on the `{}` plan",
-                sub.tier
-            ),
-        ),
-        Ok(sub) => (
-            Status::Ok,
-            format!(
-                "key accepted; {} of {} characters left on the `{}` plan",
-                sub.remaining, sub.character_limit, sub.tier
-            ),
-        ),
-        Err(e) => failed(&e),
-    }
-}
-
-/// Publishing services are only checked for their settings: calling them would act.
-fn presence<E: std::fmt::Display>(config: Result<(), E>) -> (Status, String) {
-    match config {
-        Ok(()) => (Status::Ok, "variables set (not called)".into()),
-        Err(e) => (Status::Missing, e.to_string()),
     }
 }
 

@@ -376,7 +376,10 @@ pub async fn run(cli: Cli) -> CmdResult {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
             report::run(&paths, &out, &cli.state_dir, &cache_dir).await
         }
-        Command::Doctor { paths } => doctor::run(&paths, cli.json, ci).await,
+        Command::Doctor { paths } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            doctor::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+        }
         Command::Jobs {
             command: JobsCommand::Retry { id },
         } => {

@@ -15,7 +15,7 @@ use crate::engine::{Budgets, Engine, JobInput, Settings, Sink, Summary};
 use crate::lock::StateLock;
 use crate::media::Tools;
 use crate::plan;
-use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
+use crate::preflight::{self, Selected};
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -142,7 +142,7 @@ async fn execute_only(
     }
     let mut inputs = Vec::new();
     let mut already_done = 0;
-    let mut characters = 0;
+    let mut selected = Vec::new();
     let mut notes = Vec::new();
     for e in &ok {
         let days = e.recipe.publish.retention_days;
@@ -164,11 +164,6 @@ async fn execute_only(
             &e.jobs,
             &stored,
         );
-        let running = super::plan::running(&p, &e.jobs);
-        let cached = super::plan::cached(&artifacts, &running).await;
-        characters += plan::spend(&running, &cached, &plan::Prices::default())
-            .spend
-            .tts_characters;
         let actions: HashMap<String, plan::Action> =
             p.jobs.iter().map(|j| (j.id.clone(), j.action)).collect();
         for job in e.jobs {
@@ -181,6 +176,7 @@ async fn execute_only(
                 already_done += 1;
                 continue;
             }
+            selected.push(Selected::new(&e.recipe, &job.spec, true));
             inputs.push(JobInput {
                 recipe: e.recipe.name.clone(),
                 recipe_path: e.recipe.path.clone(),
@@ -189,7 +185,34 @@ async fn execute_only(
             });
         }
     }
-    check_characters(characters).await?;
+    // Every key, account and quota the jobs need, before any of them spends anything.
+    let checked = preflight::check(
+        &selected,
+        &preflight::Environment {
+            state_dir: &opts.state_dir,
+            store: Some(&store),
+            artifacts: Some(&artifacts),
+            unneeded: false,
+            probe_pexels: false,
+        },
+    )
+    .await;
+    for warning in checked.warnings() {
+        eprintln!("warning: {}: {}", warning.service, warning.message);
+    }
+    let blocking = checked.blocking();
+    if !blocking.is_empty() {
+        let mut message = format!(
+            "{} problem{} found before any job started:",
+            blocking.len(),
+            plural(blocking.len())
+        );
+        for p in blocking {
+            message.push_str(&format!("\n  {}: {}", p.service, p.message));
+        }
+        return Err(Failure::environment(message)
+            .with_hint("fix them and run again; `factory doctor` shows every check"));
+    }
     let wanted: Vec<(String, String)> = inputs
         .iter()
         .map(|i| (i.recipe.clone(), i.job.id.to_string()))
@@ -391,34 +414,4 @@ pub async fn retry(id: &str, opts: &Options) -> CmdResult {
     watcher.abort();
     let (summary, _) = result?;
     Ok(finish(&summary, opts))
-}
-
-/// Fails before any job starts when the ElevenLabs plan has fewer characters left than the
-/// batch is estimated to need. Without a key there is nothing to ask; the jobs report it.
-async fn check_characters(needed: u64) -> Result<(), Failure> {
-    if needed == 0 {
-        return Ok(());
-    }
-    let permits = PlanTier::Free.permits();
-    let Ok(client) = ElevenLabs::from_env(ElevenLabsVoice::new(""), permits) else {
-        return Ok(());
-    };
-    match client.subscription().await {
-        Ok(sub) if sub.remaining < needed => Err(Failure::environment(format!(
-            "the ElevenLabs plan has {} characters left but this run needs about {needed}",
-            sub.remaining
-        ))
-        .with_hint(
-            "wait for the quota reset, upgrade the plan, or run fewer jobs; `factory plan` shows the estimate",
-        )),
-        Ok(_) => Ok(()),
-        Err(e) if e.is_retryable() => {
-            // A passing outage should not block a run whose voices may be cached by then.
-            eprintln!("warning: cannot check the ElevenLabs character quota: {e}");
-            Ok(())
-        }
-        Err(e) => Err(Failure::environment(format!(
-            "cannot check the ElevenLabs character quota: {e}"
-        ))),
-    }
 }

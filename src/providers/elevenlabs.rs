@@ -579,6 +579,31 @@ impl Alignment {
     }
 }
 
+/// Checks before spending.
+impl ElevenLabs {
+    /// Whether a voice id names a voice this key can use (`GET /v1/voices/{voice_id}`):
+    /// `Ok(false)` when ElevenLabs knows no such voice.
+    pub async fn check_voice(&self, voice_id: &str) -> Result<bool, ProviderError> {
+        let url = self.url(&["v1", "voices", voice_id])?;
+        let response = self
+            .http
+            .get(url)
+            .header("xi-api-key", http::sensitive(self.key.expose())?)
+            .send()
+            .await
+            .map_err(|e| http::classify_transport(SERVICE, "looking up a voice", e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = http::read_body(SERVICE, response).await?;
+        match status {
+            s if s.is_success() => Ok(true),
+            // An id that is not a voice id at all is refused with 400 by some API versions.
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(false),
+            _ => Err(self.classify(status, &headers, &body)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -573,6 +573,56 @@ fn read_error(path: &Path, error: &dyn std::fmt::Display) -> ProviderError {
     )
 }
 
+/// Checks before spending.
+impl R2 {
+    /// Whether the endpoint answers and the bucket is there for these credentials (a
+    /// `HEAD` on the bucket, which writes nothing). A refused connection or an unknown
+    /// host is permanent here: nothing will upload until the setting changes. A timeout
+    /// or a 5xx is retryable, a passing outage.
+    pub async fn check_bucket(&self) -> Result<(), ProviderError> {
+        let bucket = &self.config.bucket;
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::TimeoutError(_)) => Err(ProviderError::retryable(
+                SERVICE,
+                format!("`{}` did not answer in time", self.config.endpoint),
+            )),
+            Err(SdkError::DispatchFailure(failure)) if failure.is_timeout() => {
+                Err(ProviderError::retryable(
+                    SERVICE,
+                    format!("`{}` did not answer in time", self.config.endpoint),
+                ))
+            }
+            Err(SdkError::DispatchFailure(_)) => Err(ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "cannot reach `{}`; check `R2_ENDPOINT` or `R2_ACCOUNT_ID`",
+                    self.config.endpoint
+                ),
+            )),
+            Err(e) => {
+                let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+                match status {
+                    404 => Err(ProviderError::permanent(
+                        SERVICE,
+                        format!(
+                            "there is no bucket `{bucket}` at `{}`",
+                            self.config.endpoint
+                        ),
+                    )),
+                    401 | 403 => Err(ProviderError::permanent(
+                        SERVICE,
+                        format!(
+                            "the credentials were refused for bucket `{bucket}` (HTTP {status}); check `R2_ACCESS_KEY_ID` and `R2_SECRET_ACCESS_KEY`"
+                        ),
+                    )),
+                    _ => Err(classify("HeadBucket", e)),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

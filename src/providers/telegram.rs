@@ -291,6 +291,43 @@ pub fn draft_notice_text(
     text
 }
 
+/// Checks before spending.
+impl Telegram {
+    /// Whether the bot token works (`getMe`, which sends nothing to anyone): the bot's
+    /// `@username` when it does.
+    pub async fn check_token(&self) -> Result<String, ProviderError> {
+        let url = format!("{}/bot{}/getMe", self.base_url, self.token.expose());
+        let transport = |error: reqwest::Error| {
+            ProviderError::retryable(SERVICE, self.scrub(&error.without_url().to_string()))
+        };
+        let response = self.http.post(url).send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let raw = response.text().await.map_err(transport)?;
+        let Ok(answer) = serde_json::from_str::<Value>(&raw) else {
+            let message = format!("unexpected answer to `getMe` (HTTP {status})");
+            return Err(if status >= 500 || status == 429 {
+                ProviderError::retryable(SERVICE, message)
+            } else {
+                ProviderError::permanent(SERVICE, message)
+            });
+        };
+        if answer.get("ok").and_then(Value::as_bool) != Some(true) {
+            if status == 401 || status == 404 {
+                return Err(ProviderError::permanent(
+                    SERVICE,
+                    "the bot token was refused; copy it again from @BotFather",
+                ));
+            }
+            return Err(self.classify(status, "getMe", &answer));
+        }
+        Ok(answer
+            .pointer("/result/username")
+            .and_then(Value::as_str)
+            .map(|u| format!("@{u}"))
+            .unwrap_or_else(|| "the bot".to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ mod auth;
 mod ci_mode;
 mod cli;
 mod completions;
+mod doctor;
 mod exactly_once;
 mod hardening;
 mod fakes;

@@ -13,7 +13,7 @@ use crate::support::{Factory, Output, copy_samples, write};
 
 /// The sample `space-facts` recipe with its template switched to the paid services: one
 /// ElevenLabs voice beside the espeak narrator, so two jobs share one script.
-const REAL_RECIPE: &str = r#"version: 1
+pub(crate) const REAL_RECIPE: &str = r#"version: 1
 name: space-facts
 description: Short space facts from the real services.
 
@@ -45,14 +45,14 @@ batch:
       - { topic: Neutron stars, voice: narrator }
 "#;
 
-struct Fakes {
-    openrouter: Fake<fakes::openrouter::Scenario>,
-    pexels: Fake<fakes::pexels::Scenario>,
-    elevenlabs: Fake<fakes::elevenlabs::Scenario>,
+pub(crate) struct Fakes {
+    pub(crate) openrouter: Fake<fakes::openrouter::Scenario>,
+    pub(crate) pexels: Fake<fakes::pexels::Scenario>,
+    pub(crate) elevenlabs: Fake<fakes::elevenlabs::Scenario>,
 }
 
 impl Fakes {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self {
             openrouter: fakes::openrouter::start().await,
             pexels: fakes::pexels::start().await,
@@ -60,7 +60,7 @@ impl Fakes {
         }
     }
 
-    fn factory(&self, state: &Path, dir: &Path) -> Factory {
+    pub(crate) fn factory(&self, state: &Path, dir: &Path) -> Factory {
         Factory::new()
             .arg("--state-dir")
             .arg(state)
@@ -85,7 +85,7 @@ impl Fakes {
 }
 
 /// The binary blocks; the fakes live on this runtime and must keep serving meanwhile.
-async fn run(factory: Factory) -> Output {
+pub(crate) async fn run(factory: Factory) -> Output {
     tokio::task::spawn_blocking(move || factory.run())
         .await
         .expect("the run finished")
@@ -359,112 +359,4 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
             assert!(!contains(&bytes, key), "a key in `{}`", file.display());
         }
     }
-}
-
-fn check<'a>(report: &'a Value, service: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["service"] == service)
-        .unwrap_or_else(|| panic!("no `{service}` row in {report}"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_checks_keys_and_quotas_without_spending() {
-    let fakes = Fakes::start().await;
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let recipes = copy_samples(tmp.path());
-    write(&recipes, "space-facts.yaml", REAL_RECIPE);
-    let state = tmp.path().join("state");
-
-    let good = run(fakes.factory(&state, tmp.path()).args(["--json", "doctor"])).await;
-    assert_eq!(good.code, 0, "{}\n{}", good.stdout, good.stderr);
-    let report = good.json();
-    assert_eq!(report["ok"], true);
-    for service in ["openrouter", "pexels", "elevenlabs", "tools"] {
-        let row = check(&report, service);
-        assert_eq!(row["status"], "ok", "{row}");
-        if service != "tools" {
-            assert_eq!(
-                row["needed_by"],
-                serde_json::json!(["space-facts"]),
-                "{row}"
-            );
-        }
-    }
-    assert!(
-        check(&report, "elevenlabs")["detail"]
-            .as_str()
-            .unwrap()
-            .contains("88000 of 100000 characters left"),
-        "{report}"
-    );
-    // Only the free endpoints: the key status, the subscription, one search of one result.
-    assert_eq!(fakes.openrouter.requests_to("/api/v1/key"), 1);
-    assert_eq!(fakes.openrouter.requests(), 1);
-    assert_eq!(fakes.elevenlabs.requests_to("/v1/user/subscription"), 1);
-    assert_eq!(fakes.elevenlabs.requests(), 1);
-    let searches = fakes.pexels.seen();
-    assert_eq!(searches.len(), 1);
-    assert_eq!(searches[0].query_param("per_page").as_deref(), Some("1"));
-
-    // A refused key and a missing one: exit 3, each row says which.
-    let bad = run(fakes
-        .factory(&state, tmp.path())
-        .env("ELEVENLABS_API_KEY", "sk_wrong_key_for_the_doctor")
-        .env("PEXELS_API_KEY", "")
-        .arg("doctor"))
-    .await;
-    assert_eq!(bad.code, 3, "{}\n{}", bad.stdout, bad.stderr);
-    let line = |service: &str| {
-        bad.stdout
-            .lines()
-            .find(|l| l.starts_with(service))
-            .unwrap_or_else(|| panic!("no `{service}` line in\n{}", bad.stdout))
-            .to_owned()
-    };
-    assert!(line("elevenlabs").contains("rejected"), "{}", bad.stdout);
-    assert!(line("pexels").contains("missing"), "{}", bad.stdout);
-    assert!(line("pexels").contains("PEXELS_API_KEY"), "{}", bad.stdout);
-    assert!(line("openrouter").contains(" ok "), "{}", bad.stdout);
-    for out in [&good, &bad] {
-        for key in [
-            fakes::openrouter::KEY,
-            fakes::pexels::KEY,
-            fakes::elevenlabs::KEY,
-            "sk_wrong_key_for_the_doctor",
-        ] {
-            assert!(!out.stdout.contains(key) && !out.stderr.contains(key));
-        }
-    }
-    assert!(!state.exists(), "doctor writes no state");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_needing_more_characters_than_are_left_does_not_start() {
-    let fakes = Fakes::start().await;
-    fakes.elevenlabs.push(fakes::elevenlabs::Scenario::Quota {
-        used: 99_990,
-        limit: 100_000,
-    });
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let recipes = copy_samples(tmp.path());
-    write(&recipes, "space-facts.yaml", REAL_RECIPE);
-    let state = tmp.path().join("state");
-    let out = run(fakes
-        .factory(&state, tmp.path())
-        .args(["run", "recipes/space-facts.yaml"]))
-    .await;
-    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr
-            .contains("has 10 characters left but this run needs about"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(fakes.elevenlabs.requests_to("/v1/user/subscription"), 1);
-    assert_eq!(fakes.elevenlabs.requests(), 1, "no speech was asked for");
-    assert_eq!(fakes.openrouter.requests(), 0, "no job started");
-    assert_eq!(fakes.pexels.requests(), 0, "no job started");
 }

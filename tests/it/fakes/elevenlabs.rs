@@ -128,6 +128,19 @@ async fn handle(
                      "status": "active" }),
         );
     }
+    // The voice lookup of the checks before spending: the one voice the fake speaks.
+    if method == Method::GET
+        && let Some(voice) = path.strip_prefix("/v1/voices/")
+    {
+        return if voice == VOICE_ID {
+            json(200, &json!({ "voice_id": voice, "name": "Rachel" }))
+        } else {
+            detail(
+                404,
+                json!({ "status": "voice_not_found", "message": format!("A voice with voice_id {voice} was not found.") }),
+            )
+        };
+    }
     let voice = path
         .strip_prefix("/v1/text-to-speech/")
         .and_then(|rest| rest.strip_suffix("/with-timestamps"));

@@ -27,6 +27,8 @@ struct Inner {
     flood: u32,
     retry_after: u64,
     messages: Vec<Value>,
+    /// `getMe` calls (the token check before a run).
+    token_checks: u32,
 }
 
 pub struct FakeTelegram {
@@ -69,6 +71,10 @@ impl FakeTelegram {
     pub fn messages(&self) -> Vec<Value> {
         self.inner.lock().unwrap().messages.clone()
     }
+
+    pub fn token_checks(&self) -> u32 {
+        self.inner.lock().unwrap().token_checks
+    }
 }
 
 fn failure(status: u16, description: &str, parameters: Option<Value>) -> Response {
@@ -86,6 +92,14 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
+    // The token check of the checks before spending; `requests` counts sends only.
+    if method.eq_ignore_ascii_case("getMe") {
+        inner.token_checks += 1;
+        if bot.strip_prefix("bot") != Some(TOKEN) {
+            return failure(401, "Unauthorized", None);
+        }
+        return axum::Json(json!({"ok": true, "result": {"id": 1, "is_bot": true, "username": "factory_fake_bot"}})).into_response();
+    }
     inner.requests += 1;
     if bot.strip_prefix("bot") != Some(TOKEN) {
         return failure(401, "Unauthorized", None);
