@@ -190,10 +190,6 @@ impl LogNotifier {
 
 #[async_trait]
 impl Notifier for LogNotifier {
-    #[expect(
-        clippy::print_stderr,
-        reason = "to move behind an event: nothing below `cli/` prints"
-    )]
     async fn send(&self, n: &Notice) -> Result<String, ProviderError> {
         let digest = Sha256::new()
             .chain_update(n.chat.as_bytes())
@@ -268,6 +264,18 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    struct NoLog;
+
+    #[async_trait]
+    impl EffectLog for NoLog {
+        async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError> {
+            Ok(None)
+        }
+        async fn record(&self, _: &EffectProgress) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
     async fn local_hosting_and_drafts_write_the_same_content_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -298,16 +306,6 @@ mod tests {
             "not written again"
         );
 
-        struct NoLog;
-        #[async_trait]
-        impl EffectLog for NoLog {
-            async fn progress(&self) -> Result<Option<EffectProgress>, ProviderError> {
-                Ok(None)
-            }
-            async fn record(&self, _: &EffectProgress) -> Result<(), ProviderError> {
-                Ok(())
-            }
-        }
         let drafts = LocalDrafts {
             dir: dir.path().join("drafts"),
         };

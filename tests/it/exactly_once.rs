@@ -225,7 +225,10 @@ fn cached_stage_metadata_stores_paths_relative_to_the_working_directory() {
     )
     .unwrap();
     let third = run_from(&here, "../../state", "../../project/tiny.yaml");
-    assert_eq!(third.code, 0, "a changed voice renders from the cached footage: {third:?}");
+    assert_eq!(
+        third.code, 0,
+        "a changed voice renders from the cached footage: {third:?}"
+    );
 }
 
 #[test]
@@ -251,7 +254,11 @@ fn a_cache_hit_is_checked_by_size_only() {
     std::fs::write(&render, bytes).unwrap();
     let bad = factory(dir.path(), "state", &["cache", "verify"]);
     assert_eq!(bad.code, 1, "{bad:?}");
-    assert!(bad.stdout.contains("render") && bad.stdout.contains("digest"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("render") && bad.stdout.contains("digest"),
+        "{}",
+        bad.stdout
+    );
     // Removed: the next lookup builds it again rather than using it.
     assert!(!render.exists());
 }

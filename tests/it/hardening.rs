@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tiktok_factory::store::{Status, Store};
+use tiktok_factory::store::{JobFilter, Status, Store};
 
 use crate::support::{Factory, write};
 
@@ -74,8 +74,11 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s[s.rfind(')').map_or(0, |i| i + 1)..].trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s[s.rfind(')').map_or(0, |i| i + 1)..]
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn leftovers(cache: &Path) -> Vec<String> {
@@ -120,10 +123,16 @@ fn orphaned_ffmpeg_after_kill_9() {
     reader.join().unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let survivors: Vec<u32> = kids.into_iter().filter(|p| alive(*p)).collect();
-    assert!(survivors.is_empty(), "children outlived the engine: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "children outlived the engine: {survivors:?}"
+    );
 
     let cache = dir.path().join(".factory/cache");
-    assert!(!leftovers(&cache).is_empty(), "the kill left its work folder");
+    assert!(
+        !leftovers(&cache).is_empty(),
+        "the kill left its work folder"
+    );
     let rerun = Factory::new()
         .args(["run", "slow.yaml"])
         .current_dir(dir.path())
@@ -147,16 +156,26 @@ async fn sigterm_is_not_handled() {
     reader.join().unwrap();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    assert_eq!(status.code(), Some(1), "an interrupted run exits 1, not 143");
-    assert!(stdout.contains("1 interrupted"), "the summary is printed: {stdout}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an interrupted run exits 1, not 143"
+    );
+    assert!(
+        stdout.contains("1 interrupted"),
+        "the summary is printed: {stdout}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(kids.iter().all(|p| !alive(*p)), "the render was stopped");
-    assert_eq!(leftovers(&dir.path().join(".factory/cache")), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&dir.path().join(".factory/cache")),
+        Vec::<String>::new()
+    );
     let store = Store::open_read_only(&dir.path().join(".factory"))
         .await
         .unwrap()
         .unwrap();
-    let jobs = store.list_jobs(&Default::default()).await.unwrap();
+    let jobs = store.list_jobs(&JobFilter::default()).await.unwrap();
     assert_eq!(jobs[0].status, Status::Interrupted);
     assert_eq!(jobs[0].stage.as_deref(), Some("render"));
 }

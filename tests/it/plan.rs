@@ -537,7 +537,8 @@ async fn a_store_the_user_cannot_read_exits_3_naming_the_file_and_the_permission
         let named = stderr.contains(&format!(
             "cannot read the job store at `{}`",
             state.join(DB_FILE).display()
-        )) || stderr.contains(&format!("cannot lock `{}`", state.join("lock").display()));
+        )) || stderr
+            .contains(&format!("cannot lock `{}`", state.join("lock").display()));
         assert!(
             named && stderr.contains("Permission denied"),
             "{args:?}: {stderr}"
