@@ -146,9 +146,10 @@ impl Progress {
                 crate::clock::format(*until)
             ),
             Event::Rebuild { job, stage, reason } => format!(
-                "{} {} `{stage}`: the cached artifact failed verification and is built again: {reason}",
+                "{} {} stage {}/8 {stage}: the kept copy failed verification and is made again: {reason}",
                 job.recipe,
-                who(job)
+                who(job),
+                stage.number()
             ),
             Event::Job {
                 job,

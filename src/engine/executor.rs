@@ -314,6 +314,46 @@ impl<'a> JobRun<'a> {
         }
     }
 
+    /// What a side effect returned, when the ledger says it is done.
+    pub fn effect_result(&self, stage: Stage, key: &str) -> Result<Option<Value>, Halt> {
+        Ok(self
+            .engine
+            .artifacts
+            .effect(key)
+            .map_err(|err| Halt::failed(stage, err.to_string()))?
+            .filter(|r| r.status == EffectStatus::Done)
+            .map(|r| r.result.unwrap_or_default()))
+    }
+
+    /// A done side effect whose result no longer holds (a delivered file changed on disk)
+    /// is done again: its ledger entry says why, and the output shows it.
+    pub async fn redo_effect(
+        &mut self,
+        stage: Stage,
+        key: &str,
+        reason: String,
+    ) -> Result<(), Halt> {
+        let e = self.engine;
+        let Some(mut record) = e
+            .artifacts
+            .effect(key)
+            .map_err(|err| Halt::failed(stage, err.to_string()))?
+        else {
+            return Ok(());
+        };
+        record.status = EffectStatus::Failed;
+        record.error = Some(reason.clone());
+        record.updated_at = crate::clock::now();
+        self.write_effect(stage, &record).await?;
+        self.rebuilt += 1;
+        self.emit(Event::Rebuild {
+            job: self.job.clone(),
+            stage,
+            reason,
+        });
+        Ok(())
+    }
+
     /// A `done` entry in the ledger beside the artifacts, or (for state written before
     /// the ledger moved there) in the store.
     async fn recorded_done(&self, stage: Stage, key: &str) -> Result<Option<Value>, Halt> {

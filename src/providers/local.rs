@@ -90,9 +90,7 @@ impl Drafts for LocalDrafts {
             external_id: video.to_string_lossy().into_owned(),
             status: "SAVED_LOCALLY".into(),
         };
-        if same_content(&r.video, &video).await?
-            && tokio::fs::try_exists(&sidecar).await.unwrap_or(false)
-        {
+        if same_content(&r.video, &video).await? && sidecar_ok(&sidecar, &r.job_id).await {
             return Ok(receipt);
         }
         log.record(&EffectProgress {
@@ -133,9 +131,39 @@ impl Drafts for LocalDrafts {
             .map_err(|e| io(&e, &video))?;
         Ok(receipt)
     }
+
+    async fn verify(
+        &self,
+        r: &DraftRequest,
+        receipt: &DraftReceipt,
+    ) -> Result<Option<String>, ProviderError> {
+        let video = PathBuf::from(&receipt.external_id);
+        if !same_content(&r.video, &video).await? {
+            return Ok(Some(format!(
+                "the draft `{}` no longer matches its render",
+                video.display()
+            )));
+        }
+        let sidecar = video.with_extension("json");
+        Ok((!sidecar_ok(&sidecar, &r.job_id).await).then(|| {
+            format!(
+                "the draft's sidecar `{}` is missing or broken",
+                sidecar.display()
+            )
+        }))
+    }
 }
 
 /// Whether `copy` exists and holds the same bytes as `original`.
+/// Whether a draft's sidecar is there, readable, and about this job.
+async fn sidecar_ok(sidecar: &Path, job_id: &str) -> bool {
+    tokio::fs::read(sidecar)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["job_id"] == job_id)
+}
+
 async fn same_content(original: &Path, copy: &Path) -> Result<bool, ProviderError> {
     let Ok(copy_meta) = tokio::fs::metadata(copy).await else {
         return Ok(false);

@@ -255,6 +255,17 @@ pub trait Drafts: Send + Sync {
         request: &DraftRequest,
         log: &dyn EffectLog,
     ) -> Result<DraftReceipt, ProviderError>;
+
+    /// What is wrong with a draft delivered earlier, if it can be checked and no longer
+    /// holds (a local draft file truncated or changed, its sidecar broken). An inbox
+    /// draft cannot be checked from here: `None`.
+    async fn verify(
+        &self,
+        _request: &DraftRequest,
+        _receipt: &DraftReceipt,
+    ) -> Result<Option<String>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// The notice a creator gets when a draft is waiting (or a job failed).

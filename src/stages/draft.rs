@@ -9,7 +9,7 @@ use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
 use crate::keys::stage_key;
-use crate::providers::{Credit, DraftRequest};
+use crate::providers::{Credit, DraftReceipt, DraftRequest};
 
 pub const VERSION: u32 = 2;
 
@@ -62,6 +62,22 @@ pub async fn run(
         credits: words.credits.to_vec(),
     };
     let request = &request;
+    // A draft delivered earlier is checked where it can be: a local draft truncated or
+    // changed on disk is delivered again from its render.
+    if let Some(result) = job.effect_result(Stage::Draft, &key)?
+        && let Ok(receipt) = serde_json::from_value::<DraftReceipt>(result)
+    {
+        let drafts = services
+            .drafts(&spec.publish)
+            .map_err(|e| Halt::failed(Stage::Draft, e.to_string()))?;
+        if let Some(problem) = drafts
+            .verify(request, &receipt)
+            .await
+            .map_err(|e| Halt::failed(Stage::Draft, e.to_string()))?
+        {
+            job.redo_effect(Stage::Draft, &key, problem).await?;
+        }
+    }
     let done = job
         .effect(
             Stage::Draft,

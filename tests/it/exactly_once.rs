@@ -262,3 +262,45 @@ fn a_cache_hit_is_checked_by_size_only() {
     // Removed: the next lookup builds it again rather than using it.
     assert!(!render.exists());
 }
+
+#[test]
+fn a_truncated_draft_is_never_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path(), &["Alpha"]);
+    let first = factory(dir.path(), "state", &["run", "tiny.yaml"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let drafts_dir = dir.path().join("state/drafts/tiny");
+    let video = std::fs::read_dir(&drafts_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "mp4"))
+        .unwrap();
+    let whole = std::fs::read(&video).unwrap();
+    std::fs::write(&video, &whole[..whole.len() / 2]).unwrap();
+    let id = video.file_stem().unwrap().to_string_lossy().into_owned();
+    let retried = factory(dir.path(), "state", &["jobs", "retry", &id]);
+    assert_eq!(retried.code, 0, "{retried:?}");
+    assert!(
+        retried
+            .stderr
+            .contains("draft: the kept copy failed verification"),
+        "the output says the draft was made again: {}",
+        retried.stderr
+    );
+    let rebuilt = std::fs::read(&video).unwrap();
+    assert!(
+        rebuilt == whole,
+        "rebuilt from its render: {} bytes, {} before",
+        rebuilt.len(),
+        whole.len()
+    );
+
+    // A broken sidecar is noticed the same way.
+    std::fs::write(video.with_extension("json"), b"{ not json").unwrap();
+    let again = factory(dir.path(), "state", &["jobs", "retry", &id]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(video.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(sidecar["job_id"], id.as_str());
+}
