@@ -66,8 +66,14 @@ pub(super) fn stop_on_signals() -> (watch::Receiver<bool>, tokio::task::JoinHand
                 Err(_) => std::future::pending().await,
             }
         };
+        let interrupt = async {
+            // A handler that cannot be installed is no request to stop.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            () = interrupt => {}
             () = terminate => {}
         }
         stop.send_replace(true);

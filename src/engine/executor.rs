@@ -503,7 +503,7 @@ impl<'a> JobRun<'a> {
         let mut cancel = self.engine.cancel.clone();
         let cancelled = tokio::select! {
             () = tokio::time::sleep(wait) => false,
-            r = cancel.wait_for(|c| *c) => r.is_ok(),
+            Ok(_) = cancel.wait_for(|c| *c) => true,
         };
         if !cancelled {
             return Ok(Next::Again);
@@ -600,7 +600,8 @@ impl<'a> JobRun<'a> {
                 "engine",
                 format!("`{}` timed out after {} s", stage.as_str(), limit.as_secs()),
             ))),
-            _ = cancel.wait_for(|c| *c) => Err(ProviderError::Cancelled),
+            // A stop signal that is gone (its sender dropped) is no request to stop.
+            Ok(_) = cancel.wait_for(|c| *c) => Err(ProviderError::Cancelled),
         }
     }
 

@@ -257,8 +257,9 @@ pub trait Drafts: Send + Sync {
     ) -> Result<DraftReceipt, ProviderError>;
 
     /// What is wrong with a draft delivered earlier, if it can be checked and no longer
-    /// holds (a local draft file truncated or changed, its sidecar broken). An inbox
-    /// draft cannot be checked from here: `None`.
+    /// holds (a local draft file truncated or changed, its sidecar broken). A draft that is
+    /// gone (retention removed it) and an inbox draft, which cannot be checked from here,
+    /// are `None`.
     async fn verify(
         &self,
         _request: &DraftRequest,
