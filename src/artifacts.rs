@@ -210,15 +210,18 @@ impl ArtifactStore {
     /// A fresh, empty work directory for building `key`; unique per attempt.
     pub async fn workdir(&self, stage: &str, key: &str) -> Result<PathBuf, ArtifactError> {
         let parent = self.root.join(stage);
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(io(&parent))?;
+        create_private_dir(&parent).map_err(io(&parent))?;
         let dir = parent.join(format!(
             "{WORK_PREFIX}{key}-{}-{:016x}",
             std::process::id(),
             fastrand::u64(..)
         ));
-        tokio::fs::create_dir(&dir).await.map_err(io(&dir))?;
+        // Not recursive: the directory must be new, and it is user-only from the start.
+        tokio::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .await
+            .map_err(io(&dir))?;
         Ok(dir)
     }
 
@@ -445,15 +448,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// User-only (0700), an existing folder tightened too: the cache holds job content
+/// wherever `--cache-dir` puts it.
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
+    crate::privacy::permissions::private_dir(path)
 }
 
-/// Every regular file below `dir` (the manifest aside), hashed.
+/// Every regular file below `dir` (the manifest aside), hashed and made user-only (0600),
+/// its folders too (0700): a tool writes with the umask, an entry keeps job content.
 async fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, ArtifactError> {
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
@@ -463,10 +465,13 @@ async fn hash_tree(dir: &Path) -> Result<Vec<FileEntry>, ArtifactError> {
         while let Some(entry) = entries.next_entry().await.map_err(io(&here))? {
             let kind = entry.file_type().await.map_err(io(&entry.path()))?;
             let name = rel.join(entry.file_name());
+            let path = entry.path();
             if kind.is_dir() {
+                create_private_dir(&path).map_err(io(&path))?;
                 pending.push(name);
             } else if kind.is_file() && name != Path::new(MANIFEST) {
-                let (bytes, sha256) = hash_file(&entry.path()).await?;
+                crate::privacy::permissions::private_file(&path).map_err(io(&path))?;
+                let (bytes, sha256) = hash_file(&path).await?;
                 files.push(FileEntry {
                     path: name.to_string_lossy().into_owned(),
                     bytes,

@@ -204,6 +204,7 @@ impl ElevenLabsOptions {
 pub struct ElevenLabs {
     http: reqwest::Client,
     key: Secret,
+    scrub: http::Scrubber,
     base_url: String,
     voice: ElevenLabsVoice,
     permits: Arc<Semaphore>,
@@ -220,6 +221,7 @@ impl ElevenLabs {
         Ok(Self {
             // Built once per process: the registry asks for a client per voice and job.
             http: http::shared_client(options.timeouts)?,
+            scrub: http::Scrubber::for_key(&key),
             key,
             base_url: http::check_base(BASE_VAR, &options.base_url)?,
             voice,
@@ -308,7 +310,7 @@ impl ElevenLabs {
                     SERVICE,
                     format!(
                         "the request was rejected: {}",
-                        http::scrub(&messages.join("; "), &self.key)
+                        self.scrub.clean(&messages.join("; "))
                     ),
                 );
             }
@@ -327,9 +329,9 @@ impl ElevenLabs {
                     .to_owned(),
             ),
             Some(Value::String(text)) => (String::new(), text.clone()),
-            _ => (String::new(), http::snippet(body)),
+            _ => (String::new(), String::from_utf8_lossy(body).into_owned()),
         };
-        let message = http::scrub(message.trim(), &self.key);
+        let message = self.scrub.clean(&message);
         match code.as_str() {
             "invalid_api_key" => self.bad_key(&message),
             "" if status == StatusCode::UNAUTHORIZED => self.bad_key(&message),

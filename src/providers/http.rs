@@ -231,24 +231,127 @@ pub(crate) async fn read_body(
         .map_err(|e| classify_transport(service, "reading the response", e))
 }
 
-/// The start of a body for an error message, so a proxy's HTML page stays readable.
-pub(crate) fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+/// Every variable holding a credential: whatever a server sends back is scrubbed of
+/// their values, whichever client asked, since a proxy or a confused service may echo
+/// any header or form field it saw.
+pub(crate) const SECRET_VARS: [&str; 10] = [
+    "OPENROUTER_API_KEY",
+    "PEXELS_API_KEY",
+    "ELEVENLABS_API_KEY",
+    "TIKTOK_CLIENT_KEY",
+    "TIKTOK_CLIENT_SECRET",
+    "TELEGRAM_BOT_TOKEN",
+    "R2_ACCOUNT_ID",
+    "R2_ACCESS_KEY_ID",
+    "R2_SECRET_ACCESS_KEY",
+    "R2_BUCKET",
+];
+
+/// The most characters of server text an error message carries, so a proxy's HTML page
+/// stays readable.
+pub(crate) const MAX_SERVER_TEXT: usize = 200;
+
+/// Values shorter than this are not scrubbed: they are no credential, and replacing every
+/// `ab` in a message would only garble it.
+const MIN_SECRET_LEN: usize = 4;
+
+const REDACTED: &str = "[redacted]";
+
+/// Removes every configured secret from text a server sent, ignoring letter case, and
+/// only then cuts it to [`MAX_SERVER_TEXT`] characters: cutting first would leave the
+/// prefix of a key that straddles the cut, which no longer matches the whole key.
+#[derive(Clone, Default)]
+pub(crate) struct Scrubber {
+    /// Longest first, so a secret containing another is removed whole.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} secrets)", self.secrets.len())
     }
 }
 
-/// Removes the key from text a server sent back, in case it echoes what it received.
-pub(crate) fn scrub(text: &str, key: &Secret) -> String {
-    let value = key.expose();
-    if value.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(value, "[redacted]")
+impl Scrubber {
+    /// The values of [`SECRET_VARS`], read once per process.
+    pub(crate) fn from_env() -> Self {
+        static FROM_ENV: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+        FROM_ENV
+            .get_or_init(|| {
+                SECRET_VARS
+                    .iter()
+                    .filter_map(|name| Secret::from_env(name))
+                    .fold(Self::default(), |scrubber, secret| scrubber.with(&secret))
+            })
+            .clone()
+    }
+
+    /// The environment's secrets and the one a client holds (a key given in code, a
+    /// TikTok token).
+    pub(crate) fn for_key(key: &Secret) -> Self {
+        Self::from_env().with(key)
+    }
+
+    /// This scrubber and `secret` too.
+    pub(crate) fn with(mut self, secret: &Secret) -> Self {
+        let value = secret.expose();
+        if value.chars().count() >= MIN_SECRET_LEN
+            && !self.secrets.iter().any(|s| s.eq_ignore_ascii_case(value))
+        {
+            self.secrets.push(value.to_owned());
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+        self
+    }
+
+    /// `text` without any secret, whole.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+            replace_ignoring_case(&text, secret)
+        })
+    }
+
+    /// `text` without any secret, trimmed and then cut to [`MAX_SERVER_TEXT`] characters.
+    pub(crate) fn clean(&self, text: &str) -> String {
+        cut(self.scrub(text).trim(), MAX_SERVER_TEXT)
+    }
+
+    /// A body for an error message: as text, scrubbed, then cut.
+    pub(crate) fn clean_body(&self, body: &[u8]) -> String {
+        self.clean(&String::from_utf8_lossy(body))
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced, ASCII letters compared without case
+/// (keys are ASCII; other characters must match exactly).
+fn replace_ignoring_case(text: &str, secret: &str) -> String {
+    let (hay, needle) = (text.as_bytes(), secret.as_bytes());
+    if needle.is_empty() || hay.len() < needle.len() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut kept, mut at) = (0, 0);
+    while at + needle.len() <= hay.len() {
+        if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            // A match starts and ends on character boundaries: `secret` is whole UTF-8,
+            // and case folding maps ASCII bytes to ASCII bytes only.
+            out.push_str(&text[kept..at]);
+            out.push_str(REDACTED);
+            at += needle.len();
+            kept = at;
+        } else {
+            at += 1;
+        }
+    }
+    out.push_str(&text[kept..]);
+    out
+}
+
+/// The first `max` characters of `text`, with `…` where it was cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -340,10 +443,58 @@ mod tests {
     }
 
     #[test]
-    fn scrub_and_snippet() {
-        let key = Secret::new("abc123");
-        assert_eq!(scrub("bad key abc123!", &key), "bad key [redacted]!");
-        assert_eq!(snippet(b"  short  "), "short");
-        assert_eq!(snippet("x".repeat(300).as_bytes()).chars().count(), 201);
+    fn scrub_and_cut() {
+        let scrubber = Scrubber::default().with(&Secret::new("abc123"));
+        assert_eq!(scrubber.scrub("bad key abc123!"), "bad key [redacted]!");
+        assert_eq!(scrubber.clean_body(b"  short  "), "short");
+        assert_eq!(
+            scrubber
+                .clean_body("x".repeat(300).as_bytes())
+                .chars()
+                .count(),
+            201
+        );
+        assert_eq!(
+            Scrubber::default().with(&Secret::new("ab")).scrub("ab"),
+            "ab"
+        );
+    }
+
+    const KEY: &str = "sk-or-v1-0123456789abcdefABCDEF";
+
+    /// The key's first ten characters, in any case, anywhere in `text`.
+    fn leaks_prefix(text: &str) -> bool {
+        text.to_ascii_lowercase()
+            .contains(&KEY[..10].to_ascii_lowercase())
+    }
+
+    #[test]
+    fn an_error_body_is_cut_before_keys_are_scrubbed() {
+        let scrubber = Scrubber::default().with(&Secret::new(KEY));
+        // The key starts a few characters before the cut, wherever that falls.
+        for before in MAX_SERVER_TEXT - 20..MAX_SERVER_TEXT {
+            let body = format!("{} {KEY} and more text after it", "x".repeat(before));
+            let cleaned = scrubber.clean_body(body.as_bytes());
+            assert!(!leaks_prefix(&cleaned), "{before}: {cleaned}");
+            assert!(cleaned.chars().count() <= MAX_SERVER_TEXT + 1, "{cleaned}");
+        }
+        let body = format!("{}é {KEY}", "ü".repeat(MAX_SERVER_TEXT - 5));
+        assert!(!leaks_prefix(&scrubber.clean(&body)));
+    }
+
+    #[test]
+    fn an_echoed_key_in_another_case_is_not_scrubbed() {
+        let scrubber = Scrubber::default()
+            .with(&Secret::new("short"))
+            .with(&Secret::new(KEY));
+        for echo in [KEY.to_ascii_uppercase(), KEY.to_ascii_lowercase()] {
+            let cleaned = scrubber.clean(&format!("INVALID KEY «{echo}»; Short"));
+            assert_eq!(cleaned, "INVALID KEY «[redacted]»; [redacted]");
+        }
+        // Two secrets where one holds the other: the longer goes whole.
+        let nested = Scrubber::default()
+            .with(&Secret::new("abcd"))
+            .with(&Secret::new("xxabcdyy"));
+        assert_eq!(nested.scrub("XXABCDYY abcd"), "[redacted] [redacted]");
     }
 }

@@ -66,6 +66,7 @@ impl OpenRouterOptions {
 pub struct OpenRouter {
     http: reqwest::Client,
     key: Secret,
+    scrub: http::Scrubber,
     options: OpenRouterOptions,
 }
 
@@ -85,6 +86,7 @@ impl OpenRouter {
         let base_url = http::check_base(BASE_VAR, &options.base_url)?;
         Ok(Self {
             http: http::client(options.timeouts)?,
+            scrub: http::Scrubber::for_key(&key),
             key,
             options: OpenRouterOptions {
                 base_url,
@@ -196,7 +198,7 @@ impl OpenRouter {
         } else {
             code
         };
-        let message = http::scrub(error.message.trim(), &self.key);
+        let message = self.scrub.clean(&error.message);
         let reason = error.metadata.get("reason").and_then(Value::as_str);
         let wait = http::retry_after(headers);
         match code.as_u16() {
@@ -244,7 +246,7 @@ impl OpenRouter {
             .and_then(|envelope| envelope.error)
             .unwrap_or_else(|| ApiError {
                 code: None,
-                message: http::snippet(body),
+                message: String::from_utf8_lossy(body).into_owned(),
                 metadata: serde_json::Map::new(),
             });
         self.classify(status, headers, &error)

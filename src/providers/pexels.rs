@@ -93,6 +93,7 @@ const HOUR: i64 = 60 * 60;
 pub struct Pexels {
     http: reqwest::Client,
     key: Secret,
+    scrub: http::Scrubber,
     options: PexelsOptions,
     rate: Arc<Mutex<RateLimit>>,
     budgets: Arc<dyn Budgets>,
@@ -115,6 +116,7 @@ impl Pexels {
         let key_for_hash = key.clone();
         Ok(Self {
             http: http::client(options.timeouts)?,
+            scrub: http::Scrubber::for_key(&key),
             key,
             options: PexelsOptions {
                 base_url,
@@ -190,7 +192,7 @@ impl Pexels {
                 )
             });
         }
-        let message = error_message(&body, &self.key);
+        let message = error_message(&body, &self.scrub);
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::permanent(
                 SERVICE,
@@ -363,7 +365,11 @@ impl Pexels {
             status => {
                 let wait = http::retry_after(response.headers());
                 let body = http::read_body(SERVICE, response).await.unwrap_or_default();
-                let message = format!("downloading clip {}: {}", pick.id, http::snippet(&body));
+                let message = format!(
+                    "downloading clip {}: {}",
+                    pick.id,
+                    self.scrub.clean_body(&body)
+                );
                 return Err(http::classify_status(SERVICE, status, wait, &message));
             }
         };
@@ -585,15 +591,15 @@ fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
     })
 }
 
-fn error_message(body: &[u8], key: &Secret) -> String {
+fn error_message(body: &[u8], scrub: &http::Scrubber) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: String,
     }
     let text = serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.error)
-        .unwrap_or_else(|_| http::snippet(body));
-    http::scrub(&text, key)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    scrub.clean(&text)
 }
 
 fn io_error(doing: &str, path: &Path, error: &std::io::Error) -> ProviderError {

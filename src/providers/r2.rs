@@ -29,7 +29,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Host, HostRequest, Hosted, ProviderError};
+use super::{Host, HostRequest, Hosted, ProviderError, http};
 use crate::clock::now as unix_now;
 use crate::secret::Secret;
 
@@ -529,11 +529,7 @@ where
                 SERVICE,
                 format!(
                     "{operation}: the answer was cut off or unreadable: {}",
-                    DisplayErrorContext(&error)
-                        .to_string()
-                        .chars()
-                        .take(300)
-                        .collect::<String>()
+                    http::Scrubber::from_env().clean(&DisplayErrorContext(&error).to_string())
                 ),
             )
         }
@@ -544,12 +540,14 @@ where
             let code = error.code().unwrap_or("unknown");
             // Without an S3 error code (an answer the SDK could not read) the context is
             // the only clue; it names the bucket and key, never the credentials.
+            // Server text: scrubbed of every configured credential, then cut.
+            let scrubber = http::Scrubber::from_env();
             let detail = match error.message() {
-                Some(message) => format!(": {message}"),
-                None => {
-                    let context = DisplayErrorContext(&error).to_string();
-                    format!(": {}", context.chars().take(300).collect::<String>())
-                }
+                Some(message) => format!(": {}", scrubber.clean(message)),
+                None => format!(
+                    ": {}",
+                    scrubber.clean(&DisplayErrorContext(&error).to_string())
+                ),
             };
             let message = format!("{operation} failed with `{code}` (HTTP {status}){detail}");
             let throttled = matches!(

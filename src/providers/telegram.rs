@@ -42,6 +42,7 @@ pub struct Telegram {
     http: reqwest::Client,
     base_url: String,
     token: Secret,
+    scrubber: http::Scrubber,
 }
 
 impl Telegram {
@@ -64,6 +65,7 @@ impl Telegram {
         Ok(Self {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
+            scrubber: http::Scrubber::for_key(&token),
             token,
         })
     }
@@ -84,19 +86,14 @@ impl Telegram {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let token = self.token.expose();
-        if token.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(token, "[redacted]")
-        }
+        self.scrubber.scrub(text)
     }
 
     fn classify(&self, status: u16, chat: &str, answer: &Value) -> ProviderError {
         let description = answer
             .get("description")
             .and_then(Value::as_str)
-            .unwrap_or("no description");
+            .map_or_else(|| "no description".to_owned(), |d| self.scrubber.clean(d));
         let parameters = answer.get("parameters");
         let retry_after = parameters
             .and_then(|p| p.get("retry_after"))

@@ -304,3 +304,58 @@ fn a_truncated_draft_is_never_noticed() {
         serde_json::from_slice(&std::fs::read(video.with_extension("json")).unwrap()).unwrap();
     assert_eq!(sidecar["job_id"], id.as_str());
 }
+
+/// Paths below `dir` (itself included) whose mode lets the group or others in.
+fn loose(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.file_type().is_symlink() && mode & 0o077 != 0 {
+            found.push(format!("{} {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_cache_dir_in_another_folder_is_made_user_only_with_user_only_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache = elsewhere.path().join("shared/cache");
+    recipe(dir.path(), &["Alpha"]);
+    let out = Factory::new()
+        .args(["--state-dir", "state", "--cache-dir"])
+        .arg(&cache)
+        .args(["run", "tiny.yaml"])
+        .current_dir(dir.path())
+        .env("CI", "1")
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        cache.join("jobs").is_dir(),
+        "the run used the cache: {out:?}"
+    );
+    let files = walkdir_count(&cache);
+    assert!(files > 10, "entries were written: {files}");
+    assert_eq!(loose(&cache), Vec::<String>::new());
+}
+
+fn walkdir_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walkdir_count(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}

@@ -148,3 +148,31 @@ async fn keys_never_appear_in_errors_or_debug_output() {
         assert_clean(what, text);
     }
 }
+
+/// A server that echoes the key where the error text is cut, or in capitals: the message
+/// carries no piece of it (cutting before scrubbing left the key's first characters).
+#[tokio::test]
+async fn a_key_echoed_across_the_cut_or_in_capitals_leaves_no_prefix_in_the_error() {
+    let prefix = openrouter::KEY[..10].to_ascii_lowercase();
+    let fake = openrouter::start().await;
+    let client = or::client_with_key(&fake, openrouter::KEY);
+    let mut seen = 0;
+    // "Bearer " puts the key 8 characters after the padding; the cut is at 200.
+    for before in [180, 186, 189, 192, 195] {
+        for upper in [false, true] {
+            fake.push(openrouter::Scenario::EchoKeyPlain { before, upper });
+            let error = client.write(&or::request()).await.unwrap_err();
+            let text = format!("{error} {error:?}");
+            assert!(!error.is_retryable(), "{text}");
+            assert!(
+                !text.to_ascii_lowercase().contains(&prefix),
+                "{before} {upper}: the key's prefix leaks: {text}"
+            );
+            if before == 180 {
+                assert!(text.contains("[redacted]"), "{text}");
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 10);
+}

@@ -199,6 +199,71 @@ struct Planned {
     source_id: String,
 }
 
+/// The longest clip generated. The render loops a clip shorter than its share, so a long
+/// video costs at most `clips` × this, never one clip rendered for the whole narration
+/// (600 s of fractal took over 12 minutes).
+const LONGEST_CLIP_SECONDS: f64 = 30.0;
+
+/// One clip to render: where, what it is, and the ffmpeg arguments that make it.
+struct Command {
+    path: PathBuf,
+    source_id: String,
+    args: Vec<OsString>,
+}
+
+impl GeneratedFootage {
+    /// How long each clip is: its share of the narration, at least a second and at most
+    /// [`LONGEST_CLIP_SECONDS`], in whole frames.
+    fn clip_seconds(&self, request: &FootageRequest) -> f64 {
+        let fps = f64::from(self.fps);
+        let share = if request.min_clip_seconds.is_finite() {
+            request.min_clip_seconds
+        } else {
+            LONGEST_CLIP_SECONDS
+        };
+        (share.clamp(1.0, LONGEST_CLIP_SECONDS) * fps).ceil() / fps
+    }
+
+    fn commands(&self, request: &FootageRequest, dir: &Path) -> Vec<Command> {
+        let seconds = self.clip_seconds(request);
+        self.plan(request)
+            .into_iter()
+            .enumerate()
+            .map(|(n, planned)| {
+                let path = dir.join(format!("generated-{n:02}.mp4"));
+                let args: Vec<OsString> = vec![
+                    "-nostdin".into(),
+                    "-hide_banner".into(),
+                    "-v".into(),
+                    "error".into(),
+                    "-f".into(),
+                    "lavfi".into(),
+                    "-i".into(),
+                    planned.graph.into(),
+                    "-t".into(),
+                    format!("{seconds:.3}").into(),
+                    "-c:v".into(),
+                    "libx264".into(),
+                    "-preset".into(),
+                    "veryfast".into(),
+                    "-crf".into(),
+                    "23".into(),
+                    "-an".into(),
+                    "-movflags".into(),
+                    "+faststart".into(),
+                    "-y".into(),
+                    media_url(&path),
+                ];
+                Command {
+                    path,
+                    source_id: planned.source_id,
+                    args,
+                }
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl FootageSource for GeneratedFootage {
     async fn fetch(
@@ -206,44 +271,17 @@ impl FootageSource for GeneratedFootage {
         request: &FootageRequest,
         dir: &Path,
     ) -> Result<Vec<Clip>, ProviderError> {
-        // A clip of a second or more, in whole frames.
-        let seconds =
-            (request.min_clip_seconds.max(1.0) * f64::from(self.fps)).ceil() / f64::from(self.fps);
         let mut clips = Vec::new();
-        for (n, planned) in self.plan(request).into_iter().enumerate() {
-            let path = dir.join(format!("generated-{n:02}.mp4"));
-            let args: Vec<OsString> = vec![
-                "-nostdin".into(),
-                "-hide_banner".into(),
-                "-v".into(),
-                "error".into(),
-                "-f".into(),
-                "lavfi".into(),
-                "-i".into(),
-                planned.graph.into(),
-                "-t".into(),
-                format!("{seconds:.3}").into(),
-                "-c:v".into(),
-                "libx264".into(),
-                "-preset".into(),
-                "veryfast".into(),
-                "-crf".into(),
-                "23".into(),
-                "-an".into(),
-                "-movflags".into(),
-                "+faststart".into(),
-                "-y".into(),
-                media_url(&path),
-            ];
-            run(&self.tools.ffmpeg, args)
+        for command in self.commands(request, dir) {
+            run(&self.tools.ffmpeg, command.args)
                 .await
                 .map_err(permanent(GENERATED))?;
-            let info = verify_media(&self.tools, &path)
+            let info = verify_media(&self.tools, &command.path)
                 .await
                 .map_err(permanent(GENERATED))?;
             clips.push(Clip {
-                path,
-                source_id: planned.source_id,
+                path: command.path,
+                source_id: command.source_id,
                 duration: info.duration,
                 credit: None,
             });
@@ -393,6 +431,41 @@ mod tests {
             avoid: Vec::new(),
             variant,
         }
+    }
+
+    /// The `-t` of each ffmpeg command for a request whose share per clip is `share`.
+    fn generated_lengths(clips: u32, share: f64) -> Vec<f64> {
+        let footage = GeneratedFootage::new(testing::tools());
+        let request = FootageRequest {
+            min_clip_seconds: share,
+            ..request(clips, 3)
+        };
+        footage
+            .commands(&request, Path::new("/work"))
+            .iter()
+            .map(|command| {
+                let at = command.args.iter().position(|a| a == "-t").unwrap();
+                command.args[at + 1].to_str().unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn generated_footage_is_rendered_for_the_whole_length_per_clip() {
+        // `seconds: 600`: the footage stage asks for the share per clip, 600 / clips.
+        for clips in [4, 2, 1] {
+            let lengths = generated_lengths(clips, 600.0 / f64::from(clips));
+            assert_eq!(lengths.len(), clips as usize);
+            for length in &lengths {
+                assert!(*length <= 150.0, "{clips} clips: {lengths:?}");
+                assert!(*length >= 1.0, "{clips} clips: {lengths:?}");
+            }
+            assert!(lengths.iter().sum::<f64>() <= 4.0 * 150.0, "{lengths:?}");
+        }
+        // A short share is met exactly, in whole frames, and never under a second.
+        assert_eq!(generated_lengths(3, 5.0), vec![5.0; 3]);
+        assert_eq!(generated_lengths(1, 0.2), vec![1.0]);
+        assert_eq!(generated_lengths(1, 2.51), vec![2.533]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{Account, SCOPE, SERVICE, TikTokConfig};
 use crate::clock::now as unix_now;
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, http};
 use crate::secret::Secret;
 
 const AUTHORIZE_PATH: &str = "/v2/auth/authorize/";
@@ -297,7 +297,8 @@ impl OAuth {
         } else {
             serde_json::from_str(&body).map_err(|_| OAuthError::Malformed { status })?
         };
-        check_oauth_answer(status, &value)
+        let scrubber = self.scrubber(&[("token", account.access_token.expose())]);
+        check_oauth_answer(status, &value, &scrubber)
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OAuthError> {
@@ -312,8 +313,27 @@ impl OAuth {
         let body = response.text().await.map_err(transport)?;
         let value: serde_json::Value =
             serde_json::from_str(&body).map_err(|_| OAuthError::Malformed { status })?;
-        check_oauth_answer(status, &value)?;
+        check_oauth_answer(status, &value, &self.scrubber(form))?;
         serde_json::from_value(value).map_err(|_| OAuthError::Malformed { status })
+    }
+
+    /// Everything secret this exchange sent, and the environment's keys: the server's
+    /// error text is scrubbed of them before it is cut into a message.
+    fn scrubber(&self, form: &[(&str, &str)]) -> http::Scrubber {
+        const SENT_SECRETS: [&str; 5] = [
+            "client_secret",
+            "code",
+            "code_verifier",
+            "refresh_token",
+            "token",
+        ];
+        form.iter()
+            .filter(|(name, _)| SENT_SECRETS.contains(name))
+            .fold(
+                http::Scrubber::for_key(&self.config.client_secret)
+                    .with(&Secret::new(self.config.client_key.as_str())),
+                |scrubber, (_, value)| scrubber.with(&Secret::new(*value)),
+            )
     }
 }
 
@@ -348,11 +368,16 @@ fn require_scope(granted: &str) -> Result<(), OAuthError> {
 
 /// OAuth endpoints answer errors flat, `{error, error_description, log_id}`, sometimes
 /// with HTTP 200; a v2-style `{"error": {"code": …}}` is accepted too.
-fn check_oauth_answer(status: u16, value: &serde_json::Value) -> Result<(), OAuthError> {
-    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or("").to_owned();
+fn check_oauth_answer(
+    status: u16,
+    value: &serde_json::Value,
+    scrubber: &http::Scrubber,
+) -> Result<(), OAuthError> {
+    let text =
+        |v: Option<&serde_json::Value>| scrubber.clean(v.and_then(|v| v.as_str()).unwrap_or(""));
     let (error, description) = match value.get("error") {
         Some(serde_json::Value::String(code)) => {
-            (code.clone(), text(value.get("error_description")))
+            (scrubber.clean(code), text(value.get("error_description")))
         }
         Some(serde_json::Value::Object(inner)) => {
             (text(inner.get("code")), text(inner.get("message")))
@@ -500,7 +525,7 @@ mod tests {
     #[test]
     fn token_errors_are_found_in_flat_and_nested_bodies_even_with_200() {
         let flat = serde_json::json!({"error": "invalid_grant", "error_description": "expired"});
-        let err = check_oauth_answer(200, &flat).unwrap_err();
+        let err = check_oauth_answer(200, &flat, &http::Scrubber::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "tiktok refused the token request: `invalid_grant`: expired"
@@ -510,8 +535,9 @@ mod tests {
         assert!(provider.to_string().contains("`factory auth tiktok login`"));
 
         let nested = serde_json::json!({"error": {"code": "ok", "message": ""}});
-        assert!(check_oauth_answer(200, &nested).is_ok());
-        let busy = check_oauth_answer(503, &serde_json::json!({})).unwrap_err();
+        assert!(check_oauth_answer(200, &nested, &http::Scrubber::default()).is_ok());
+        let busy = check_oauth_answer(503, &serde_json::json!({}), &http::Scrubber::default())
+            .unwrap_err();
         assert!(ProviderError::from(busy).is_retryable());
     }
 }

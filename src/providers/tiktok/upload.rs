@@ -379,7 +379,10 @@ impl TikTokDrafts {
             return Err(ApiFailure::Api {
                 status,
                 code: error.code,
-                message: error.message,
+                // Scrubbed of the token and the app's secret before it is cut.
+                message: http::Scrubber::for_key(token)
+                    .with(&self.config.client_secret)
+                    .clean(&error.message),
                 log_id: error.log_id,
                 retry_after,
             });

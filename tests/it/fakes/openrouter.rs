@@ -31,6 +31,9 @@ pub enum Scenario {
     ErrorIn200 { code: u16 },
     /// A 401 that echoes the credentials it received, to prove clients scrub them.
     EchoKey,
+    /// A 401 whose plain-text body echoes the credentials after `before` characters of
+    /// padding (so they straddle wherever a client cuts), in capitals when `upper`.
+    EchoKeyPlain { before: usize, upper: bool },
     /// Answers normally, but only after this long.
     Slow(Duration),
     /// The normal answer cut off mid-body.
@@ -159,6 +162,16 @@ async fn completion(shared: &Shared<Scenario>, seen: &Seen) -> Response {
             ),
             json!({}),
         ),
+        Some(Scenario::EchoKeyPlain { before, upper }) => {
+            let auth = seen.header("authorization").unwrap_or_default();
+            let auth = if upper {
+                auth.to_ascii_uppercase()
+            } else {
+                auth.to_owned()
+            };
+            let body = format!("{} {auth} is not a valid key", "x".repeat(before));
+            super::bytes(401, "text/plain", body.into_bytes())
+        }
         Some(Scenario::Slow(wait)) => {
             tokio::time::sleep(wait).await;
             json(200, &normal())
