@@ -86,7 +86,10 @@ fn finish(summary: &Summary, opts: &Options) -> Outcome {
     } else {
         out(&summary_line(summary));
     }
-    if summary.failed > 0 || summary.interrupted > 0 {
+    if summary.no_space > 0 {
+        // A full disk is the machine's, not the jobs': exit as an environment failure.
+        Outcome::Environment
+    } else if summary.failed > 0 || summary.interrupted > 0 {
         Outcome::JobsFailed
     } else {
         Outcome::Ok
@@ -323,6 +326,12 @@ pub fn summary_line(summary: &Summary) -> String {
         "{} done ({} reused from cache), {} already done, {} failed",
         summary.done, summary.reused, summary.already_done, summary.failed
     )];
+    if summary.no_space > 0 {
+        parts.push(format!(
+            "{} of them for lack of disk space (they resume once space is freed)",
+            summary.no_space
+        ));
+    }
     if summary.deferred > 0 {
         parts.push(format!(
             "{} deferred (waiting for a rate window or the TikTok inbox; they continue in a later run)",
