@@ -424,3 +424,35 @@ pub async fn retry(id: &str, opts: &Options) -> CmdResult {
     let (summary, _) = result?;
     Ok(finish(&summary, opts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_makes_the_run_an_environment_failure() {
+        let opts = Options {
+            state_dir: PathBuf::from("state"),
+            cache_dir: None,
+            json: false,
+            ci: false,
+            wait: false,
+        };
+        let failed = Summary {
+            failed: 2,
+            ..Summary::default()
+        };
+        assert_eq!(finish(&failed, &opts) as u8, Outcome::JobsFailed as u8);
+        let full = Summary {
+            failed: 2,
+            no_space: 1,
+            ..Summary::default()
+        };
+        assert_eq!(finish(&full, &opts) as u8, Outcome::Environment as u8);
+        assert!(
+            summary_line(&full).contains("1 of them for lack of disk space"),
+            "{}",
+            summary_line(&full)
+        );
+    }
+}
