@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod clock;
+pub mod disk;
 pub mod engine;
 pub mod expand;
 pub mod keys;

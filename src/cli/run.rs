@@ -92,7 +92,10 @@ fn finish(summary: &Summary, opts: &Options) -> Outcome {
     } else {
         out(&summary_line(summary));
     }
-    if summary.failed > 0 || summary.interrupted > 0 {
+    if summary.no_space > 0 {
+        // A full disk is the machine's, not the jobs': exit as an environment failure.
+        Outcome::Environment
+    } else if summary.failed > 0 || summary.interrupted > 0 {
         Outcome::JobsFailed
     } else {
         Outcome::Ok
@@ -329,6 +332,12 @@ pub fn summary_line(summary: &Summary) -> String {
         "{} done ({} reused from cache), {} already done, {} failed",
         summary.done, summary.reused, summary.already_done, summary.failed
     )];
+    if summary.no_space > 0 {
+        parts.push(format!(
+            "{} of them for lack of disk space (they resume once space is freed)",
+            summary.no_space
+        ));
+    }
     if summary.deferred > 0 {
         parts.push(format!(
             "{} deferred (waiting for a rate window or the TikTok inbox; they continue in a later run)",
@@ -420,4 +429,36 @@ pub async fn retry(id: &str, opts: &Options) -> CmdResult {
     watcher.abort();
     let (summary, _) = result?;
     Ok(finish(&summary, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_makes_the_run_an_environment_failure() {
+        let opts = Options {
+            state_dir: PathBuf::from("state"),
+            cache_dir: None,
+            json: false,
+            ci: false,
+            wait: false,
+        };
+        let failed = Summary {
+            failed: 2,
+            ..Summary::default()
+        };
+        assert_eq!(finish(&failed, &opts) as u8, Outcome::JobsFailed as u8);
+        let full = Summary {
+            failed: 2,
+            no_space: 1,
+            ..Summary::default()
+        };
+        assert_eq!(finish(&full, &opts) as u8, Outcome::Environment as u8);
+        assert!(
+            summary_line(&full).contains("1 of them for lack of disk space"),
+            "{}",
+            summary_line(&full)
+        );
+    }
 }

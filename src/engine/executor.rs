@@ -34,6 +34,9 @@ pub enum HaltKind {
         reason: String,
     },
     Cancelled,
+    /// Failed because a disk is full: the job is `failed` at its stage like any other,
+    /// and the run ends as an environment failure.
+    NoSpace(String),
 }
 
 impl Halt {
@@ -42,6 +45,32 @@ impl Halt {
             stage,
             kind: HaltKind::Failed(message.into()),
         }
+    }
+}
+
+/// Below this much free space, a failed attempt is taken for a full disk, whatever the
+/// stage's tool said about it.
+const LOW_SPACE: u64 = 1 << 20;
+
+/// A store write that failed: a full disk under the state directory is named as such.
+fn store_halt(e: &Engine, stage: Stage, err: &crate::store::StoreError) -> Halt {
+    if err.is_no_space() {
+        let dir = e.store.path().parent().unwrap_or(e.store.path());
+        return Halt {
+            stage,
+            kind: HaltKind::NoSpace(ProviderError::no_space(dir, err.to_string()).to_string()),
+        };
+    }
+    Halt::failed(stage, err.to_string())
+}
+
+/// An artifact store failure as a provider error: a full disk is named as such.
+fn artifact_error(service: &'static str, err: &ArtifactError) -> ProviderError {
+    match err {
+        ArtifactError::Io { path, source } if crate::disk::is_full(source) => {
+            ProviderError::no_space(path, source.to_string())
+        }
+        other => ProviderError::permanent(service, other.to_string()),
     }
 }
 
@@ -122,6 +151,11 @@ impl<'a> JobRun<'a> {
         self.engine.services.as_ref()
     }
 
+    /// Where the artifact store keeps its entries (and stages their work).
+    pub fn artifacts_dir(&self) -> &'a Path {
+        self.engine.artifacts.root()
+    }
+
     pub(super) fn keys(&self) -> &[(String, String)] {
         &self.keys
     }
@@ -133,6 +167,7 @@ impl<'a> JobRun<'a> {
             retries: self.retries,
             rebuilt: self.rebuilt,
             unconfirmed: self.unconfirmed,
+            no_space: false,
         }
     }
 
@@ -171,7 +206,11 @@ impl<'a> JobRun<'a> {
                 });
             }
             Ok(Lookup::Miss) => {}
-            Err(err) => return Err(Halt::failed(stage, err.to_string())),
+            Err(err) => {
+                return Err(self
+                    .halt_for(stage, key, artifact_error("cache", &err))
+                    .await);
+            }
         }
         let _permit = self.permit(stage).await?;
         self.begin(stage, key).await?;
@@ -179,7 +218,11 @@ impl<'a> JobRun<'a> {
         loop {
             let work = match e.artifacts.workdir(stage.as_str(), key).await {
                 Ok(work) => work,
-                Err(err) => return Err(self.fail(stage, key, err.to_string()).await),
+                Err(err) => {
+                    return Err(self
+                        .halt_for(stage, key, artifact_error("cache", &err))
+                        .await);
+                }
             };
             let result = self.guarded(stage, build(work.clone())).await;
             let outcome = match result {
@@ -197,10 +240,10 @@ impl<'a> JobRun<'a> {
                         .await;
                     match committed {
                         Ok(hit) => Ok((hit, built.cost)),
-                        Err(err) => Err(ProviderError::permanent("cache", err.to_string())),
+                        Err(err) => Err(artifact_error("cache", &err)),
                     }
                 }
-                Err(err) => Err(err),
+                Err(err) => Err(self.classify_space(err)),
             };
             match outcome {
                 Ok((hit, cost)) => {
@@ -246,10 +289,14 @@ impl<'a> JobRun<'a> {
         self.begin(stage, key).await?;
         let mut attempt = 1;
         loop {
-            let record = e
-                .artifacts
-                .effect(key)
-                .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            let record = match e.artifacts.effect(key) {
+                Ok(record) => record,
+                Err(err) => {
+                    return Err(self
+                        .halt_for(stage, key, artifact_error("ledger", &err))
+                        .await);
+                }
+            };
             if let Some(record) = &record {
                 if record.status == EffectStatus::Done {
                     self.end(stage, key, None, None).await?;
@@ -297,7 +344,12 @@ impl<'a> JobRun<'a> {
                 Err(err) => {
                     after.status = match (&err, kind) {
                         // Refused by the service, or never sent: a later attempt may send.
-                        (ProviderError::Permanent { .. } | ProviderError::Deferred { .. }, _)
+                        (
+                            ProviderError::Permanent { .. }
+                            | ProviderError::Deferred { .. }
+                            | ProviderError::NoSpace { .. },
+                            _,
+                        )
                         | (ProviderError::Retryable { .. }, EffectKind::AtMostOnce) => {
                             EffectStatus::Failed
                         }
@@ -369,7 +421,7 @@ impl<'a> JobRun<'a> {
             .store
             .effect(key)
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
         Ok(legacy.filter(|x| x.status == "done").map(|x| {
             x.detail
                 .as_deref()
@@ -394,16 +446,21 @@ impl<'a> JobRun<'a> {
                 None,
             )
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
         self.report(stage, StageStatus::Unconfirmed, Some(message.to_owned()));
         Ok(Effected::Unconfirmed)
     }
 
-    async fn write_effect(&self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
+    async fn write_effect(&mut self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
         let e = self.engine;
-        e.artifacts
-            .put_effect(record)
-            .map_err(|err| Halt::failed(stage, format!("cannot write the ledger: {err}")))?;
+        if let Err(err) = e.artifacts.put_effect(record) {
+            return Err(match artifact_error("ledger", &err) {
+                full @ ProviderError::NoSpace { .. } => {
+                    self.halt_for(stage, &record.key, full).await
+                }
+                _ => Halt::failed(stage, format!("cannot write the ledger: {err}")),
+            });
+        }
         let external = record
             .progress
             .as_ref()
@@ -419,7 +476,13 @@ impl<'a> JobRun<'a> {
                 detail.as_deref(),
             )
             .await
-            .map_err(|err| Halt::failed(stage, format!("cannot write the ledger: {err}")))
+            .map_err(|err| {
+                if err.is_no_space() {
+                    store_halt(e, stage, &err)
+                } else {
+                    Halt::failed(stage, format!("cannot write the ledger: {err}"))
+                }
+            })
     }
 
     /// Decides what follows a failed attempt: another one (after a recorded, visible
@@ -442,8 +505,8 @@ impl<'a> JobRun<'a> {
                     kind: super::HaltKind::Cancelled,
                 }));
             }
-            ProviderError::Permanent { .. } => {
-                return Ok(Next::Stop(self.fail(stage, key, err.to_string()).await));
+            ProviderError::Permanent { .. } | ProviderError::NoSpace { .. } => {
+                return Ok(Next::Stop(self.halt_for(stage, key, err).await));
             }
             ProviderError::Deferred { until, .. } => Some(*until),
             ProviderError::Retryable {
@@ -496,7 +559,7 @@ impl<'a> JobRun<'a> {
             .store
             .stage_retry(&self.job.id, stage.as_str(), &err.to_string())
             .await
-            .map_err(|e| Halt::failed(stage, e.to_string()))
+            .map_err(|e| store_halt(self.engine, stage, &e))
     }
 
     async fn sleep(&mut self, stage: Stage, key: &str, wait: Duration) -> Result<Next, Halt> {
@@ -514,6 +577,44 @@ impl<'a> JobRun<'a> {
             stage,
             kind: HaltKind::Cancelled,
         }))
+    }
+
+    /// Records the stage as failed by `err`, which ends it: a full disk halts as
+    /// [`HaltKind::NoSpace`], anything else as failed.
+    async fn halt_for(&mut self, stage: Stage, key: &str, err: ProviderError) -> Halt {
+        let full = matches!(err, ProviderError::NoSpace { .. });
+        let halt = self.fail(stage, key, err.to_string()).await;
+        match halt.kind {
+            HaltKind::Failed(message) if full => Halt {
+                stage,
+                kind: HaltKind::NoSpace(message),
+            },
+            _ => halt,
+        }
+    }
+
+    /// A failed attempt that left the artifact store's disk (nearly) full failed for
+    /// that, whatever its tool said: ffmpeg and espeak-ng report a short write in words.
+    fn classify_space(&self, err: ProviderError) -> ProviderError {
+        if matches!(
+            err,
+            ProviderError::NoSpace { .. }
+                | ProviderError::Cancelled
+                | ProviderError::Deferred { .. }
+        ) {
+            return err;
+        }
+        let dir = self.engine.artifacts.root();
+        match crate::disk::free_bytes(dir) {
+            Ok(free) if free < LOW_SPACE => ProviderError::no_space(
+                dir,
+                format!(
+                    "{} left when the attempt failed ({err})",
+                    crate::disk::megabytes(free)
+                ),
+            ),
+            _ => err,
+        }
     }
 
     /// Records the stage as failed; the halt carries the recording's own failure if
@@ -569,7 +670,7 @@ impl<'a> JobRun<'a> {
                 kind: HaltKind::Cancelled,
             });
         }
-        let fail = |err: crate::store::StoreError| Halt::failed(stage, err.to_string());
+        let fail = |err: crate::store::StoreError| store_halt(e, stage, &err);
         e.store
             .set_status(
                 &self.job.id,
@@ -619,7 +720,7 @@ impl<'a> JobRun<'a> {
                 expires_at: hit.manifest.expires_at,
             })
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))
+            .map_err(|err| store_halt(self.engine, stage, &err))
     }
 
     async fn end(
@@ -642,7 +743,7 @@ impl<'a> JobRun<'a> {
                 cost,
             )
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
         self.report(stage, StageStatus::Done, None);
         Ok(())
     }
@@ -666,7 +767,7 @@ impl<'a> JobRun<'a> {
                 None,
             )
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
         self.report(stage, status, message.map(str::to_owned));
         Ok(())
     }
@@ -690,7 +791,7 @@ impl<'a> JobRun<'a> {
                 None,
             )
             .await
-            .map_err(|err| Halt::failed(stage, err.to_string()))?;
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
         self.report(stage, StageStatus::Cached, None);
         Ok(())
     }
@@ -723,7 +824,7 @@ struct Ledger {
 }
 
 fn ledger_error(err: &ArtifactError) -> ProviderError {
-    ProviderError::permanent("ledger", err.to_string())
+    artifact_error("ledger", err)
 }
 
 #[async_trait::async_trait]
@@ -757,6 +858,13 @@ impl EffectLog for Ledger {
                 None,
             )
             .await
-            .map_err(|e| ProviderError::permanent("store", e.to_string()))
+            .map_err(|e| {
+                if e.is_no_space() {
+                    let dir = self.store.path().parent().unwrap_or(self.store.path());
+                    ProviderError::no_space(dir, e.to_string())
+                } else {
+                    ProviderError::permanent("store", e.to_string())
+                }
+            })
     }
 }

@@ -130,6 +130,9 @@ pub struct Summary {
     /// Jobs already done before this run (nothing looked at).
     pub already_done: usize,
     pub failed: usize,
+    /// Of the failed jobs, those stopped by a full disk: the run ends as an environment
+    /// failure, and they resume once space is freed.
+    pub no_space: usize,
     /// Jobs waiting for a rate window or a cap (an account's pending uploads); they continue
     /// when it opens, in a later run or in `watch`.
     pub deferred: usize,
@@ -176,6 +179,8 @@ struct Counts {
     retries: usize,
     rebuilt: usize,
     unconfirmed: usize,
+    /// The job stopped because a disk is full.
+    no_space: bool,
 }
 
 impl Engine {
@@ -246,6 +251,7 @@ impl Engine {
             summary.retries += counts.retries;
             summary.rebuilt += counts.rebuilt;
             summary.unconfirmed += counts.unconfirmed;
+            summary.no_space += usize::from(counts.no_space);
             match end {
                 JobEnd::Done => {
                     summary.done += 1;
@@ -334,7 +340,7 @@ impl Engine {
         }
         let mut run = JobRun::new(self, input, job.clone());
         let result = self.pipeline.run(&mut run).await;
-        let counts = run.counts();
+        let mut counts = run.counts();
         let stages = run.keys().to_vec();
         let (end, stage, detail) = match result {
             Ok(()) => match self.finish_done(input, &id, &spec_json, stages).await {
@@ -342,8 +348,11 @@ impl Engine {
                 Err(message) => (JobEnd::Failed, None, Some(message)),
             },
             Err(halt) => {
+                counts.no_space = matches!(halt.kind, HaltKind::NoSpace(_));
                 let (status, end, message, until) = match &halt.kind {
-                    HaltKind::Failed(m) => (Status::Failed, JobEnd::Failed, Some(m.clone()), None),
+                    HaltKind::Failed(m) | HaltKind::NoSpace(m) => {
+                        (Status::Failed, JobEnd::Failed, Some(m.clone()), None)
+                    }
                     HaltKind::Deferred { until, reason } => (
                         Status::Deferred,
                         JobEnd::Deferred,

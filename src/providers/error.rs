@@ -1,6 +1,7 @@
 //! Every failure a provider reports is classed once, here, so the retry policy in
 //! `engine` never has to guess from a message.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How a provider call failed, and what the engine may do about it.
@@ -40,6 +41,14 @@ pub enum ProviderError {
         service: &'static str,
         message: String,
     },
+    /// The filesystem holding `dir` is full, or too full for the work about to start.
+    /// Nothing in this run can fix it: the job fails at its stage and the run ends as an
+    /// environment failure; once space is freed, the next run resumes there.
+    #[error(
+        "not enough space in `{}`: {message}; free some space there and run again (the job resumes at this stage)",
+        dir.display()
+    )]
+    NoSpace { dir: PathBuf, message: String },
     /// The run was stopped (Ctrl-C) while the call was in flight.
     #[error("cancelled")]
     Cancelled,
@@ -94,6 +103,23 @@ impl ProviderError {
         }
     }
 
+    pub fn no_space(dir: &Path, message: impl Into<String>) -> Self {
+        Self::NoSpace {
+            dir: dir.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A failed write into `dir`: [`ProviderError::NoSpace`] when the disk is full,
+    /// else permanent.
+    pub fn io(service: &'static str, dir: &Path, err: &std::io::Error) -> Self {
+        if crate::disk::is_full(err) {
+            Self::no_space(dir, err.to_string())
+        } else {
+            Self::permanent(service, format!("`{}`: {err}", dir.display()))
+        }
+    }
+
     /// Worth another attempt in this run: retryable errors, and unconfirmed ones (whose
     /// next attempt reconciles before it sends).
     pub fn is_retryable(&self) -> bool {
@@ -107,6 +133,7 @@ impl ProviderError {
             | Self::Permanent { service, .. }
             | Self::Deferred { service, .. }
             | Self::Unconfirmed { service, .. } => service,
+            Self::NoSpace { .. } => "disk",
             Self::Cancelled => "engine",
         }
     }

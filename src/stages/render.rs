@@ -14,6 +14,26 @@ use crate::providers::{Clip, Narration, ProviderError};
 pub const VERSION: u32 = 1;
 pub const FILE: &str = "video.mp4";
 
+/// The least bit rate a render is budgeted for; larger frames get more.
+const MIN_BITS_PER_SECOND: f64 = 10_000_000.0;
+
+/// Room beyond the video itself: ffmpeg's own files, the manifest, and the store's
+/// records of the stages after it.
+const MARGIN_BYTES: u64 = 8 << 20;
+
+/// A generous estimate of what a render writes: at least 10 Mbit/s (a tenth of a bit per
+/// pixel and frame for larger frames) for the narration's length, plus a margin.
+pub fn expected_bytes(spec: &JobSpec, seconds: f64) -> u64 {
+    let (w, h) = spec
+        .video
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?)))
+        .unwrap_or((1080.0, 1920.0));
+    let bits = (w * h * f64::from(spec.video.fps) / 10.0).max(MIN_BITS_PER_SECOND);
+    (bits / 8.0 * seconds.max(1.0)).ceil() as u64 + MARGIN_BYTES
+}
+
 /// The video settings, the inputs by their keys, the music by its digest, and the
 /// ffmpeg that renders.
 pub fn key(
@@ -82,11 +102,27 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
         ));
     }
     let dir = job.recipe_dir();
+    let store_dir = job.artifacts_dir();
+    let needed = expected_bytes(spec, narration.duration);
     let (clips, captions) = (inputs.clips, inputs.captions.clone());
     let hit = job
         .cached(Stage::Render, &key, Some(expires), |work| {
             let captions = captions.clone();
             async move {
+                // A render that cannot fit fails now, named, not as a short write of
+                // ffmpeg's that leaves the disk full.
+                let free = crate::disk::free_bytes(&work)
+                    .map_err(|e| ProviderError::io("render", &work, &e))?;
+                if free < needed {
+                    return Err(ProviderError::no_space(
+                        store_dir,
+                        format!(
+                            "the render needs about {} and {} are free",
+                            crate::disk::megabytes(needed),
+                            crate::disk::megabytes(free)
+                        ),
+                    ));
+                }
                 let out = work.join(FILE);
                 let mut r = RenderSpec::new(
                     clips.iter().map(|c| c.path.clone()).collect(),

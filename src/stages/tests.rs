@@ -82,6 +82,9 @@ struct Fakes {
     host: Script_,
     drafts: Script_,
     notify: Script_,
+    /// When set, footage fills the disk with this file before it writes its clip (a
+    /// download that runs out of space, leaving the disk full).
+    fill: Mutex<Option<PathBuf>>,
     /// Drafts in the inbox, by job.
     inbox: Mutex<Vec<String>>,
     hosted: Mutex<Vec<String>>,
@@ -155,8 +158,12 @@ struct Footage(Arc<Fakes>);
 impl FootageSource for Footage {
     async fn fetch(&self, _: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
         fail_or_ok(self.0.footage.next().await)?;
+        let fill = self.0.fill.lock().unwrap().clone();
+        if let Some(filler) = fill {
+            fill_disk(&filler);
+        }
         let path = dir.join("clip-0.mp4");
-        std::fs::write(&path, b"clip").unwrap();
+        std::fs::write(&path, b"clip").map_err(|e| ProviderError::io("fake", dir, &e))?;
         Ok(vec![Clip {
             path,
             source_id: "fake:0".into(),
@@ -388,6 +395,22 @@ impl World {
 
     async fn engine(&self) -> Arc<Engine> {
         self.engine_at("state", Budgets::default()).await
+    }
+
+    /// An engine whose state directory and artifact store are both under `base`.
+    async fn engine_in(&self, base: &Path) -> Arc<Engine> {
+        let store = Store::open(&base.join("state")).await.unwrap();
+        let artifacts = ArtifactStore::open(&base.join("cache")).unwrap();
+        Arc::new(Engine::new(
+            store,
+            artifacts,
+            Arc::new(Services_(Arc::clone(&self.fakes))),
+            Arc::new(crate::stages::Pipeline),
+            Arc::clone(&self.events) as Arc<dyn Sink>,
+            Budgets::default(),
+            Settings::default(),
+            self.stop.subscribe(),
+        ))
     }
 
     async fn run(&self) -> Summary {
@@ -787,4 +810,207 @@ async fn the_music_file_is_read_whole_for_every_job() {
     std::fs::write(&music, b"changed").unwrap();
     assert_eq!(digests.file(&music).await.unwrap(), first);
     assert_ne!(Digests::default().file(&music).await.unwrap(), first);
+}
+
+/// A 30 MB filesystem mounted at a temporary directory, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+    image: Option<PathBuf>,
+}
+
+impl SmallDisk {
+    /// A tmpfs of 30 MB, else an ext4 image of 30 MB on a loop device; `None` where this
+    /// process may not mount (then the in-process variants check the behaviour alone).
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        let ok = |cmd: &mut std::process::Command| {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if ok(std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=30m", "tmpfs", &path]))
+        {
+            return Some(Self { dir, image: None });
+        }
+        let image = std::env::temp_dir().join(format!("factory-disk-{}.img", std::process::id()));
+        let image_s = image.to_str().unwrap().to_owned();
+        let mounted = ok(std::process::Command::new("truncate").args(["-s", "30M", &image_s]))
+            && ok(std::process::Command::new("mkfs.ext4").args(["-q", &image_s]))
+            && ok(std::process::Command::new("mount").args(["-o", "loop", &image_s, &path]));
+        if mounted {
+            return Some(Self {
+                dir,
+                image: Some(image),
+            });
+        }
+        std::fs::remove_file(&image).ok();
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: the store's connections close on their own threads.
+        std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status()
+            .ok();
+        if let Some(image) = &self.image {
+            std::fs::remove_file(image).ok();
+        }
+    }
+}
+
+/// Writes `path` until the disk holding it is full.
+fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for chunk in [1 << 20, 4096, 512] {
+        let block = vec![1u8; chunk];
+        while file.write_all(&block).is_ok() {}
+    }
+    file.sync_all().ok();
+}
+
+/// Writes `path` until the disk holding it has about `left` bytes free.
+fn fill_disk_but(path: &Path, left: u64) {
+    let free = crate::disk::free_bytes(path.parent().unwrap()).unwrap();
+    let size = usize::try_from(free.saturating_sub(left)).unwrap();
+    std::fs::write(path, vec![1u8; size]).unwrap();
+}
+
+fn enospc() -> std::io::Error {
+    std::io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_at_the_stage_with_the_directory_named() {
+    // In-process: a renderer whose write hits ENOSPC.
+    let w = World::new("a");
+    let cache = w.root.join("cache");
+    w.fakes.render.push(Step::Fail(ProviderError::io(
+        "ffmpeg",
+        &cache.join("render"),
+        &enospc(),
+    )));
+    let first = w.run().await;
+    assert_eq!((first.failed, first.no_space), (1, 1), "{first:?}");
+    assert_eq!(w.fakes.render.calls(), 1, "a full disk is not retried");
+    let engine = w.engine().await;
+    let job = w.job(&engine, 0).await;
+    assert_eq!(job.status, Status::Failed);
+    assert_eq!(job.stage.as_deref(), Some("render"));
+    let error = job.error.unwrap();
+    assert!(error.contains(&format!("`{}", cache.display())), "{error}");
+    let again = engine.run(w.inputs(), 0).await;
+    assert_eq!((again.done, again.no_space), (1, 0), "{again:?}");
+
+    // On a real 30 MB filesystem with 6 MB left: the render's estimate does not fit, so
+    // it fails before ffmpeg starts, naming the artifact store, the need and the room.
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let w = World::new("a");
+    let engine = w.engine_in(disk.path()).await;
+    let filler = disk.path().join("filler");
+    fill_disk_but(&filler, 6 << 20);
+    let first = engine.run(w.inputs(), 0).await;
+    assert_eq!((first.failed, first.no_space), (1, 1), "{first:?}");
+    assert_eq!(w.fakes.render.calls(), 0, "ffmpeg never started");
+    let job = w.job(&engine, 0).await;
+    assert_eq!(job.status, Status::Failed);
+    assert_eq!(job.stage.as_deref(), Some("render"));
+    let error = job.error.unwrap();
+    let root = engine.artifacts().root().display().to_string();
+    assert!(error.contains(&format!("`{root}`")), "{error}");
+    assert!(
+        error.contains("the render needs about 12.1 MB and 6.0 MB are free"),
+        "{error}"
+    );
+    engine.store().close().await;
+    // Space freed: the next run resumes at the render.
+    std::fs::remove_file(&filler).unwrap();
+    let engine = w.engine_in(disk.path()).await;
+    let again = engine.run(w.inputs(), 0).await;
+    assert_eq!((again.done, again.no_space), (1, 0), "{again:?}");
+    assert_eq!(again.reused_stages, 4, "{again:?}");
+    engine.store().close().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_leaves_jobs_running() {
+    // In-process: footage whose write hits ENOSPC ends both jobs failed at footage.
+    let w = World::new("a, b");
+    let cache = w.root.join("cache");
+    for _ in 0..2 {
+        w.fakes.footage.push(Step::Fail(ProviderError::io(
+            "pexels",
+            &cache.join("footage"),
+            &enospc(),
+        )));
+    }
+    let first = w.run().await;
+    assert_eq!((first.failed, first.no_space), (2, 2), "{first:?}");
+    let engine = w.engine().await;
+    for i in 0..2 {
+        let job = w.job(&engine, i).await;
+        assert_eq!(job.status, Status::Failed, "{job:?}");
+        assert_eq!(job.stage.as_deref(), Some("footage"));
+    }
+    assert_eq!(engine.run(w.inputs(), 0).await.done, 2);
+
+    // On a real 30 MB filesystem that footage fills to the last byte: the failure is
+    // still recorded (the store gives back its reserve), no job stays `running`, and
+    // once the disk has room again the next run finishes both.
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let w = World::new("a, b");
+    let engine = w.engine_in(disk.path()).await;
+    let reserve = disk.path().join("state").join(crate::store::RESERVE_FILE);
+    assert!(
+        reserve.exists(),
+        "the store keeps a reserve when it has room"
+    );
+    let filler = disk.path().join("filler");
+    *w.fakes.fill.lock().unwrap() = Some(filler.clone());
+    let first = engine.run(w.inputs(), 0).await;
+    assert_eq!((first.failed, first.no_space), (2, 2), "{first:?}");
+    for i in 0..2 {
+        let job = w.job(&engine, i).await;
+        assert_eq!(job.status, Status::Failed, "{job:?}");
+        assert_eq!(job.stage.as_deref(), Some("footage"));
+        let error = job.error.unwrap();
+        assert!(error.contains("not enough space in `"), "{error}");
+        assert!(
+            error.contains(&disk.path().display().to_string()),
+            "{error}"
+        );
+    }
+    let kept = std::fs::metadata(&reserve).map_or(0, |m| m.len());
+    assert!(
+        kept < 4 << 20,
+        "the reserve gave room to the records: {kept}"
+    );
+    engine.store().close().await;
+    *w.fakes.fill.lock().unwrap() = None;
+    std::fs::remove_file(&filler).unwrap();
+    let engine = w.engine_in(disk.path()).await;
+    let kept = std::fs::metadata(&reserve).map_or(0, |m| m.len());
+    assert_eq!(kept, 4 << 20, "the next open makes the reserve whole again");
+    let again = engine.run(w.inputs(), 0).await;
+    assert_eq!((again.done, again.failed), (2, 0), "{again:?}");
+    engine.store().close().await;
 }

@@ -53,7 +53,7 @@ impl Store {
     }
 
     pub async fn put_artifact(&self, a: &Artifact) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write(|| sqlx::query(
             "INSERT INTO artifacts (key, stage, location, bytes, sha256, meta, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (key) DO UPDATE SET location = excluded.location, bytes = excluded.bytes, \
@@ -68,7 +68,7 @@ impl Store {
         .bind(&a.meta)
         .bind(now())
         .bind(a.expires_at)
-        .execute(self.pool())
+        .execute(self.pool()))
         .await?;
         Ok(())
     }
@@ -80,7 +80,7 @@ impl Store {
         stage: &str,
         key: &str,
     ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+        let row = self.write(|| sqlx::query(
             "INSERT INTO stages (job_id, stage, key, status, attempt, started_at) \
              VALUES ($1, $2, $3, 'running', 1, $4) \
              ON CONFLICT (job_id, stage) DO UPDATE SET key = excluded.key, status = 'running', \
@@ -91,7 +91,7 @@ impl Store {
         .bind(stage)
         .bind(key)
         .bind(now())
-        .fetch_one(self.pool())
+        .fetch_one(self.pool()))
         .await?;
         self.event(job, Some(stage), "running", None).await?;
         Ok(row.try_get("attempt")?)
@@ -110,7 +110,7 @@ impl Store {
         cost: Option<f64>,
     ) -> Result<(), StoreError> {
         let now = now();
-        sqlx::query(
+        self.write(|| sqlx::query(
             "INSERT INTO stages (job_id, stage, key, status, attempt, artifact, error, cost, started_at, finished_at) \
              VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $8) \
              ON CONFLICT (job_id, stage) DO UPDATE SET key = excluded.key, status = excluded.status, \
@@ -125,7 +125,7 @@ impl Store {
         .bind(error)
         .bind(cost)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.pool()))
         .await?;
         self.event(job, Some(stage), status, error).await
     }
@@ -133,13 +133,15 @@ impl Store {
     /// Records a failed attempt that is tried again: the attempt count grows and the
     /// history says why.
     pub async fn stage_retry(&self, job: &str, stage: &str, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write(|| {
+            sqlx::query(
             "UPDATE stages SET attempt = attempt + 1, error = $3 WHERE job_id = $1 AND stage = $2",
         )
         .bind(job)
         .bind(stage)
         .bind(error)
         .execute(self.pool())
+        })
         .await?;
         self.event(job, Some(stage), "retry", Some(error)).await
     }
@@ -147,18 +149,23 @@ impl Store {
     /// Marks every running stage and job as interrupted (after Ctrl-C or a crash).
     pub async fn interrupt_running(&self) -> Result<u64, StoreError> {
         let now = now();
-        sqlx::query(
+        self.write(|| {
+            sqlx::query(
             "UPDATE stages SET status = 'interrupted', finished_at = $1 WHERE status = 'running'",
         )
         .bind(now)
         .execute(self.pool())
+        })
         .await?;
-        let done = sqlx::query(
+        let done = self
+            .write(|| {
+                sqlx::query(
             "UPDATE jobs SET status = 'interrupted', updated_at = $1 WHERE status = 'running'",
         )
         .bind(now)
         .execute(self.pool())
-        .await?;
+            })
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -194,7 +201,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now();
         let finished = (status != "started").then_some(now);
-        sqlx::query(
+        self.write(|| sqlx::query(
             "INSERT INTO effects (key, job_id, kind, status, external_id, detail, started_at, finished_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (key) DO UPDATE SET status = excluded.status, \
@@ -209,7 +216,7 @@ impl Store {
         .bind(detail)
         .bind(now)
         .bind(finished)
-        .execute(self.pool())
+        .execute(self.pool()))
         .await?;
         Ok(())
     }

@@ -24,6 +24,21 @@ use crate::stages::Stage;
 
 pub const DB_FILE: &str = "factory.db";
 
+/// Space kept in the state directory so the store can still record a failure when the
+/// disk fills: given back a slice at a time when SQLite reports a full disk (other work
+/// may take what was freed before the store writes), made whole again at the next open
+/// when there is room.
+pub const RESERVE_FILE: &str = "space.reserve";
+
+/// How much the reserve holds: room for many failure records and their WAL frames.
+const RESERVE_BYTES: u64 = 4 << 20;
+
+/// How much of the reserve one full write gives back.
+const RESERVE_SLICE: u64 = 1 << 20;
+
+/// SQLite's primary result code for a full disk (`SQLITE_FULL`).
+const SQLITE_FULL: i64 = 13;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the state directory `{path}`: {source}")]
@@ -144,6 +159,32 @@ pub fn pipeline_position(stage: &str) -> usize {
         .unwrap_or(Stage::ALL.len())
 }
 
+impl StoreError {
+    /// Whether a write failed because the disk under the store is full (SQLite's code or
+    /// the operating system's, never the message).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Self::Query(e) | Self::Open { source: e, .. } => is_full(e),
+            Self::DbFile { source, .. } | Self::StateDir { source, .. } => {
+                crate::disk::is_full(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether sqlx reports a full disk: `SQLITE_FULL` (by its primary code), or `ENOSPC`.
+fn is_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| c & 0xff == SQLITE_FULL),
+        sqlx::Error::Io(io) => crate::disk::is_full(io),
+        _ => false,
+    }
+}
+
 fn list_ids(ids: &[String]) -> String {
     let mut text = ids
         .iter()
@@ -183,7 +224,62 @@ impl Store {
                 source,
             })?;
         tighten(&path);
-        Ok(Self { pool, path })
+        let store = Self { pool, path };
+        store.keep_reserve();
+        Ok(store)
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.path.with_file_name(RESERVE_FILE)
+    }
+
+    /// Makes the reserve when it is missing and the disk has room for it and as much
+    /// again; without room the store runs without one (a failure record may then be
+    /// lost to a full disk, and the next run still resumes the job).
+    fn keep_reserve(&self) {
+        let path = self.reserve_path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+            return;
+        }
+        let dir = path.parent().unwrap_or(&path);
+        if crate::disk::free_bytes(dir).map_or(true, |free| free < RESERVE_BYTES * 2) {
+            return;
+        }
+        if write_reserve(&path).is_err() {
+            std::fs::remove_file(&path).ok();
+        }
+    }
+
+    /// Gives a slice of the reserve back to the filesystem (the last one deletes it);
+    /// `false` when there is nothing left to give.
+    fn release_reserve(&self) -> bool {
+        let path = self.reserve_path();
+        let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) else {
+            return false;
+        };
+        if len <= RESERVE_SLICE {
+            return std::fs::remove_file(&path).is_ok();
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(len - RESERVE_SLICE))
+            .is_ok()
+    }
+
+    /// Runs one write; while the disk is full, gives back a slice of the reserve and
+    /// runs it again, so the failure that filled the disk can still be recorded.
+    pub(crate) async fn write<T, F, Fut>(&self, mut write: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        loop {
+            match write().await {
+                Err(e) if is_full(&e) && self.release_reserve() => {}
+                result => return result,
+            }
+        }
     }
 
     /// Whether `state_dir` holds a store: `false` only when there is none yet; a store
@@ -325,16 +421,16 @@ impl Store {
     /// Inserts a job, or refreshes the spec of one already known.
     pub async fn upsert_job(&self, job: &NewJob<'_>) -> Result<(), StoreError> {
         let now = now();
-        sqlx::query(
+        self.write(|| sqlx::query(
             "INSERT INTO recipes (name, path, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET path = excluded.path, updated_at = excluded.updated_at",
         )
         .bind(job.recipe)
         .bind(job.recipe_path)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.pool))
         .await?;
-        sqlx::query(
+        self.write(|| sqlx::query(
             "INSERT INTO jobs (id, recipe, cell, spec, topic, voice, status, attempts, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) \
              ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
@@ -347,7 +443,7 @@ impl Store {
         .bind(job.voice)
         .bind(job.status.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.pool))
         .await?;
         Ok(())
     }
@@ -373,7 +469,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now();
         let finished = matches!(status, Status::Done | Status::Failed).then_some(now);
-        let done = sqlx::query(
+        let done = self.write(|| sqlx::query(
             "UPDATE jobs SET status = $2, stage = $3, error = $4, updated_at = $5, \
              finished_at = $6, deferred_until = $7, \
              attempts = attempts + CASE WHEN $2 = 'running' AND status <> 'running' THEN 1 ELSE 0 END \
@@ -386,7 +482,7 @@ impl Store {
         .bind(now)
         .bind(finished)
         .bind(until)
-        .execute(&self.pool)
+        .execute(&self.pool))
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NoSuchJob(id.to_owned()));
@@ -455,16 +551,18 @@ impl Store {
         detail: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO events (job_id, seq, stage, status, detail, at) \
+        self.write(|| {
+            sqlx::query(
+                "INSERT INTO events (job_id, seq, stage, status, detail, at) \
              SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE job_id = $1",
-        )
-        .bind(id)
-        .bind(stage)
-        .bind(status)
-        .bind(detail)
-        .bind(at)
-        .execute(&self.pool)
+            )
+            .bind(id)
+            .bind(stage)
+            .bind(status)
+            .bind(detail)
+            .bind(at)
+            .execute(&self.pool)
+        })
         .await?;
         Ok(())
     }
@@ -558,6 +656,26 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
     Ok(())
+}
+
+/// Writes the reserve with real blocks (a sparse file would give nothing back).
+fn write_reserve(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    let chunk = vec![0u8; 1 << 16];
+    let mut left = RESERVE_BYTES;
+    while left > 0 {
+        let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
 }
 
 fn create_private_file(path: &Path) -> std::io::Result<()> {
