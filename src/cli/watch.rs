@@ -183,13 +183,14 @@ impl Watcher {
                 .known
                 .insert(e.recipe.path.clone(), ids.clone())
                 .unwrap_or_default();
-            out(&format!(
+            // Topics and names are the user's: escaped, so no line can start a CI command.
+            out(&super::escape::lines(&format!(
                 "== plan {}: {} added, {} gone since the last plan\n{}",
                 e.recipe.name,
                 ids.difference(&before).count(),
                 before.difference(&ids).count(),
                 p.render()
-            ));
+            )));
             if !self.plan_only && p.jobs.iter().any(|j| j.action.runs()) {
                 self.pending.insert(e.recipe.path.clone());
             }
