@@ -434,20 +434,8 @@ impl<'a> JobRun<'a> {
         self.unconfirmed += 1;
         let message =
             "an earlier attempt got no answer; it may have been sent and is not sent again";
-        self.engine
-            .store
-            .stage_finished(
-                &self.job.id,
-                stage.as_str(),
-                key,
-                StageStatus::Unconfirmed.as_str(),
-                None,
-                Some(message),
-                None,
-            )
-            .await
-            .map_err(|err| store_halt(self.engine, stage, &err))?;
-        self.report(stage, StageStatus::Unconfirmed, Some(message.to_owned()));
+        self.finish(stage, key, StageStatus::Unconfirmed, Some(message))
+            .await?;
         Ok(Effected::Unconfirmed)
     }
 
@@ -731,21 +719,8 @@ impl<'a> JobRun<'a> {
         cost: Option<f64>,
     ) -> Result<(), Halt> {
         self.executed += 1;
-        self.engine
-            .store
-            .stage_finished(
-                &self.job.id,
-                stage.as_str(),
-                key,
-                StageStatus::Done.as_str(),
-                artifact,
-                None,
-                cost,
-            )
+        self.record(stage, key, StageStatus::Done, artifact, None, cost)
             .await
-            .map_err(|err| store_halt(self.engine, stage, &err))?;
-        self.report(stage, StageStatus::Done, None);
-        Ok(())
     }
 
     async fn finish(
@@ -755,21 +730,7 @@ impl<'a> JobRun<'a> {
         status: StageStatus,
         message: Option<&str>,
     ) -> Result<(), Halt> {
-        self.engine
-            .store
-            .stage_finished(
-                &self.job.id,
-                stage.as_str(),
-                key,
-                status.as_str(),
-                None,
-                message,
-                None,
-            )
-            .await
-            .map_err(|err| store_halt(self.engine, stage, &err))?;
-        self.report(stage, status, message.map(str::to_owned));
-        Ok(())
+        self.record(stage, key, status, None, message, None).await
     }
 
     async fn record_cached(
@@ -779,20 +740,34 @@ impl<'a> JobRun<'a> {
         artifact: Option<&str>,
     ) -> Result<(), Halt> {
         self.reused += 1;
+        self.record(stage, key, StageStatus::Cached, artifact, None, None)
+            .await
+    }
+
+    /// Records how a stage stands, in the store and as an event.
+    async fn record(
+        &self,
+        stage: Stage,
+        key: &str,
+        status: StageStatus,
+        artifact: Option<&str>,
+        message: Option<&str>,
+        cost: Option<f64>,
+    ) -> Result<(), Halt> {
         self.engine
             .store
             .stage_finished(
                 &self.job.id,
                 stage.as_str(),
                 key,
-                StageStatus::Cached.as_str(),
+                status.as_str(),
                 artifact,
-                None,
-                None,
+                message,
+                cost,
             )
             .await
             .map_err(|err| store_halt(self.engine, stage, &err))?;
-        self.report(stage, StageStatus::Cached, None);
+        self.report(stage, status, message.map(str::to_owned));
         Ok(())
     }
 
