@@ -30,6 +30,27 @@ fn factory(dir: &Path, state: &str, args: &[&str]) -> Output {
         .run()
 }
 
+/// `factory run` of the tiny recipe on the shared state and artifacts, started and left
+/// running.
+fn spawn_run(dir: &Path) -> std::process::Child {
+    Factory::new()
+        .args([
+            "--state-dir",
+            "state",
+            "--cache-dir",
+            "artifacts",
+            "run",
+            "tiny.yaml",
+        ])
+        .current_dir(dir)
+        .env("CI", "1")
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// "N stages executed" from the summary line.
 fn executed(out: &Output) -> usize {
     let line = out
@@ -99,24 +120,7 @@ fn ci_pays_and_publishes_everything_again_on_a_fresh_runner_with_only_the_cache(
 fn two_processes_on_one_state_directory_collide() {
     let dir = tempfile::tempdir().unwrap();
     recipe(dir.path(), &["Alpha"]);
-    let start = || {
-        Factory::new()
-            .args([
-                "--state-dir",
-                "state",
-                "--cache-dir",
-                "artifacts",
-                "run",
-                "tiny.yaml",
-            ])
-            .current_dir(dir.path())
-            .env("CI", "1")
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let start = || spawn_run(dir.path());
     let (a, b) = (start(), start());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let mut codes = [a.status.code(), b.status.code()];
@@ -162,24 +166,7 @@ fn concurrent_runs_never_send_twice() {
         }
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         recipe(dir.path(), &refs);
-        let start = || {
-            Factory::new()
-                .args([
-                    "--state-dir",
-                    "state",
-                    "--cache-dir",
-                    "artifacts",
-                    "run",
-                    "tiny.yaml",
-                ])
-                .current_dir(dir.path())
-                .env("CI", "1")
-                .command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
+        let start = || spawn_run(dir.path());
         let (a, b) = (start(), start());
         for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
             let code = out.status.code();
