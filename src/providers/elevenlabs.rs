@@ -260,17 +260,9 @@ impl ElevenLabs {
             #[serde(default)]
             next_character_count_reset_unix: Option<i64>,
         }
-        let url = self.url(&["v1", "user", "subscription"])?;
-        let response = self
-            .http
-            .get(url)
-            .header("xi-api-key", http::sensitive(self.key.expose())?)
-            .send()
-            .await
-            .map_err(|e| http::classify_transport(SERVICE, "reading the subscription", e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = http::read_body(SERVICE, response).await?;
+        let (status, headers, body) = self
+            .get(&["v1", "user", "subscription"], "reading the subscription")
+            .await?;
         if !status.is_success() {
             return Err(self.classify(status, &headers, &body));
         }
@@ -287,6 +279,24 @@ impl ElevenLabs {
     }
 
     /// `base` plus path segments, each percent-encoded (a voice id goes in the path).
+    /// A GET with the key: the answer's status, headers and body, whatever the status.
+    async fn get(
+        &self,
+        segments: &[&str],
+        doing: &'static str,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ProviderError> {
+        let response = self
+            .http
+            .get(self.url(segments)?)
+            .header("xi-api-key", http::sensitive(self.key.expose())?)
+            .send()
+            .await
+            .map_err(|e| http::classify_transport(SERVICE, doing, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        Ok((status, headers, http::read_body(SERVICE, response).await?))
+    }
+
     fn url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
         let mut url = Url::parse(&self.base_url)
             .map_err(|e| ProviderError::permanent(SERVICE, format!("bad base url: {e}")))?;
@@ -586,17 +596,9 @@ impl ElevenLabs {
     /// Whether a voice id names a voice this key can use (`GET /v1/voices/{voice_id}`):
     /// `Ok(false)` when ElevenLabs knows no such voice.
     pub async fn check_voice(&self, voice_id: &str) -> Result<bool, ProviderError> {
-        let url = self.url(&["v1", "voices", voice_id])?;
-        let response = self
-            .http
-            .get(url)
-            .header("xi-api-key", http::sensitive(self.key.expose())?)
-            .send()
-            .await
-            .map_err(|e| http::classify_transport(SERVICE, "looking up a voice", e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = http::read_body(SERVICE, response).await?;
+        let (status, headers, body) = self
+            .get(&["v1", "voices", voice_id], "looking up a voice")
+            .await?;
         match status {
             s if s.is_success() => Ok(true),
             // An id that is not a voice id at all is refused with 400 by some API versions.
