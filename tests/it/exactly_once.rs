@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::support::{Factory, Output, write};
+use crate::support::{Factory, Output, executed, write};
 
 /// A job per topic, offline, a few seconds each; notices go to the log.
 fn recipe(dir: &Path, topics: &[&str]) {
@@ -49,17 +49,6 @@ fn spawn_run(dir: &Path) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// "N stages executed" from the summary line.
-fn executed(out: &Output) -> usize {
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("executed in"))
-        .unwrap_or_else(|| panic!("no summary in {out:?}"));
-    let before = line.split(" stage").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// Notices the offline notifier wrote to the state directory's log, one line each.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tiktok_factory::media::{Tools, integrated_lufs};
 use tiktok_factory::store::{JobFilter, Status, Store};
 
-use crate::support::{Factory, Output, write};
+use crate::support::{Factory, Output, executed, write};
 
 const VOICES: &str = "voices:\n  a: { provider: espeak, voice: en-us, rate: 260 }\n  b: { provider: espeak, voice: en-gb, rate: 260 }\n";
 
@@ -31,17 +31,6 @@ fn run(dir: &Path, recipe: &str) -> Output {
         .current_dir(dir)
         .env("CI", "1")
         .run()
-}
-
-/// "N stages executed" from the summary line.
-fn executed(out: &Output) -> usize {
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.contains("executed in"))
-        .unwrap_or_else(|| panic!("no summary in {out:?}"));
-    let before = line.split(" stage").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn drafts(dir: &Path, recipe: &str) -> Vec<PathBuf> {

@@ -140,6 +140,17 @@ fn escape_regex(text: &str) -> String {
 }
 
 /// Writes `text` to `dir/relative`, creating folders on the way.
+/// "N stages executed" from a run's summary line.
+pub fn executed(out: &Output) -> usize {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("executed in"))
+        .unwrap_or_else(|| panic!("no summary in {out:?}"));
+    let before = line.split(" stage").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 pub fn write(dir: &Path, relative: &str, text: &str) -> PathBuf {
     let path = dir.join(relative);
     if let Some(parent) = path.parent() {
