@@ -184,8 +184,19 @@ impl ArtifactStore {
         self.entry(stage, key).join(MANIFEST).is_file()
     }
 
-    /// The entry for `key`, verified file by file against its manifest.
+    /// The entry for `key`, verified file by file against its manifest; one that fails is
+    /// removed, so it is built again. Only writers (holding the state lock) call this.
     pub async fn get(&self, stage: &str, key: &str) -> Result<Lookup, ArtifactError> {
+        let found = self.inspect(stage, key).await?;
+        if let Lookup::Corrupt(_) = &found {
+            let dir = self.entry(stage, key);
+            tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
+        }
+        Ok(found)
+    }
+
+    /// Like [`ArtifactStore::get`], but changes nothing: for readers (`plan`, `doctor`).
+    pub async fn inspect(&self, stage: &str, key: &str) -> Result<Lookup, ArtifactError> {
         let dir = self.entry(stage, key);
         let manifest_path = dir.join(MANIFEST);
         let text = match tokio::fs::read(&manifest_path).await {
@@ -203,7 +214,6 @@ impl ArtifactStore {
             },
             Err(e) => format!("`{}` is unreadable: {e}", manifest_path.display()),
         };
-        tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
         Ok(Lookup::Corrupt(problem))
     }
 
@@ -612,6 +622,22 @@ mod tests {
             store.get("render", "k2").await.unwrap(),
             Lookup::Miss
         ));
+    }
+
+    #[tokio::test]
+    async fn a_reader_sees_a_corrupt_entry_without_removing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let hit = built(&store, "script", "k7", b"words").await;
+        std::fs::write(hit.path("out.bin"), b"wordz").unwrap();
+        assert!(matches!(
+            store.inspect("script", "k7").await.unwrap(),
+            Lookup::Corrupt(_)
+        ));
+        assert!(
+            store.contains("script", "k7"),
+            "plan and doctor write nothing"
+        );
     }
 
     #[tokio::test]

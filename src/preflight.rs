@@ -300,7 +300,7 @@ async fn spoken_lines(spec: &JobSpec, artifacts: Option<&ArtifactStore>) -> Opti
         script.spoken().into_iter().map(str::to_owned).collect()
     };
     if let Some(artifacts) = artifacts
-        && let Ok(Lookup::Hit(hit)) = artifacts.get("script", &keys::script_key(spec)).await
+        && let Ok(Lookup::Hit(hit)) = artifacts.inspect("script", &keys::script_key(spec)).await
         && let Ok(script) = hit.output::<Script>()
     {
         return Some(lines(&script));

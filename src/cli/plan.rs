@@ -132,7 +132,7 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         if (paid_script || paid_voice)
             && !cached.keys.contains(&script_key)
             && let Ok(crate::artifacts::Lookup::Hit(hit)) =
-                artifacts.get("script", &script_key).await
+                artifacts.inspect("script", &script_key).await
         {
             cached.keys.insert(script_key.clone());
             if let Ok(script) = hit.output::<Script>() {
