@@ -96,6 +96,7 @@ batch:
             title: "Owls".into(),
             caption: "Owls".into(),
             hashtags: vec![],
+            visuals: Vec::new(),
             usage: None,
         };
         let spoken = script.spoken();

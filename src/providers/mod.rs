@@ -50,11 +50,40 @@ pub struct Script {
     pub title: String,
     pub caption: String,
     pub hashtags: Vec<String>,
+    /// What the viewer should see while each spoken line plays: one concrete, filmable
+    /// query per line of [`Script::spoken`], in order. Empty when the writer gave none
+    /// (the recipe's footage query then covers the whole video).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visuals: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
 
+/// One scene: a spoken line and what the viewer sees while it is said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scene<'a> {
+    pub say: &'a str,
+    /// The visual query, when the writer gave one for this line.
+    pub show: Option<&'a str>,
+}
+
 impl Script {
+    /// The spoken lines paired with their visual queries, in order.
+    pub fn scenes(&self) -> Vec<Scene<'_>> {
+        self.spoken()
+            .into_iter()
+            .enumerate()
+            .map(|(i, say)| Scene {
+                say,
+                show: self
+                    .visuals
+                    .get(i)
+                    .map(String::as_str)
+                    .filter(|q| !q.trim().is_empty()),
+            })
+            .collect()
+    }
+
     /// Every line that is spoken, in order.
     pub fn spoken(&self) -> Vec<&str> {
         std::iter::once(self.hook.as_str())

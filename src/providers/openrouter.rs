@@ -441,6 +441,7 @@ fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
         title,
         caption: raw.caption.trim().to_owned(),
         hashtags,
+        visuals: Vec::new(),
         usage: None,
     })
 }

@@ -148,6 +148,7 @@ impl ScriptWriter for Writer {
             title: r.topic.clone(),
             caption: "caption".into(),
             hashtags: vec!["tag".into()],
+            visuals: Vec::new(),
             usage: None,
         })
     }

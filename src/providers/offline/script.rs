@@ -170,6 +170,7 @@ fn compose(request: &ScriptRequest) -> Script {
         title: fill(pick(&mut seq, TITLES), count),
         caption: fill(pick(&mut seq, CAPTIONS), count),
         hashtags: hashtags(&request.topic),
+        visuals: Vec::new(),
         usage: None,
     }
 }
