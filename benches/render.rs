@@ -53,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             models: Vec::new(),
             temperature: None,
             seed: None,
+            pace: tiktok_factory::providers::Pace::default(),
         })
         .await?;
     let voice_dir = dir.join("voice");

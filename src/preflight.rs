@@ -24,7 +24,7 @@ use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
 use crate::providers::telegram::{Telegram, TelegramConfigError};
 use crate::providers::tiktok::{Account, AccountStore, TikTokConfig};
-use crate::providers::{ProviderError, Script, ScriptRequest, ScriptWriter, SetupError};
+use crate::providers::{ProviderError, Script, ScriptWriter, SetupError};
 use crate::recipe::{FootageProvider, HostProvider, Resolved, ScriptProvider, VoiceProvider};
 use crate::store::Store;
 
@@ -308,15 +308,8 @@ async fn spoken_lines(spec: &JobSpec, artifacts: Option<&ArtifactStore>) -> Opti
     if spec.script.provider != ScriptProvider::Offline {
         return None;
     }
-    let request = ScriptRequest {
-        topic: spec.topic.clone(),
-        prompt: spec.script.prompt.clone().unwrap_or_default(),
-        seconds: spec.script.seconds,
-        cta: spec.script.cta.clone(),
-        models: spec.script.models.clone(),
-        temperature: spec.script.temperature,
-        seed: spec.script.seed,
-    };
+    let request =
+        crate::stages::script::request(spec, crate::stages::script::planned_pace(&spec.voice));
     OfflineWriter
         .write(&request)
         .await
@@ -666,8 +659,9 @@ mod tests {
         let spoken: Vec<&str> = spoken.iter().map(String::as_str).collect();
         let actual = plan::spoken_chars(&spoken);
         assert_eq!(characters_needed(&selected, None).await, actual);
-        // The old estimate from `seconds` alone was several times too low.
-        assert!(actual > 5 * estimated_chars(3), "{actual}");
+        // The offline writer sizes a 3-second script to 3 seconds: the estimate from
+        // `seconds` alone is now of the same order as the text.
+        assert!(actual < 3 * estimated_chars(3), "{actual}");
         let at = selected[0].voice_at.as_deref().unwrap();
         assert!(at.ends_with("chars.yaml:4:40"), "{at}");
     }

@@ -473,7 +473,11 @@ async fn a_failed_job_resumes_at_the_failed_stage() {
 
 #[tokio::test]
 async fn two_jobs_that_share_a_script_pay_for_it_once() {
-    let w = World::new("a, b");
+    // A second voice at the same pace (only the pitch differs) reads the same script.
+    let w = World::with_recipe(&RECIPE.replace("VOICES", "a, low").replace(
+        "templates:",
+        "  low: { provider: espeak, voice: en-us, pitch: 30 }\ntemplates:",
+    ));
     let summary = w.run().await;
     assert_eq!(summary.done, 2);
     assert_eq!(w.fakes.script.calls(), 1);

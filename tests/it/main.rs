@@ -28,6 +28,7 @@ mod publish_run;
 mod publish_telegram;
 mod publish_tiktok;
 mod report;
+mod scenes_script;
 mod schema;
 mod support;
 mod validate;

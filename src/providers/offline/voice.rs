@@ -8,12 +8,23 @@ use async_trait::async_trait;
 
 use super::permanent;
 use crate::media::{Tools, media_url, probe, run};
-use crate::providers::{Narration, ProviderError, Voice, VoiceRequest, WordTiming};
+use crate::providers::{Narration, Pace, ProviderError, Voice, VoiceRequest, WordTiming};
 
 const SERVICE: &str = "espeak";
 
 /// Silence between lines: a breath, long enough to split caption groups.
-const PAUSE_SECONDS: f64 = 0.35;
+pub const PAUSE_SECONDS: f64 = 0.35;
+
+/// What a voice is timed on: sentences of the lengths and punctuation scripts have. Fixed,
+/// so a measurement is made once per voice, rate and espeak-ng.
+const CALIBRATION: &[&str] = &[
+    "Here is what nobody tells you about the deep ocean.",
+    "At first glance, it might seem simple, but the details tell a different story.",
+    "Every part of it follows rules that took centuries to work out.",
+    "The strangest thing is how ordinary it can look from the outside.",
+    "Scientists still find new creatures there every single year, some of them glowing in the dark.",
+    "Follow for more.",
+];
 
 /// espeak-ng reports no word timings, so each line is synthesized on its own and
 /// measured: timings are exact at every line boundary, and within a line the words share
@@ -152,6 +163,33 @@ impl Voice for Espeak {
             characters: 0,
         })
     }
+
+    /// Speaks the calibration sentences one by one: the words over the time they take,
+    /// and the pause the narration leaves between lines.
+    async fn measure_pace(&self, dir: &Path) -> Result<Option<Pace>, ProviderError> {
+        let parts = tempfile::tempdir_in(dir).map_err(|error| {
+            ProviderError::permanent(
+                SERVICE,
+                format!("cannot write into `{}`: {error}", dir.display()),
+            )
+        })?;
+        let mut seconds = 0.0;
+        let mut sample_rate = 0;
+        for (index, line) in CALIBRATION.iter().enumerate() {
+            let (duration, rate) = self.line(line, parts.path(), index).await?;
+            seconds += duration;
+            sample_rate = rate;
+        }
+        let words: usize = CALIBRATION
+            .iter()
+            .map(|l| l.split_whitespace().count())
+            .sum();
+        let pause = (PAUSE_SECONDS * f64::from(sample_rate)).round() / f64::from(sample_rate);
+        Ok(Some(Pace {
+            words_per_second: words as f64 / seconds,
+            pause_seconds: pause,
+        }))
+    }
 }
 
 /// Pads every input but the last with `pause_samples` of silence, then joins them.
@@ -274,6 +312,44 @@ mod tests {
                 "{pair:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_measured_pace_predicts_a_narration() {
+        let espeak = Espeak::new(testing::tools(), "en-us", 165, 50);
+        let dir = tempfile::tempdir().unwrap();
+        let pace = espeak.measure_pace(dir.path()).await.unwrap().unwrap();
+        assert!(
+            (2.0..3.2).contains(&pace.words_per_second),
+            "{pace:?} at 165 words a minute"
+        );
+        let faster = Espeak::new(testing::tools(), "en-us", 250, 50)
+            .measure_pace(dir.path())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            faster.words_per_second > pace.words_per_second * 1.3,
+            "{faster:?}"
+        );
+
+        let lines = [
+            "Owls can turn their heads almost all the way around.",
+            "Their eyes do not move, so the whole head does the looking.",
+            "Follow for more.",
+        ];
+        let request = VoiceRequest {
+            lines: lines.iter().map(|line| line.to_string()).collect(),
+        };
+        let out = tempfile::tempdir().unwrap();
+        let narration = espeak.speak(&request, out.path()).await.unwrap();
+        let words = lines.iter().map(|l| l.split_whitespace().count()).sum();
+        let predicted = pace.seconds(words, lines.len());
+        assert!(
+            (predicted / narration.duration - 1.0).abs() < 0.1,
+            "predicted {predicted:.2} s, spoken {:.2} s",
+            narration.duration
+        );
     }
 
     #[tokio::test]
