@@ -247,6 +247,58 @@ pub struct Cached {
     pub scripts: HashMap<String, Vec<String>>,
 }
 
+/// A job whose video is estimated to run past `video.max_seconds`, said before anything
+/// is spent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LongJob {
+    pub id: String,
+    pub topic: String,
+    pub voice: String,
+    /// The estimated length of the video, in seconds.
+    pub estimated_seconds: f64,
+    pub max_seconds: u32,
+}
+
+/// About how long a job's video will be: its script's words (a cached script's) at the
+/// voice's planned pace; `script.seconds` for a script still to be written, which the
+/// writer sizes to that.
+pub fn estimated_seconds(spec: &JobSpec, cached: &Cached) -> f64 {
+    let pace = crate::stages::script::planned_pace(&spec.voice);
+    match cached.scripts.get(&keys::script_key(spec)) {
+        Some(lines) => pace.seconds(
+            lines.iter().map(|l| l.split_whitespace().count()).sum(),
+            lines.len(),
+        ),
+        None => f64::from(spec.script.seconds),
+    }
+}
+
+/// The jobs of `jobs` estimated to run past their `video.max_seconds`.
+pub fn long_jobs(jobs: &[&JobSpec], cached: &Cached) -> Vec<LongJob> {
+    jobs.iter()
+        .filter_map(|spec| {
+            let estimated_seconds = estimated_seconds(spec, cached);
+            (estimated_seconds > f64::from(spec.video.max_seconds)).then(|| LongJob {
+                id: crate::expand::JobId::of(spec).to_string(),
+                topic: spec.topic.clone(),
+                voice: spec.voice_name.clone(),
+                estimated_seconds: (estimated_seconds * 10.0).round() / 10.0,
+                max_seconds: spec.video.max_seconds,
+            })
+        })
+        .collect()
+}
+
+impl LongJob {
+    /// The warning line under a recipe's table.
+    pub fn render(&self) -> String {
+        format!(
+            "  warning: {} ({} · {}) will run about {:.1} s, past `video.max_seconds` ({}): it would fail at `voice`\n",
+            self.id, self.topic, self.voice, self.estimated_seconds, self.max_seconds
+        )
+    }
+}
+
 /// Prices of OpenRouter models in US dollars per 1,000 tokens (prompt, completion), as
 /// listed when this table was written. Prices change; `OPENROUTER_PRICE_PER_1K` overrides
 /// the table with one price for every token. Models ending in `:free` cost nothing.

@@ -9,7 +9,7 @@ use super::{CmdResult, Outcome, load_all, out, out_json, report};
 use crate::artifacts::ArtifactStore;
 use crate::expand::JobSpec;
 use crate::keys::{self, ToolVersions};
-use crate::plan::{self, Cached, Prices, RecipePlan, Spend};
+use crate::plan::{self, Cached, LongJob, Prices, RecipePlan, Spend};
 use crate::providers::Script;
 use crate::recipe::{FootageProvider, ScriptProvider, VoiceProvider};
 use crate::store::Store;
@@ -20,6 +20,9 @@ struct Planned<'a> {
     #[serde(flatten)]
     plan: &'a RecipePlan,
     spend: &'a Spend,
+    /// Jobs estimated to run past `video.max_seconds`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    too_long: &'a [LongJob],
 }
 
 pub async fn run(
@@ -56,19 +59,27 @@ pub async fn run(
         let running = running(&p, &e.jobs);
         let cached = cached(&artifacts, &running).await;
         let spend = plan::spend(&running, &cached, &prices);
-        plans.push((p, spend));
+        let long = plan::long_jobs(&running, &cached);
+        plans.push((p, spend, long));
     }
     if json {
         let recipes: Vec<Planned> = plans
             .iter()
-            .map(|(plan, spend)| Planned { plan, spend })
+            .map(|(plan, spend, too_long)| Planned {
+                plan,
+                spend,
+                too_long,
+            })
             .collect();
         out_json(&serde_json::json!({ "recipes": recipes }));
     } else {
         let mut text = String::new();
-        for (p, spend) in &plans {
+        for (p, spend, long) in &plans {
             text.push_str(&p.render());
             text.push_str(&spend.render());
+            for job in long {
+                text.push_str(&job.render());
+            }
         }
         // Stored jobs come from older recipes, which may hold what today's would refuse.
         out(&super::escape::lines(&text));

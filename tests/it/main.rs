@@ -10,6 +10,7 @@ mod exactly_once;
 mod fakes;
 mod hardening;
 mod job_id;
+mod lengths;
 mod outputs;
 mod pipeline;
 mod pipeline_real;

@@ -16,8 +16,9 @@ use super::{Fake, Seen, Shared, bytes, json, truncated, with_header};
 
 pub const KEY: &str = "sk_fake_elevenlabs_0123456789abcdef0123";
 pub const VOICE_ID: &str = "21m00Tcm4TlvDq8ikWAM";
-/// Seconds of audio per character in the alignment the fake returns.
-pub const CHARACTER_SECONDS: f64 = 0.05;
+/// Seconds of audio per character in the alignment the fake returns: 1,000 characters a
+/// minute, the pace ElevenLabs prices its characters at.
+pub const CHARACTER_SECONDS: f64 = 0.06;
 
 #[derive(Debug, Clone)]
 pub enum Scenario {
