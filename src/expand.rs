@@ -624,6 +624,29 @@ fn render_job(
                 def.video.max_seconds
             ))
             })?;
+    let language = ctx.get("language").and_then(Value::as_str);
+    let voice_def = voice.value.in_language(language).map_err(|known| {
+        r.diag(
+            voice.origin,
+            &voice.pointer,
+            "unknown-language",
+            format!(
+                "voice `{}` has no voice for language `{}` (topic `{}`); it speaks {}",
+                cell.voice,
+                language.unwrap_or_default(),
+                shorten(cell.topic),
+                known
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_hint(format!(
+            "add `{}` under the voice's `languages`",
+            language.unwrap_or_default()
+        ))
+    })?;
     let ctx = minijinja::Value::from_serialize(&ctx);
     let render = |field: Field| -> Result<String, Diagnostic> {
         let name = template_name(cell.template, field);
@@ -739,7 +762,7 @@ fn render_job(
             dir: def.footage.dir.clone(),
             clips: def.footage.clips,
         },
-        voice: voice.value.clone(),
+        voice: voice_def,
         captions: def.captions.clone(),
         video: def.video.clone(),
         title: render(Field::Title)?,
@@ -1211,5 +1234,65 @@ mod tests {
         assert_eq!(id.to_string(), "01020304050607ff");
         assert_eq!(JobId::parse("01020304050607ff"), Some(id));
         assert_eq!(JobId::parse("xyz"), None);
+    }
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Resolved) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        let r = crate::recipe::load(&path).unwrap_or_else(|d| panic!("{d:?}"));
+        (tmp, r)
+    }
+
+    const LANGUAGES: &str = "version: 1\nname: r\nvars: { language: en }\nvoices:\n  narrator:\n    provider: espeak\n    voice: en-us\n    language: en\n    languages:\n      fr: { voice: fr-fr }\n      de: { voice: de }\n  any: { provider: espeak, voice: en-gb }\ntemplates:\n  fact:\n    script: { provider: offline, prompt: \"In {{ language }}.\" }\n    title: \"{{ topic }}\"\nbatch:\n  template: fact\n  matrix:\n    topic: [Owls]\n    voice: [narrator, any]\n    include:\n      - { topic: Hiboux, voice: narrator, vars: { language: fr } }\n      - { topic: Eulen, voice: narrator, vars: { language: de } }\n";
+
+    #[test]
+    fn a_language_var_picks_the_voice_for_that_language() {
+        let (_tmp, r) = load_text(LANGUAGES);
+        let jobs = expand(&r).unwrap();
+        let voices: Vec<(&str, &str, Option<&str>)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.spec.topic.as_str(),
+                    j.spec.voice.voice.as_deref().unwrap(),
+                    j.spec.voice.language.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            voices,
+            [
+                ("Owls", "en-us", Some("en")),
+                ("Owls", "en-gb", None),
+                ("Hiboux", "fr-fr", Some("fr")),
+                ("Eulen", "de", Some("de")),
+            ]
+        );
+        assert_eq!(jobs[2].spec.script.prompt.as_deref(), Some("In fr."));
+        assert!(jobs.iter().all(|j| j.spec.voice.languages.is_empty()));
+
+        // Another language for the voice changes no job that does not speak it.
+        let more = LANGUAGES.replace(
+            "      de: { voice: de }\n",
+            "      de: { voice: de }\n      es: { voice: es }\n",
+        );
+        let (_tmp, r) = load_text(&more);
+        let again: Vec<JobId> = expand(&r).unwrap().iter().map(|j| j.id).collect();
+        assert_eq!(again, jobs.iter().map(|j| j.id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_language_the_voice_does_not_speak_is_refused_at_the_voice() {
+        let text = LANGUAGES.replace("vars: { language: de }", "vars: { language: it }");
+        let (_tmp, r) = load_text(&text);
+        let errors = expand(&r).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, "unknown-language");
+        assert_eq!(
+            errors[0].message,
+            "voice `narrator` has no voice for language `it` (topic `Eulen`); it speaks `en`, `de`, `fr`"
+        );
+        assert_eq!(errors[0].line, 6);
     }
 }

@@ -49,7 +49,20 @@ impl Selected {
     pub fn new(recipe: &Resolved, spec: &JobSpec, runs: bool) -> Self {
         let voice_at = recipe.voices.get(&spec.voice_name).map(|located| {
             let source = recipe.source(located.origin);
-            let pos = source.at(&format!("{}/voice_id", located.pointer));
+            // A job in another language speaks that language's voice id.
+            let pointer = match spec.voice.language.as_deref() {
+                Some(language)
+                    if located
+                        .value
+                        .languages
+                        .get(language)
+                        .is_some_and(|l| l.voice_id.is_some()) =>
+                {
+                    format!("{}/languages/{language}/voice_id", located.pointer)
+                }
+                _ => format!("{}/voice_id", located.pointer),
+            };
+            let pos = source.at(&pointer);
             format!("{}:{}:{}", source.file.path.display(), pos.line, pos.col)
         });
         Self {

@@ -92,6 +92,50 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
     out
 }
 
+/// espeak voices against the names espeak-ng on this machine lists: espeak-ng speaks an
+/// unknown name as some other voice without a word, so the recipe is told instead.
+pub fn espeak_voices(
+    r: &Resolved,
+    known: &crate::providers::offline::EspeakVoices,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, v) in &r.voices {
+        let def = &v.value;
+        if def.provider != VoiceProvider::Espeak {
+            continue;
+        }
+        let named = def
+            .voice
+            .as_deref()
+            .map(|voice| (format!("{}/voice", v.pointer), voice))
+            .into_iter()
+            .chain(def.languages.iter().filter_map(|(language, entry)| {
+                entry
+                    .voice
+                    .as_deref()
+                    .map(|voice| (format!("{}/languages/{language}/voice", v.pointer), voice))
+            }));
+        for (pointer, voice) in named {
+            let Err(closest) = known.check(voice) else {
+                continue;
+            };
+            out.push(
+                r.diag(
+                    v.origin,
+                    &pointer,
+                    "unknown-voice",
+                    format!("espeak-ng has no voice `{voice}` (voice `{name}`)"),
+                )
+                .with_hint(closest.map_or_else(
+                    || "`espeak-ng --voices` lists the voices installed here".to_owned(),
+                    |c| format!("did you mean `{c}`?"),
+                )),
+            );
+        }
+    }
+    out
+}
+
 /// The policy keeps videos 14 days at most; longer needs an explicit, visible opt-in.
 fn retention(r: &Resolved, out: &mut Vec<Diagnostic>) {
     let p = &r.publish;
@@ -161,6 +205,54 @@ fn voice(
             "missing-key",
             format!("voice `{name}` uses elevenlabs and needs a `voice_id`"),
         ));
+    }
+    for (language, entry) in &v.languages {
+        let here = format!("{at}/languages/{language}");
+        let (wrong, allowed) = match v.provider {
+            VoiceProvider::Espeak => (
+                [
+                    ("voice_id", entry.voice_id.is_some()),
+                    ("model", entry.model.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set)
+                .map(|(key, _)| key),
+                "`voice`",
+            ),
+            VoiceProvider::Elevenlabs => (
+                entry.voice.is_some().then_some("voice"),
+                "`voice_id` and `model`",
+            ),
+        };
+        if let Some(key) = wrong {
+            out.push(
+                r.diag_key(
+                    origin,
+                    &format!("{here}/{key}"),
+                    "wrong-provider-setting",
+                    format!("`{key}` is not a setting of voice `{name}` in `{language}`; it uses `{provider}`"),
+                )
+                .with_hint(format!("a language of a {provider} voice sets {allowed}")),
+            );
+        } else if entry.voice.is_none() && entry.voice_id.is_none() && entry.model.is_none() {
+            out.push(
+                r.diag(
+                    origin,
+                    &here,
+                    "empty-language",
+                    format!("voice `{name}` in `{language}` changes nothing"),
+                )
+                .with_hint(format!("set {allowed}, or remove `{language}`")),
+            );
+        }
+        if v.language.as_deref() == Some(language.as_str()) {
+            out.push(r.diag_key(
+                origin,
+                &here,
+                "duplicate-language",
+                format!("voice `{name}` already speaks `{language}` (its `language`)"),
+            ));
+        }
     }
     range_u(r, origin, &format!("{at}/rate"), v.rate, 80, 450, out);
     range_u(r, origin, &format!("{at}/pitch"), v.pitch, 0, 99, out);

@@ -332,6 +332,10 @@ pub fn load_partial(path: &Path) -> (Option<Resolved>, Vec<Diagnostic>) {
     };
     let mut resolved = resolve(recipe, parsed.source, project, path, &dir);
     diags.extend(check::check(&mut resolved));
+    // Without espeak-ng there is nothing to check against; the tool check says it is missing.
+    if let Some(known) = crate::providers::offline::EspeakVoices::installed() {
+        diags.extend(check::espeak_voices(&resolved, known));
+    }
     diags.extend(check::secrets(&resolved.source, &parsed.raw));
     if let (Some(src), Some(raw)) = (&resolved.project, &project_raw) {
         diags.extend(check::secrets(src, raw));

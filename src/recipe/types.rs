@@ -105,6 +105,67 @@ pub struct VoiceDef {
     /// elevenlabs: best-effort determinism.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// The language this voice speaks with the settings above (ISO 639-1, e.g. `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The voice in other languages, chosen by a job's `language` var (set in `vars`,
+    /// an `include` entry or a column of the topics file): espeak `{ fr: { voice: fr-fr } }`,
+    /// elevenlabs `{ fr: { voice_id: …, model: eleven_multilingual_v2 } }`. A job whose
+    /// language is neither `language` nor listed here is an error, never another voice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub languages: BTreeMap<String, VoiceLanguage>,
+}
+
+/// What changes when a voice speaks another language; the rest of the voice stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceLanguage {
+    /// espeak: voice name for this language, e.g. `fr-fr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    /// elevenlabs: the voice id for this language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+    /// elevenlabs: model id for this language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+impl VoiceDef {
+    /// The voice a job in `language` speaks with: this one with that language's settings,
+    /// and without the others (so adding a language changes no other job). `Err` names
+    /// the languages the voice has when it has none for `language`.
+    pub fn in_language(&self, language: Option<&str>) -> Result<Self, Vec<String>> {
+        let mut voice = Self {
+            languages: BTreeMap::new(),
+            ..self.clone()
+        };
+        let Some(language) = language.filter(|_| !self.languages.is_empty()) else {
+            return Ok(voice);
+        };
+        if self.language.as_deref() == Some(language) {
+            return Ok(voice);
+        }
+        let Some(other) = self.languages.get(language) else {
+            return Err(self
+                .language
+                .iter()
+                .chain(self.languages.keys())
+                .cloned()
+                .collect());
+        };
+        if let Some(v) = &other.voice {
+            voice.voice = Some(v.clone());
+        }
+        if let Some(id) = &other.voice_id {
+            voice.voice_id = Some(id.clone());
+        }
+        if let Some(model) = &other.model {
+            voice.model = Some(model.clone());
+        }
+        voice.language = Some(language.to_owned());
+        Ok(voice)
+    }
 }
 
 /// How one kind of video is made. String fields marked *template* are minijinja

@@ -33,4 +33,5 @@ mod scenes_script;
 mod schema;
 mod support;
 mod validate;
+mod voices;
 mod watch;

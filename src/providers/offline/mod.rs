@@ -9,7 +9,7 @@ mod voice;
 pub use footage::{GeneratedFootage, LocalFootage};
 pub use script::OfflineWriter;
 pub use script::visual_query;
-pub use voice::{Espeak, PAUSE_SECONDS as LINE_PAUSE_SECONDS};
+pub use voice::{Espeak, EspeakVoices, PAUSE_SECONDS as LINE_PAUSE_SECONDS};
 
 use super::ProviderError;
 use crate::media::MediaError;
