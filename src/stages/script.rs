@@ -7,7 +7,7 @@ use super::Stage;
 use crate::artifacts::Hit;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::stage_key;
+use crate::keys::Inputs;
 use crate::providers::{Script, ScriptRequest};
 
 pub const VERSION: u32 = 1;
@@ -15,11 +15,14 @@ const FILE: &str = "script.json";
 
 /// The script settings and the topic.
 pub fn key(spec: &JobSpec) -> String {
-    stage_key(
-        Stage::Script.as_str(),
-        VERSION,
-        &[&json!(spec.script), &json!(spec.topic)],
-    )
+    inputs(spec).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec) -> Inputs {
+    Inputs::new(Stage::Script, VERSION)
+        .part("script", json!(spec.script))
+        .part("topic", json!(spec.topic))
 }
 
 pub async fn run(job: &mut JobRun<'_>) -> Result<Script, Halt> {
