@@ -22,6 +22,7 @@ mod run;
 mod schema;
 mod validate;
 mod watch;
+mod why;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         select: Select,
+        /// List every superseded version of a job, not one line per job.
+        #[arg(long)]
+        all: bool,
     },
     /// Run every job that has work: new, changed, failed and interrupted ones.
     Run {
@@ -168,6 +172,16 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
+    },
+    /// Say which input of a job's stage keys changed since its cell last ran.
+    Why {
+        /// A job id or an unambiguous prefix: of the recipes, or of the store.
+        job: String,
+        /// One stage only (script, footage, voice, captions, render, host, draft, notify).
+        stage: Option<String>,
+        /// Recipe files or folders where the job's current version is looked up.
+        #[arg(long = "recipes", value_name = "PATH", default_value = "recipes")]
+        paths: Vec<PathBuf>,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
@@ -322,7 +336,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             };
             validate::run(&paths, cli.json, ci)
         }
-        Command::Plan { paths, select } => {
+        Command::Plan { paths, select, all } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
             };
@@ -330,7 +344,12 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
-            plan::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            let show = plan::Show {
+                json: cli.json,
+                ci,
+                all,
+            };
+            plan::run(&paths, &cli.state_dir, &cache_dir, show).await
         }
         Command::Run {
             paths,
@@ -392,6 +411,18 @@ pub async fn run(cli: Cli) -> CmdResult {
                 wait: cli.wait,
             };
             run::retry(&id, &opts).await
+        }
+        Command::Why { job, stage, paths } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            why::run(
+                &job,
+                stage.as_deref(),
+                &paths,
+                &cli.state_dir,
+                &cache_dir,
+                cli.json,
+            )
+            .await
         }
         Command::Completions { shell } => completions::run(shell),
         Command::Man => completions::man(),

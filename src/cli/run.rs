@@ -234,9 +234,13 @@ async fn execute_only(
         progress.note(&note);
     }
     let versions = tools.versions().await;
+    let ran: Vec<(PathBuf, crate::expand::Job)> = inputs
+        .iter()
+        .map(|i| (i.dir.clone(), i.job.clone()))
+        .collect();
     let services = Arc::new(Registry::new(
         tools,
-        versions,
+        versions.clone(),
         opts.state_dir.clone(),
         store.clone(),
     ));
@@ -251,9 +255,33 @@ async fn execute_only(
         cancel,
     ));
     let summary = engine.run(inputs, already_done).await;
+    record_inputs(&store, engine.artifacts(), versions, &ran).await?;
     let jobs = job_reports(&store, &wanted).await;
     store.close().await;
     Ok((summary, jobs?))
+}
+
+/// Records the named inputs of every stage key the jobs now hold, for `factory why`:
+/// predicted the way `plan` predicts them, kept only where they reproduce the key the
+/// stage ran under.
+async fn record_inputs(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    versions: crate::keys::ToolVersions,
+    ran: &[(PathBuf, crate::expand::Job)],
+) -> Result<(), Failure> {
+    let forecaster = super::plan::Forecaster::with_versions(artifacts, versions);
+    for (dir, job) in ran {
+        let id = job.id.to_string();
+        for (stage, inputs) in forecaster.inputs(dir, job).await {
+            let Some(inputs) = inputs else { continue };
+            let json = serde_json::to_string(&inputs).unwrap_or_default();
+            store
+                .record_inputs(&id, stage.as_str(), &inputs.key(), &json)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The state lock, and the artifact store's when it lives elsewhere (a CI cache): two

@@ -4,12 +4,14 @@
 mod accounts;
 mod artifacts;
 mod budgets;
+mod inputs;
 mod migrations;
 mod privacy;
 mod status;
 
 pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
+pub use inputs::RecordedInputs;
 pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
 pub use status::{EffectStatus, StageStatus, Status, UnknownStatus};
 

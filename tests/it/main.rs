@@ -14,6 +14,7 @@ mod outputs;
 mod pipeline;
 mod pipeline_real;
 mod plan;
+mod plan_diff;
 mod plan_spend;
 mod privacy_export;
 mod privacy_gc;
