@@ -22,6 +22,9 @@ use crate::store::{RecordedInputs, Store, StoredJob};
 pub enum Verdict {
     /// The same key: reused.
     Same,
+    /// The same key, but its result is gone from the artifact store (expired, collected
+    /// or purged): runs again.
+    Gone,
     /// Another key, and the inputs that differ are listed.
     Changed,
     /// Another key; the last run's inputs were not recorded (it ran before they were).
@@ -209,6 +212,10 @@ impl Why {
                     "{head}same key {}: reused\n",
                     short(s.new_key.as_deref())
                 )),
+                Verdict::Gone => out.push_str(&format!(
+                    "{head}same key {}, but its result is no longer kept (expired or removed): runs\n",
+                    short(s.new_key.as_deref())
+                )),
                 Verdict::New => out.push_str(&format!("{head}did not run before: runs\n")),
                 Verdict::Unknown => out.push_str(&format!(
                     "{head}cannot be known before the run: it hashes what an earlier stage makes\n"
@@ -338,7 +345,18 @@ pub async fn run(
         .await
         .into_iter()
         .filter(|(s, _)| only.is_none_or(|o| o == *s))
-        .map(|(s, inputs)| judge(s, recorded.get(s.as_str()), inputs.as_ref()))
+        .map(|(s, inputs)| {
+            let mut why = judge(s, recorded.get(s.as_str()), inputs.as_ref());
+            if why.verdict == Verdict::Same
+                && why
+                    .new_key
+                    .as_deref()
+                    .is_some_and(|k| !forecaster.holds(s, k))
+            {
+                why.verdict = Verdict::Gone;
+            }
+            why
+        })
         .collect();
     let why = Why {
         job: id,

@@ -364,3 +364,65 @@ async fn superseded_versions_collapse_into_one_line_per_job_and_all_lists_them()
         insta::assert_snapshot!("plan_diff_superseded_all", all.stdout);
     });
 }
+
+/// A two-second portrait clip made with ffmpeg, for `provider: local` footage.
+pub fn make_clip(path: &Path) {
+    std::fs::create_dir_all(path.parent().expect("a folder")).expect("create the folder");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=540x960:rate=30:duration=2")
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+}
+
+pub const TINY: &str = "version: 1\nname: tiny\nvoices:\n  a: { provider: espeak, voice: en-us, rate: 260 }\ntemplates:\n  t:\n    script: { provider: offline, seconds: 3 }\n    footage: { provider: local, dir: clips, clips: 1 }\n    title: \"{{ topic }} in brief\"\nbatch:\n  template: t\n  matrix: { topic: [Alpha], voice: [a] }\n";
+
+/// The keys `plan` predicts are the keys the pipeline computes: after a real run, a
+/// title edit reuses every stage up to the render, in the plan and in the next run.
+#[tokio::test]
+async fn a_real_run_records_every_key_input_and_the_plan_predicts_its_keys() {
+    let project = Project::new(TINY);
+    make_clip(&project.path().join("clips/one.mp4"));
+    let run = project
+        .factory()
+        .args(["run", "recipe.yaml"])
+        .env("CI", "1")
+        .run();
+    assert_eq!(run.code, 0, "{run:?}");
+    let store = Store::open_read_only(&project.state())
+        .await
+        .expect("open the store")
+        .expect("a store");
+    let id = project.jobs()[0].id.to_string();
+    let recorded = store.stage_inputs(&id).await.expect("the stage inputs");
+    store.close().await;
+    assert_eq!(recorded.len(), 8, "{recorded:?}");
+    for (stage, row) in &recorded {
+        let inputs: tiktok_factory::keys::Inputs =
+            serde_json::from_str(row.inputs.as_deref().unwrap_or_else(|| panic!("{stage}")))
+                .expect("inputs as JSON");
+        assert_eq!(inputs.key(), row.key, "{stage}");
+    }
+    project.edit(&TINY.replace("in brief", "in a minute"));
+    let plan = project.plan(&[]);
+    assert!(
+        plan.stdout
+            .contains("runs: host draft notify · reused: script footage voice captions render"),
+        "{}",
+        plan.stdout
+    );
+    let again = project
+        .factory()
+        .args(["run", "recipe.yaml"])
+        .env("CI", "1")
+        .run();
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains("3 stages executed") && again.stdout.contains(", 5 reused"),
+        "{}",
+        again.stdout
+    );
+}
