@@ -19,6 +19,9 @@ use crate::preflight::{self, Selected};
 use crate::registry::Registry;
 use crate::store::Store;
 
+/// How many past executions of each stage the ETA averages.
+const STAGE_HISTORY: i64 = 50;
+
 /// The global flags a run needs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -226,9 +229,10 @@ async fn execute_only(
         .iter()
         .map(|i| (i.recipe.clone(), i.job.id.to_string()))
         .collect();
-    let progress = Arc::new(Progress::new(
+    let progress = Arc::new(Progress::with_history(
         Mode::detect(opts.json, opts.ci),
         inputs.len() as u64,
+        &store.stage_durations(STAGE_HISTORY).await?,
     ));
     for note in notes {
         progress.note(&note);

@@ -761,6 +761,48 @@ mod tests {
         ));
     }
 
+    /// `jobs show` showed a reused stage with the time since the job's first attempt.
+    #[tokio::test]
+    async fn a_cached_stage_takes_no_time_even_after_an_earlier_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        let job = "abcd000011112222";
+        store.stage_started(job, "script", "k").await.unwrap();
+        store
+            .stage_finished(job, "script", "k", "done", None, None, None)
+            .await
+            .unwrap();
+        // The earlier attempt was an hour ago.
+        sqlx::query("UPDATE stages SET started_at = started_at - 3600")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "script", "k", "cached", None, None, None)
+            .await
+            .unwrap();
+        let s = &store.stages(job).await.unwrap()[0];
+        assert_eq!(s.started_at, s.finished_at, "{s:?}");
+        // An executed stage keeps its own start.
+        store.stage_started(job, "voice", "v").await.unwrap();
+        sqlx::query("UPDATE stages SET started_at = started_at - 5 WHERE stage = 'voice'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "voice", "v", "done", None, None, None)
+            .await
+            .unwrap();
+        let voice = store
+            .stages(job)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.stage == "voice")
+            .unwrap();
+        assert_eq!(voice.finished_at.unwrap() - voice.started_at.unwrap(), 5);
+    }
+
     #[tokio::test]
     async fn stages_come_in_pipeline_order_from_one_definition() {
         let dir = tempfile::tempdir().unwrap();

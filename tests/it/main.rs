@@ -20,6 +20,7 @@ mod privacy_export;
 mod privacy_gc;
 mod privacy_purge;
 mod privacy_schema;
+mod progress;
 mod providers_elevenlabs;
 mod providers_keys;
 mod providers_openrouter;
