@@ -992,3 +992,291 @@ mod tests {
         );
     }
 }
+
+/// What `--select` matches a job by.
+#[derive(Debug, Clone, Copy)]
+pub struct Facets<'a> {
+    pub recipe: &'a str,
+    pub topic: &'a str,
+    pub voice: &'a str,
+    pub template: &'a str,
+    pub id: &'a str,
+}
+
+/// One term of a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    /// `recipe=`, `topic=`, `voice=`, `template=`: the value, compared ignoring case;
+    /// a trailing `*` matches any rest.
+    Field(Field, String),
+    /// `id:3f2a` (or `id=3f2a`): a job id prefix.
+    Id(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Recipe,
+    Topic,
+    Voice,
+    Template,
+}
+
+const FIELDS: [&str; 5] = ["recipe", "topic", "voice", "template", "id"];
+
+/// The field a mistyped key meant: a near spelling, or the same letters swapped.
+fn near(key: &str) -> Option<&'static str> {
+    let sorted = |s: &str| {
+        let mut c: Vec<char> = s.chars().collect();
+        c.sort_unstable();
+        c
+    };
+    crate::recipe::diagnostic::closest(key, FIELDS)
+        .or_else(|| FIELDS.into_iter().find(|f| sorted(f) == sorted(key)))
+}
+
+/// `--select` given any number of times: a job is selected when every term of one of
+/// them matches (`recipe=space-facts,voice=warm` is both; two flags are either).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    any_of: Vec<Vec<Term>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("`--select {0}`: a term is empty")]
+    Empty(String),
+    #[error(
+        "`--select {text}`: `{key}` is not something to select by{}; use recipe=, topic=, voice=, template= or id:",
+        hint.as_ref().map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default()
+    )]
+    UnknownKey {
+        text: String,
+        key: String,
+        hint: Option<String>,
+    },
+    #[error("`--select {text}`: `{term}` needs a value, as in `voice=warm` or `id:3f2a`")]
+    NoValue { text: String, term: String },
+    #[error("`--select {text}`: `{id}` is not a job id prefix (hex digits)")]
+    BadId { text: String, id: String },
+}
+
+impl Selector {
+    /// Parses every `--select` given.
+    pub fn parse(texts: &[String]) -> Result<Self, SelectError> {
+        let mut any_of = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut terms = Vec::new();
+            for raw in text.split(',') {
+                let raw = raw.trim();
+                if raw.is_empty() {
+                    return Err(SelectError::Empty(text.clone()));
+                }
+                let (key, value) = raw
+                    .split_once('=')
+                    .or_else(|| raw.split_once(':'))
+                    .ok_or_else(|| SelectError::NoValue {
+                        text: text.clone(),
+                        term: raw.to_owned(),
+                    })?;
+                let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+                if value.is_empty() {
+                    return Err(SelectError::NoValue {
+                        text: text.clone(),
+                        term: raw.to_owned(),
+                    });
+                }
+                let field = match key.as_str() {
+                    "recipe" => Field::Recipe,
+                    "topic" => Field::Topic,
+                    "voice" => Field::Voice,
+                    "template" => Field::Template,
+                    "id" => {
+                        if !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return Err(SelectError::BadId {
+                                text: text.clone(),
+                                id: value.to_owned(),
+                            });
+                        }
+                        terms.push(Term::Id(value.to_ascii_lowercase()));
+                        continue;
+                    }
+                    _ => {
+                        return Err(SelectError::UnknownKey {
+                            text: text.clone(),
+                            hint: near(&key).map(str::to_owned),
+                            key,
+                        });
+                    }
+                };
+                terms.push(Term::Field(field, value.to_lowercase()));
+            }
+            any_of.push(terms);
+        }
+        Ok(Self { any_of })
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.any_of.is_empty()
+    }
+
+    pub fn matches(&self, f: &Facets<'_>) -> bool {
+        self.is_all()
+            || self.any_of.iter().any(|terms| {
+                terms.iter().all(|t| match t {
+                    Term::Id(prefix) => f.id.starts_with(prefix.as_str()),
+                    Term::Field(field, want) => {
+                        let have = match field {
+                            Field::Recipe => f.recipe,
+                            Field::Topic => f.topic,
+                            Field::Voice => f.voice,
+                            Field::Template => f.template,
+                        }
+                        .to_lowercase();
+                        match want.strip_suffix('*') {
+                            Some(start) => have.starts_with(start),
+                            None => have == *want,
+                        }
+                    }
+                })
+            })
+    }
+}
+
+/// `--shard I/N`: the slice of the jobs whose id falls in shard `I` of `N` (1-based).
+/// By id alone, so every runner of a matrix agrees without talking to the others, and a
+/// job keeps its shard whatever else the recipes hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a shard: write `I/N`, as in `2/4` (1 ≤ I ≤ N)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u64>().map_err(|_| bad())?,
+            n.trim().parse::<u64>().map_err(|_| bad())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the job with this id belongs to this shard: its first 16 hex digits as a
+    /// number, modulo the count.
+    pub fn holds(&self, id: &str) -> bool {
+        let n = u64::from_str_radix(&id[..id.len().min(16)], 16).unwrap_or(0);
+        n % self.count == self.index - 1
+    }
+}
+
+impl Selector {
+    /// Whether a stored job matches (its template read from its matrix cell).
+    pub fn matches_stored(&self, j: &StoredJob) -> bool {
+        if self.is_all() {
+            return true;
+        }
+        let template = serde_json::from_str::<[String; 3]>(&j.cell)
+            .map(|[_, _, t]| t)
+            .unwrap_or_default();
+        self.matches(&Facets {
+            recipe: &j.recipe,
+            topic: &j.topic,
+            voice: &j.voice,
+            template: &template,
+            id: &j.id,
+        })
+    }
+}
+
+impl PlannedJob {
+    pub fn facets<'a>(&'a self, recipe: &'a str) -> Facets<'a> {
+        Facets {
+            recipe,
+            topic: &self.topic,
+            voice: &self.voice,
+            template: &self.template,
+            id: &self.id,
+        }
+    }
+}
+
+impl RecipePlan {
+    /// Keeps the rows a selection (and a shard) picks, counted again.
+    pub fn retain(&mut self, selector: &Selector, shard: Option<Shard>) {
+        let recipe = self.recipe.clone();
+        self.jobs.retain(|j| {
+            selector.matches(&j.facets(&recipe)) && shard.is_none_or(|s| s.holds(&j.id))
+        });
+        let mut counts = Counts::default();
+        for j in &self.jobs {
+            bump(&mut counts, j.action);
+            counts.superseded += j.superseded.len();
+        }
+        self.counts = counts;
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+
+    fn facets(id: &'static str, voice: &'static str) -> Facets<'static> {
+        Facets {
+            recipe: "space-facts",
+            topic: "Black holes",
+            voice,
+            template: "fact",
+            id,
+        }
+    }
+
+    #[test]
+    fn terms_of_one_select_all_match_and_two_selects_are_either() {
+        let s = Selector::parse(&["recipe=space-facts,voice=warm".into()]).unwrap();
+        assert!(s.matches(&facets("3f2a", "warm")));
+        assert!(!s.matches(&facets("3f2a", "narrator")));
+        let s = Selector::parse(&["voice=warm".into(), "id:3f2A".into()]).unwrap();
+        assert!(s.matches(&facets("3f2a0000", "narrator")));
+        assert!(s.matches(&facets("00000000", "Warm")));
+        assert!(!s.matches(&facets("00000000", "narrator")));
+        let s = Selector::parse(&["topic=black*".into()]).unwrap();
+        assert!(s.matches(&facets("1", "x")));
+        assert!(Selector::default().matches(&facets("1", "x")));
+    }
+
+    #[test]
+    fn a_mistyped_select_says_what_it_meant() {
+        let e = Selector::parse(&["vioce=warm".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`--select vioce=warm`: `vioce` is not something to select by (did you mean `voice`?); use recipe=, topic=, voice=, template= or id:"
+        );
+        assert!(matches!(
+            Selector::parse(&["voice".into()]),
+            Err(SelectError::NoValue { .. })
+        ));
+        assert!(matches!(
+            Selector::parse(&["id:xyz".into()]),
+            Err(SelectError::BadId { .. })
+        ));
+    }
+
+    #[test]
+    fn shards_split_every_id_exactly_once() {
+        let shards: Vec<Shard> = (1..=3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for n in 0u64..300 {
+            let id = format!("{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            assert_eq!(shards.iter().filter(|s| s.holds(&id)).count(), 1, "{id}");
+        }
+        for bad in ["0/3", "4/3", "1/0", "2", "a/b"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+}

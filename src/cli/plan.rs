@@ -26,17 +26,27 @@ struct Planned<'a> {
     spend: &'a Spend,
 }
 
-/// How `plan` prints.
-#[derive(Debug, Clone, Copy, Default)]
+/// How `plan` prints, and which jobs.
+#[derive(Debug, Clone, Default)]
 pub struct Show {
     pub json: bool,
     pub ci: bool,
     /// List every superseded version instead of one line per job.
     pub all: bool,
+    pub selector: plan::Selector,
+    /// At most this many job rows, over every recipe.
+    pub limit: Option<usize>,
 }
 
 pub async fn run(paths: &[PathBuf], state_dir: &Path, cache_dir: &Path, show: Show) -> CmdResult {
-    let Show { json, ci, all } = show;
+    let Show {
+        json,
+        ci,
+        all,
+        selector,
+        limit,
+    } = show;
+    let mut left = limit.unwrap_or(usize::MAX);
     let (ok, diags) = load_all(paths);
     if report(&diags, ci) {
         return Ok(Outcome::Invalid);
@@ -73,6 +83,10 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, cache_dir: &Path, show: Sh
             .into_iter()
             .filter_map(|(id, spec)| Some((id, serde_json::from_str(&spec).ok()?)))
             .collect();
+        p.retain(&selector, None);
+        p.jobs.truncate(left);
+        left -= p.jobs.len();
+        p.retain(&plan::Selector::default(), None);
         plan::attach_changes(&mut p, &specs, &e.jobs);
         forecaster.attach_stages(&mut p, e).await;
         let running = running(&p, &e.jobs);

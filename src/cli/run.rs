@@ -31,6 +31,30 @@ pub struct Options {
     pub ci: bool,
     /// Wait for another command holding the state lock instead of stopping.
     pub wait: bool,
+    /// Which jobs run: `--select`, `--shard`, `--limit`.
+    pub picked: Picked,
+}
+
+/// Which of the recipes' jobs a run takes: those the selector matches, of them the
+/// shard's slice, and of those with work to do at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Picked {
+    pub selector: plan::Selector,
+    pub shard: Option<plan::Shard>,
+    pub limit: Option<usize>,
+}
+
+impl Picked {
+    fn takes(&self, recipe: &str, job: &crate::expand::Job) -> bool {
+        let id = job.id.to_string();
+        self.selector.matches(&plan::Facets {
+            recipe,
+            topic: &job.spec.topic,
+            voice: &job.spec.voice_name,
+            template: &job.spec.template,
+            id: &id,
+        }) && self.shard.is_none_or(|s| s.holds(&id))
+    }
 }
 
 impl Options {
@@ -165,10 +189,13 @@ async fn execute_only(
             ));
         }
     }
+    let mut over_limit = 0;
     for mut e in ok {
         if let Some(id) = only {
             e.jobs.retain(|j| j.id.to_string() == id);
         }
+        let name = e.recipe.name.clone();
+        e.jobs.retain(|j| opts.picked.takes(&name, j));
         let stored = store.jobs_of_recipe(&e.recipe.name).await?;
         let p = plan::plan(
             &e.recipe.name,
@@ -186,6 +213,10 @@ async fn execute_only(
             // A retried job runs even when the plan would leave it alone.
             if !action.runs() && only.is_none() {
                 already_done += 1;
+                continue;
+            }
+            if opts.picked.limit.is_some_and(|limit| inputs.len() >= limit) {
+                over_limit += 1;
                 continue;
             }
             selected.push(Selected::new(&e.recipe, &job.spec, true));
@@ -234,6 +265,13 @@ async fn execute_only(
         inputs.len() as u64,
         &store.stage_durations(STAGE_HISTORY).await?,
     ));
+    if over_limit > 0 {
+        notes.push(format!(
+            "{over_limit} more job{} with work left for a later run (`--limit {}`)",
+            plural(over_limit),
+            opts.picked.limit.unwrap_or_default()
+        ));
+    }
     for note in notes {
         progress.note(&note);
     }
@@ -475,6 +513,7 @@ mod tests {
             json: false,
             ci: false,
             wait: false,
+            picked: Picked::default(),
         };
         let failed = Summary {
             failed: 2,

@@ -388,7 +388,7 @@ fn no_such(prefix: &str, diags: &[crate::recipe::Diagnostic]) -> Failure {
 }
 
 /// The job of the loaded recipes whose id starts with `prefix`; two matches are an error.
-fn find_current<'a>(
+pub(super) fn find_current<'a>(
     ok: &'a [Expanded],
     prefix: &str,
 ) -> Result<Option<(&'a Expanded, &'a Job)>, Failure> {

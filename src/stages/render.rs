@@ -140,6 +140,16 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                 r.captions = captions;
                 r.music = spec.video.music.as_ref().map(|m| dir.join(m));
                 r.fps = spec.video.fps;
+                // The frame the spec asks for: a recipe's is always 1080x1920, a preview's
+                // smaller.
+                if let Some((w, h)) = spec
+                    .video
+                    .size
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                {
+                    (r.width, r.height) = (w, h);
+                }
                 services.renderer().render(&r).await?;
                 Ok::<_, ProviderError>(Built {
                     main: FILE.to_owned(),

@@ -31,6 +31,7 @@ mod publish_telegram;
 mod publish_tiktok;
 mod report;
 mod schema;
+mod select;
 mod support;
 mod validate;
 mod watch;
