@@ -32,6 +32,7 @@ mod publish_tiktok;
 mod report;
 mod schema;
 mod select;
+mod shards;
 mod support;
 mod validate;
 mod watch;
