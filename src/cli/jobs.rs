@@ -32,12 +32,19 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
         };
     };
     match command {
-        JobsCommand::List { recipe, status } => {
+        JobsCommand::List {
+            recipe,
+            status,
+            pick,
+        } => {
+            let selector = pick.selector()?;
             let status = status
                 .map(|s| s.parse::<crate::store::Status>())
                 .transpose()
                 .map_err(|e| Failure::invalid(e.to_string()))?;
-            let jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
+            let mut jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
+            jobs.retain(|j| selector.matches_stored(j));
+            jobs.truncate(pick.limit.unwrap_or(usize::MAX));
             if json {
                 out_json(&json!({ "jobs": jobs }));
             } else if jobs.is_empty() {

@@ -15,6 +15,7 @@ mod export;
 mod gc;
 mod jobs;
 mod plan;
+mod preview;
 mod progress;
 mod purge;
 mod report;
@@ -22,6 +23,7 @@ mod run;
 mod schema;
 mod validate;
 mod watch;
+mod why;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,6 +84,11 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         select: Select,
+        /// List every superseded version of a job, not one line per job.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        pick: Pick,
     },
     /// Run every job that has work: new, changed, failed and interrupted ones.
     Run {
@@ -89,6 +96,11 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         select: Select,
+        #[command(flatten)]
+        pick: Pick,
+        /// Run only shard I of N of the selected jobs (by job id), for a CI matrix: `2/4`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::plan::Shard>,
         /// Write a JSON summary of the run here [CI default: STATE_DIR/reports/summary.json].
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
@@ -168,11 +180,52 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
+        #[command(flatten)]
+        pick: Pick,
+    },
+    /// Say which input of a job's stage keys changed since its cell last ran.
+    Why {
+        /// A job id or an unambiguous prefix: of the recipes, or of the store.
+        job: String,
+        /// One stage only (script, footage, voice, captions, render, host, draft, notify).
+        stage: Option<String>,
+        /// Recipe files or folders where the job's current version is looked up.
+        #[arg(long = "recipes", value_name = "PATH", default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Render one job small and fast for a look before a batch: not hosted, not a draft,
+    /// not recorded; the file's path is printed.
+    Preview {
+        /// A job id or an unambiguous prefix, as `factory plan` lists it.
+        job: String,
+        /// Recipe files or folders where the job is looked up.
+        #[arg(long = "recipes", value_name = "PATH", default_value = "recipes")]
+        paths: Vec<PathBuf>,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+}
+
+/// Which jobs a command looks at.
+#[allow(clippy::doc_markdown)]
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Pick {
+    /// Only matching jobs: recipe=NAME, topic=TEXT, voice=NAME, template=NAME (a trailing
+    /// `*` matches any rest; case ignored), id:PREFIX. Terms joined by `,` must all match;
+    /// the flag given again selects either.
+    #[arg(long = "select", value_name = "TERMS")]
+    pub select: Vec<String>,
+    /// At most this many jobs (for `run`, of those with work to do).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+impl Pick {
+    pub fn selector(&self) -> Result<crate::plan::Selector, Failure> {
+        crate::plan::Selector::parse(&self.select).map_err(|e| Failure::invalid(e.to_string()))
+    }
 }
 
 /// Which recipes a command looks at.
@@ -198,6 +251,8 @@ pub enum JobsCommand {
         /// pending, running, queued, done, failed or interrupted.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        pick: Pick,
     },
     /// Show one job: its spec, stages, timings and artifacts.
     Show {
@@ -314,6 +369,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         json: cli.json,
         ci,
         wait: cli.wait,
+        picked: run::Picked::default(),
     };
     match cli.command {
         Command::Validate { paths, select } => {
@@ -322,7 +378,12 @@ pub async fn run(cli: Cli) -> CmdResult {
             };
             validate::run(&paths, cli.json, ci)
         }
-        Command::Plan { paths, select } => {
+        Command::Plan {
+            paths,
+            select,
+            all,
+            pick,
+        } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
             };
@@ -330,11 +391,20 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
-            plan::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            let show = plan::Show {
+                json: cli.json,
+                ci,
+                all,
+                selector: pick.selector()?,
+                limit: pick.limit,
+            };
+            plan::run(&paths, &cli.state_dir, &cache_dir, show).await
         }
         Command::Run {
             paths,
             select,
+            pick,
+            shard,
             summary,
             junit,
         } => {
@@ -348,6 +418,11 @@ pub async fn run(cli: Cli) -> CmdResult {
                 json: cli.json,
                 ci,
                 wait: cli.wait,
+                picked: run::Picked {
+                    selector: pick.selector()?,
+                    shard,
+                    limit: pick.limit,
+                },
             };
             run::run(&paths, &opts, &reports).await
         }
@@ -363,6 +438,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 ci,
                 // Runs of `watch` queue behind a manual `run` rather than stop.
                 wait: true,
+                picked: run::Picked::default(),
             };
             watch::run(
                 &dir,
@@ -372,9 +448,10 @@ pub async fn run(cli: Cli) -> CmdResult {
             )
             .await
         }
-        Command::Report { paths, out } => {
+        Command::Report { paths, out, pick } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            report::run(&paths, &out, &cli.state_dir, &cache_dir).await
+            let picked = (pick.selector()?, pick.limit);
+            report::run(&paths, &out, &cli.state_dir, &cache_dir, &picked).await
         }
         Command::Doctor { paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
@@ -390,9 +467,23 @@ pub async fn run(cli: Cli) -> CmdResult {
                 json: cli.json,
                 ci,
                 wait: cli.wait,
+                picked: run::Picked::default(),
             };
             run::retry(&id, &opts).await
         }
+        Command::Why { job, stage, paths } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            why::run(
+                &job,
+                stage.as_deref(),
+                &paths,
+                &cli.state_dir,
+                &cache_dir,
+                cli.json,
+            )
+            .await
+        }
+        Command::Preview { job, paths } => preview::run(&job, &paths, &locking).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Man => completions::man(),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,

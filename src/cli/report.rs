@@ -20,6 +20,7 @@ pub async fn run(
     out_file: &Path,
     state_dir: &Path,
     cache_dir: &Path,
+    picked: &(crate::plan::Selector, Option<usize>),
 ) -> CmdResult {
     // Without paths the report covers every recipe in the store.
     let recipes: Option<Vec<String>> = if paths.is_empty() {
@@ -42,6 +43,8 @@ pub async fn run(
     if let Some(names) = &recipes {
         jobs.retain(|j| names.contains(&j.recipe));
     }
+    jobs.retain(|j| picked.0.matches_stored(j));
+    jobs.truncate(picked.1.unwrap_or(usize::MAX));
     let mut cards = String::new();
     for job in &jobs {
         // In pipeline order, as the job went.

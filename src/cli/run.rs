@@ -19,6 +19,9 @@ use crate::preflight::{self, Selected};
 use crate::registry::Registry;
 use crate::store::Store;
 
+/// How many past executions of each stage the ETA averages.
+const STAGE_HISTORY: i64 = 50;
+
 /// The global flags a run needs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -28,6 +31,30 @@ pub struct Options {
     pub ci: bool,
     /// Wait for another command holding the state lock instead of stopping.
     pub wait: bool,
+    /// Which jobs run: `--select`, `--shard`, `--limit`.
+    pub picked: Picked,
+}
+
+/// Which of the recipes' jobs a run takes: those the selector matches, of them the
+/// shard's slice, and of those with work to do at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Picked {
+    pub selector: plan::Selector,
+    pub shard: Option<plan::Shard>,
+    pub limit: Option<usize>,
+}
+
+impl Picked {
+    fn takes(&self, recipe: &str, job: &crate::expand::Job) -> bool {
+        let id = job.id.to_string();
+        self.selector.matches(&plan::Facets {
+            recipe,
+            topic: &job.spec.topic,
+            voice: &job.spec.voice_name,
+            template: &job.spec.template,
+            id: &id,
+        }) && self.shard.is_none_or(|s| s.holds(&id))
+    }
 }
 
 impl Options {
@@ -162,10 +189,13 @@ async fn execute_only(
             ));
         }
     }
+    let mut over_limit = 0;
     for mut e in ok {
         if let Some(id) = only {
             e.jobs.retain(|j| j.id.to_string() == id);
         }
+        let name = e.recipe.name.clone();
+        e.jobs.retain(|j| opts.picked.takes(&name, j));
         let stored = store.jobs_of_recipe(&e.recipe.name).await?;
         let p = plan::plan(
             &e.recipe.name,
@@ -183,6 +213,10 @@ async fn execute_only(
             // A retried job runs even when the plan would leave it alone.
             if !action.runs() && only.is_none() {
                 already_done += 1;
+                continue;
+            }
+            if opts.picked.limit.is_some_and(|limit| inputs.len() >= limit) {
+                over_limit += 1;
                 continue;
             }
             selected.push(Selected::new(&e.recipe, &job.spec, true));
@@ -226,17 +260,29 @@ async fn execute_only(
         .iter()
         .map(|i| (i.recipe.clone(), i.job.id.to_string()))
         .collect();
-    let progress = Arc::new(Progress::new(
+    let progress = Arc::new(Progress::with_history(
         Mode::detect(opts.json, opts.ci),
         inputs.len() as u64,
+        &store.stage_durations(STAGE_HISTORY).await?,
     ));
+    if over_limit > 0 {
+        notes.push(format!(
+            "{over_limit} more job{} with work left for a later run (`--limit {}`)",
+            plural(over_limit),
+            opts.picked.limit.unwrap_or_default()
+        ));
+    }
     for note in notes {
         progress.note(&note);
     }
     let versions = tools.versions().await;
+    let ran: Vec<(PathBuf, crate::expand::Job)> = inputs
+        .iter()
+        .map(|i| (i.dir.clone(), i.job.clone()))
+        .collect();
     let services = Arc::new(Registry::new(
         tools,
-        versions,
+        versions.clone(),
         opts.state_dir.clone(),
         store.clone(),
     ));
@@ -251,9 +297,33 @@ async fn execute_only(
         cancel,
     ));
     let summary = engine.run(inputs, already_done).await;
+    record_inputs(&store, engine.artifacts(), versions, &ran).await?;
     let jobs = job_reports(&store, &wanted).await;
     store.close().await;
     Ok((summary, jobs?))
+}
+
+/// Records the named inputs of every stage key the jobs now hold, for `factory why`:
+/// predicted the way `plan` predicts them, kept only where they reproduce the key the
+/// stage ran under.
+async fn record_inputs(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    versions: crate::keys::ToolVersions,
+    ran: &[(PathBuf, crate::expand::Job)],
+) -> Result<(), Failure> {
+    let forecaster = super::plan::Forecaster::with_versions(artifacts, versions);
+    for (dir, job) in ran {
+        let id = job.id.to_string();
+        for (stage, inputs) in forecaster.inputs(dir, job).await {
+            let Some(inputs) = inputs else { continue };
+            let json = serde_json::to_string(&inputs).unwrap_or_default();
+            store
+                .record_inputs(&id, stage.as_str(), &inputs.key(), &json)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The state lock, and the artifact store's when it lives elsewhere (a CI cache): two
@@ -443,6 +513,7 @@ mod tests {
             json: false,
             ci: false,
             wait: false,
+            picked: Picked::default(),
         };
         let failed = Summary {
             failed: 2,

@@ -189,7 +189,7 @@ impl Watcher {
                 e.recipe.name,
                 ids.difference(&before).count(),
                 before.difference(&ids).count(),
-                p.render()
+                p.render(false)
             )));
             if !self.plan_only && p.jobs.iter().any(|j| j.action.runs()) {
                 self.pending.insert(e.recipe.path.clone());

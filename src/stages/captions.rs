@@ -5,7 +5,7 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
+use crate::keys::{Inputs, ToolVersions};
 use crate::media::{CaptionPosition, CaptionStyle};
 use crate::providers::{Narration, WordTiming};
 use crate::recipe::{CaptionStyleName, CaptionsDef, Highlight};
@@ -15,15 +15,15 @@ const FILE: &str = "captions.ass";
 
 /// The caption settings, the narration (by its key) and the font.
 pub fn key(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> String {
-    stage_key(
-        Stage::Captions.as_str(),
-        VERSION,
-        &[
-            &json!(spec.captions),
-            &json!(voice_key),
-            &json!({ "font": versions.font }),
-        ],
-    )
+    inputs(spec, voice_key, versions).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> Inputs {
+    Inputs::new(Stage::Captions, VERSION)
+        .part("captions", json!(spec.captions))
+        .part("voice_key", json!(voice_key))
+        .part("tools", json!({ "font": versions.font }))
 }
 
 pub fn style(def: &CaptionsDef) -> CaptionStyle {

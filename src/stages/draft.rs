@@ -8,23 +8,23 @@ use serde_json::{Value, json};
 use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::stage_key;
+use crate::keys::Inputs;
 use crate::providers::{Credit, DraftReceipt, DraftRequest};
 
 pub const VERSION: u32 = 2;
 
 /// The render, the job, the words that go with it and the account.
 pub fn key(spec: &JobSpec, job_id: &str, render_key: &str, hashtags: &[String]) -> String {
-    stage_key(
-        Stage::Draft.as_str(),
-        VERSION,
-        &[
-            &json!(render_key),
-            &json!(job_id),
-            &json!([&spec.title, &spec.caption, hashtags]),
-            &json!(spec.publish.tiktok),
-        ],
-    )
+    inputs(spec, job_id, render_key, hashtags).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, job_id: &str, render_key: &str, hashtags: &[String]) -> Inputs {
+    Inputs::new(Stage::Draft, VERSION)
+        .part("render_key", json!(render_key))
+        .part("job_id", json!(job_id))
+        .part("post", json!([&spec.title, &spec.caption, hashtags]))
+        .part("tiktok", json!(spec.publish.tiktok))
 }
 
 /// What goes with a draft: the post text the creator pastes.

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
+use crate::keys::{Inputs, ToolVersions, stage_key};
 use crate::providers::{Clip, FootageRequest};
 use crate::recipe::FootageProvider;
 
@@ -30,19 +30,21 @@ pub fn variant(spec: &JobSpec) -> u64 {
 /// by its contents (`folder`: names, sizes, digests), generated footage by the ffmpeg
 /// that makes it.
 pub fn key(spec: &JobSpec, folder: Option<&str>, versions: &ToolVersions) -> String {
-    let mut parts = vec![
-        json!(spec.footage),
-        json!(spec.topic),
-        json!(variant(spec)),
-        json!(spec.script.seconds),
-    ];
+    inputs(spec, folder, versions).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, folder: Option<&str>, versions: &ToolVersions) -> Inputs {
+    let inputs = Inputs::new(Stage::Footage, VERSION)
+        .part("footage", json!(spec.footage))
+        .part("topic", json!(spec.topic))
+        .part("variant", json!(variant(spec)))
+        .part("seconds", json!(spec.script.seconds));
     match spec.footage.provider {
-        FootageProvider::Local => parts.push(json!({ "folder": folder })),
-        FootageProvider::Generated => parts.push(json!({ "ffmpeg": versions.ffmpeg })),
-        FootageProvider::Pexels => {}
+        FootageProvider::Local => inputs.part("folder", json!({ "folder": folder })),
+        FootageProvider::Generated => inputs.part("tools", json!({ "ffmpeg": versions.ffmpeg })),
+        FootageProvider::Pexels => inputs,
     }
-    let parts: Vec<&serde_json::Value> = parts.iter().collect();
-    stage_key(Stage::Footage.as_str(), VERSION, &parts)
 }
 
 /// The clips and the key they were made under.

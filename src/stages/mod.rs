@@ -135,15 +135,7 @@ impl crate::engine::Pipeline for Pipeline {
             .caption
             .clone()
             .unwrap_or_else(|| script.caption.clone());
-        let hashtags: Vec<String> = if spec.hashtags.is_empty() {
-            script
-                .hashtags
-                .iter()
-                .map(|h| h.trim_start_matches('#').to_owned())
-                .collect()
-        } else {
-            spec.hashtags.clone()
-        };
+        let hashtags = crate::plan::hashtags(spec, &script);
         let credits: Vec<_> = clips.iter().filter_map(|c| c.credit.clone()).collect();
         let words = draft::Words {
             title: &spec.title,

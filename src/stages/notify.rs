@@ -7,18 +7,21 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::stage_key;
+use crate::keys::Inputs;
 use crate::providers::{Credit, Notice};
 
 pub const VERSION: u32 = 1;
 
 /// The draft (by its key) and where the notice goes.
 pub fn key(spec: &JobSpec, draft_key: &str) -> String {
-    stage_key(
-        Stage::Notify.as_str(),
-        VERSION,
-        &[&json!(draft_key), &json!(spec.notify)],
-    )
+    inputs(spec, draft_key).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, draft_key: &str) -> Inputs {
+    Inputs::new(Stage::Notify, VERSION)
+        .part("draft_key", json!(draft_key))
+        .part("notify", json!(spec.notify))
 }
 
 /// Whether the notice was confirmed sent.

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
+use crate::keys::{Inputs as KeyInputs, ToolVersions};
 use crate::media::RenderSpec;
 use crate::providers::{Clip, Narration, ProviderError};
 
@@ -44,18 +44,25 @@ pub fn key(
     music: Option<&str>,
     versions: &ToolVersions,
 ) -> String {
-    stage_key(
-        Stage::Render.as_str(),
-        VERSION,
-        &[
-            &json!(spec.video),
-            &json!(footage_key),
-            &json!(voice_key),
-            &json!(captions_key),
-            &json!(music),
-            &json!({ "ffmpeg": versions.ffmpeg }),
-        ],
-    )
+    inputs(spec, footage_key, voice_key, captions_key, music, versions).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(
+    spec: &JobSpec,
+    footage_key: &str,
+    voice_key: &str,
+    captions_key: &str,
+    music: Option<&str>,
+    versions: &ToolVersions,
+) -> KeyInputs {
+    KeyInputs::new(Stage::Render, VERSION)
+        .part("video", json!(spec.video))
+        .part("footage_key", json!(footage_key))
+        .part("voice_key", json!(voice_key))
+        .part("captions_key", json!(captions_key))
+        .part("music", json!(music))
+        .part("tools", json!({ "ffmpeg": versions.ffmpeg }))
 }
 
 /// What a render stage gets from the stages before it.
@@ -133,6 +140,16 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                 r.captions = captions;
                 r.music = spec.video.music.as_ref().map(|m| dir.join(m));
                 r.fps = spec.video.fps;
+                // The frame the spec asks for: a recipe's is always 1080x1920, a preview's
+                // smaller.
+                if let Some((w, h)) = spec
+                    .video
+                    .size
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                {
+                    (r.width, r.height) = (w, h);
+                }
                 services.renderer().render(&r).await?;
                 Ok::<_, ProviderError>(Built {
                     main: FILE.to_owned(),

@@ -8,7 +8,7 @@ use super::Stage;
 use crate::artifacts::{ArtifactStore, Hit, Lookup};
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
+use crate::keys::{Inputs, ToolVersions, stage_key};
 use crate::providers::{Pace, ProviderError, Script, ScriptRequest};
 use crate::recipe::{VoiceDef, VoiceProvider};
 
@@ -36,15 +36,15 @@ const ESPEAK_NOMINAL_FACTOR: f64 = 0.96;
 /// The script settings, the topic, and what sets the voice's pace (espeak-ng's voice and
 /// rate, ElevenLabs' speed): a voice that speaks faster needs a longer script.
 pub fn key(spec: &JobSpec) -> String {
-    stage_key(
-        Stage::Script.as_str(),
-        VERSION,
-        &[
-            &json!(spec.script),
-            &json!(spec.topic),
-            &pace_basis(&spec.voice),
-        ],
-    )
+    inputs(spec).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec) -> Inputs {
+    Inputs::new(Stage::Script, VERSION)
+        .part("script", json!(spec.script))
+        .part("topic", json!(spec.topic))
+        .part("pace", pace_basis(&spec.voice))
 }
 
 /// The voice settings a pace depends on.

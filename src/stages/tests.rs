@@ -389,6 +389,7 @@ impl World {
                     max_retry_after: Duration::from_secs(1),
                 },
                 max_wait_in_run: Duration::from_secs(2),
+                record_jobs: true,
             },
             self.stop.subscribe(),
         ))

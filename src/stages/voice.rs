@@ -6,7 +6,7 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
+use crate::keys::{Inputs, ToolVersions};
 use crate::providers::{Narration, Script, VoiceRequest};
 use crate::recipe::VoiceProvider;
 
@@ -14,12 +14,19 @@ pub const VERSION: u32 = 1;
 
 /// The voice settings and the lines it speaks; espeak-ng by its version too.
 pub fn key(spec: &JobSpec, spoken: &[&str], versions: &ToolVersions) -> String {
-    let mut parts = vec![json!(spec.voice), json!(spoken)];
+    inputs(spec, spoken, versions).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, spoken: &[&str], versions: &ToolVersions) -> Inputs {
+    let inputs = Inputs::new(Stage::Voice, VERSION)
+        .part("voice", json!(spec.voice))
+        .part("spoken", json!(spoken));
     if spec.voice.provider == VoiceProvider::Espeak {
-        parts.push(json!({ "espeak": versions.espeak }));
+        inputs.part("tools", json!({ "espeak": versions.espeak }))
+    } else {
+        inputs
     }
-    let parts: Vec<&serde_json::Value> = parts.iter().collect();
-    stage_key(Stage::Voice.as_str(), VERSION, &parts)
 }
 
 /// The narration and the key it was made under.

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "budgets",
         include_str!("../../migrations/0003_budgets.sql"),
     ),
+    (
+        4,
+        "stage_inputs",
+        include_str!("../../migrations/0004_stage_inputs.sql"),
+    ),
 ];
 
 #[derive(Debug)]

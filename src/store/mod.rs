@@ -4,12 +4,14 @@
 mod accounts;
 mod artifacts;
 mod budgets;
+mod inputs;
 mod migrations;
 mod privacy;
 mod status;
 
 pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
+pub use inputs::RecordedInputs;
 pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
 pub use status::{EffectStatus, StageStatus, Status, UnknownStatus};
 
@@ -757,6 +759,48 @@ mod tests {
             store.stages("abcd000011112222").await,
             Err(StoreError::Corrupt { table: "stages", ref value }) if value == "weird"
         ));
+    }
+
+    /// `jobs show` showed a reused stage with the time since the job's first attempt.
+    #[tokio::test]
+    async fn a_cached_stage_takes_no_time_even_after_an_earlier_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        let job = "abcd000011112222";
+        store.stage_started(job, "script", "k").await.unwrap();
+        store
+            .stage_finished(job, "script", "k", "done", None, None, None)
+            .await
+            .unwrap();
+        // The earlier attempt was an hour ago.
+        sqlx::query("UPDATE stages SET started_at = started_at - 3600")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "script", "k", "cached", None, None, None)
+            .await
+            .unwrap();
+        let s = &store.stages(job).await.unwrap()[0];
+        assert_eq!(s.started_at, s.finished_at, "{s:?}");
+        // An executed stage keeps its own start.
+        store.stage_started(job, "voice", "v").await.unwrap();
+        sqlx::query("UPDATE stages SET started_at = started_at - 5 WHERE stage = 'voice'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "voice", "v", "done", None, None, None)
+            .await
+            .unwrap();
+        let voice = store
+            .stages(job)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.stage == "voice")
+            .unwrap();
+        assert_eq!(voice.finished_at.unwrap() - voice.started_at.unwrap(), 5);
     }
 
     #[tokio::test]

@@ -121,7 +121,7 @@ fn saves_are_planned_errors_reported_and_bursts_merged() {
         Duration::from_secs(20),
     );
     w.wait_for(
-        |l| l.trim_start().starts_with("new ") && l.contains("Comets"),
+        |l| l.trim_start().starts_with("+ new ") && l.contains("Comets"),
         Duration::from_secs(5),
     );
 
