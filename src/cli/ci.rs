@@ -41,16 +41,24 @@ pub fn select(paths: &[PathBuf], select: &Select) -> Result<Option<Vec<PathBuf>>
     let Ok(files) = recipe::discover(paths) else {
         return Ok(Some(paths.to_vec()));
     };
-    let changed = changed_files(git_ref, paths)?;
+    // A recipe named by its file still reads its folder's project and topics files.
+    let scope: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| match p.parent() {
+            _ if p.is_dir() => p.clone(),
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    let changed = changed_files(git_ref, &scope)?;
     let picked: Vec<PathBuf> = files
         .into_iter()
         .filter(|f| {
-            let project = f
-                .parent()
-                .map(|d| d.join("factory.yaml"))
-                .and_then(|p| canonical(&p));
-            canonical(f).is_some_and(|c| changed.contains(&c))
-                || project.is_some_and(|p| changed.contains(&p))
+            // The recipe, its project file, topics file, music and footage folders.
+            std::iter::once(f.clone())
+                .chain(super::watch::inputs(f))
+                .filter_map(|input| canonical(&input))
+                .any(|input| changed.iter().any(|c| c.starts_with(&input)))
         })
         .collect();
     if picked.is_empty() {
@@ -60,8 +68,13 @@ pub fn select(paths: &[PathBuf], select: &Select) -> Result<Option<Vec<PathBuf>>
     Ok(Some(picked))
 }
 
+/// The real path of `p`; of a deleted file, its folder's real path and its name.
 fn canonical(p: &Path) -> Option<PathBuf> {
-    std::fs::canonicalize(p).ok()
+    std::fs::canonicalize(p).ok().or_else(|| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()?;
+        Some(dir.join(p.file_name()?))
+    })
 }
 
 /// Files changed since `git_ref` under `paths`, plus untracked ones, as canonical paths.

@@ -13,6 +13,7 @@ mod doctor;
 pub mod escape;
 mod export;
 mod gc;
+mod init;
 mod jobs;
 mod plan;
 mod preview;
@@ -70,6 +71,12 @@ pub struct Cli {
 #[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: a recipes folder with a sample recipe, schemas, `.gitignore`, CI.
+    Init {
+        /// The project folder (created when missing); existing files are never replaced.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check recipes and report every mistake with its file, line and column.
     Validate {
         /// Recipe files or folders (searched recursively).
@@ -372,6 +379,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         picked: run::Picked::default(),
     };
     match cli.command {
+        Command::Init { dir } => init::run(&dir),
         Command::Validate { paths, select } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);

@@ -9,6 +9,7 @@ mod doctor;
 mod exactly_once;
 mod fakes;
 mod hardening;
+mod init;
 mod job_id;
 mod lengths;
 mod outputs;
