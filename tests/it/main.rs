@@ -11,6 +11,7 @@ mod fakes;
 mod hardening;
 mod job_id;
 mod outputs;
+mod pg;
 mod pipeline;
 mod pipeline_real;
 mod plan;
