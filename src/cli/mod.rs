@@ -31,6 +31,7 @@ use clap::{Parser, Subcommand};
 
 use crate::expand::{self, Job};
 use crate::recipe::{self, Diagnostic, Resolved};
+use crate::store::StoreUrl;
 
 // The doc comments here are `--help` text, which prints backticks as they are.
 #[allow(clippy::doc_markdown)]
@@ -49,6 +50,16 @@ pub struct Cli {
         default_value = ".factory"
     )]
     pub state_dir: PathBuf,
+    /// The job store: sqlite://FILE, or postgres://USER:PASSWORD@HOST/DATABASE for a store
+    /// many machines share [default: sqlite://STATE_DIR/factory.db].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -263,6 +274,9 @@ impl From<crate::store::StoreError> for Failure {
             StoreError::NoSuchJob(_) | StoreError::Ambiguous { .. } | StoreError::BadPrefix(_) => {
                 Self::invalid(e.to_string())
             }
+            StoreError::Connect { .. } => Self::environment(e.to_string()).with_hint(
+                "check the host, port, database and credentials of `--store` (`FACTORY_STORE`)",
+            ),
             other => Self::environment(other.to_string()),
         }
     }
@@ -307,9 +321,17 @@ pub fn main() -> ExitCode {
 
 pub async fn run(cli: Cli) -> CmdResult {
     let ci = cli.ci || ci::from_env();
+    // Read here, not by clap: clap's message would repeat the value, password and all.
+    let store = match cli.store.as_deref() {
+        Some(text) => text
+            .parse::<StoreUrl>()
+            .map_err(|e| Failure::invalid(e.to_string()))?,
+        None => StoreUrl::in_state_dir(&cli.state_dir),
+    };
     // What commands that change state lock (see [`run::lock_state`]).
     let locking = run::Options {
         state_dir: cli.state_dir.clone(),
+        store: store.clone(),
         cache_dir: cli.cache_dir.clone(),
         json: cli.json,
         ci,
@@ -330,7 +352,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
-            plan::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            plan::run(&paths, &cli.state_dir, &store, &cache_dir, cli.json, ci).await
         }
         Command::Run {
             paths,
@@ -344,6 +366,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let reports = ci::Reports::new(summary, junit, ci, &cli.state_dir);
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -358,6 +381,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -374,11 +398,11 @@ pub async fn run(cli: Cli) -> CmdResult {
         }
         Command::Report { paths, out } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            report::run(&paths, &out, &cli.state_dir, &cache_dir).await
+            report::run(&paths, &out, &cli.state_dir, &store, &cache_dir).await
         }
         Command::Doctor { paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            doctor::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            doctor::run(&paths, &cli.state_dir, &store, &cache_dir, cli.json, ci).await
         }
         Command::Jobs {
             command: JobsCommand::Retry { id },
@@ -386,6 +410,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             crate::store::job_prefix(&id)?;
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -395,7 +420,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         }
         Command::Completions { shell } => completions::run(shell),
         Command::Man => completions::man(),
-        Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
+        Command::Jobs { command } => jobs::run(command, &cli.state_dir, &store, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Cache {
             command: CacheCommand::Verify,
@@ -413,9 +438,16 @@ pub async fn run(cli: Cli) -> CmdResult {
             } else {
                 run::lock_state(&locking, "gc").await?
             };
-            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+            gc::run(
+                dry_run,
+                &cli.state_dir,
+                &store,
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
-        Command::Export { out } => export::run(out, &cli.state_dir).await,
+        Command::Export { out } => export::run(out, &store).await,
         Command::Purge {
             job,
             recipe,
@@ -426,7 +458,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
                     crate::store::job_prefix(&prefix)?;
-                    let store = crate::store::Store::open_read_only(&cli.state_dir)
+                    let store = crate::store::Store::open_read_only(&store)
                         .await?
                         .ok_or_else(|| {
                             Failure::invalid(format!("job `{prefix}` is not in the store"))
@@ -442,6 +474,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 scope,
                 yes,
                 &cli.state_dir,
+                &store,
                 cli.cache_dir.as_deref(),
                 cli.json,
             )
@@ -460,7 +493,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             } else {
                 run::lock_state(&locking, "auth").await?
             };
-            auth::run(command, &cli.state_dir, cli.json).await
+            auth::run(command, &cli.state_dir, &store, cli.json).await
         }
     }
 }
@@ -578,6 +611,16 @@ pub fn report(diags: &[Diagnostic], ci: bool) -> bool {
         out(&text);
     }
     !diags.is_empty()
+}
+
+/// Where the store is, for a message: the state directory for its own SQLite file (as
+/// messages always said), the URL without credentials otherwise.
+pub fn store_place(state_dir: &std::path::Path, store: &StoreUrl) -> String {
+    if *store == StoreUrl::in_state_dir(state_dir) {
+        state_dir.display().to_string()
+    } else {
+        store.to_string()
+    }
 }
 
 /// Warns about state files that others can read, with the `chmod` that fixes each.

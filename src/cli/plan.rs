@@ -25,6 +25,7 @@ struct Planned<'a> {
 pub async fn run(
     paths: &[PathBuf],
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: &Path,
     json: bool,
     ci: bool,
@@ -34,7 +35,7 @@ pub async fn run(
         return Ok(Outcome::Invalid);
     }
     super::warn_loose_permissions(state_dir);
-    let store = Store::open_read_only(state_dir).await?;
+    let store = Store::open_read_only(store_url).await?;
     let artifacts = ArtifactStore::at(cache_dir);
     let records = artifacts
         .jobs()

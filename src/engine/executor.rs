@@ -55,7 +55,7 @@ const LOW_SPACE: u64 = 1 << 20;
 /// A store write that failed: a full disk under the state directory is named as such.
 fn store_halt(e: &Engine, stage: Stage, err: &crate::store::StoreError) -> Halt {
     if err.is_no_space() {
-        let dir = e.store.path().parent().unwrap_or(e.store.path());
+        let dir = crate::store::Store::dir_of(e.store.path());
         return Halt {
             stage,
             kind: HaltKind::NoSpace(ProviderError::no_space(dir, err.to_string()).to_string()),
@@ -835,7 +835,7 @@ impl EffectLog for Ledger {
             .await
             .map_err(|e| {
                 if e.is_no_space() {
-                    let dir = self.store.path().parent().unwrap_or(self.store.path());
+                    let dir = crate::store::Store::dir_of(self.store.path());
                     ProviderError::no_space(dir, e.to_string())
                 } else {
                     ProviderError::permanent("store", e.to_string())
