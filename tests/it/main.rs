@@ -30,6 +30,7 @@ mod publish_telegram;
 mod publish_tiktok;
 mod report;
 mod schema;
+mod store_backends;
 mod support;
 mod validate;
 mod watch;
