@@ -654,3 +654,79 @@ fn a_command_on_an_unreachable_store_exits_3_naming_the_host_not_the_password() 
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(!bad.stderr.contains("hunter2"), "{bad:?}");
 }
+
+/// `run`, `plan`, `jobs`, `report`, `export`, `gc` and `purge` on a Postgres store, offline
+/// providers: the same commands, unchanged, and no SQLite file appears.
+#[test]
+fn every_command_works_unchanged_on_a_postgres_store() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write(
+        dir.path(),
+        "tiny.yaml",
+        "version: 1\nname: tiny\nvoices:\n  a: { provider: espeak, voice: en-us, rate: 260 }\n\
+         templates:\n  t:\n    script: { provider: offline, seconds: 3 }\n    footage: { provider: generated, clips: 1 }\n\
+         \x20   captions: { style: none }\n    title: \"{{ topic }}\"\n\
+         batch:\n  template: t\n  matrix: { topic: [Alpha, Beta], voice: [a] }\n",
+    );
+    let url = pg::shared().url();
+    let factory = |args: &[&str]| {
+        crate::support::Factory::new()
+            .current_dir(dir.path())
+            .env("FACTORY_STORE", &url)
+            .env("CI", "1")
+            .args(args)
+            .run()
+    };
+    let run = factory(&["run", "tiny.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(crate::support::executed(&run), 16, "{run:?}");
+    assert!(
+        !dir.path().join(".factory/factory.db").exists(),
+        "the jobs are in Postgres, not in a SQLite file"
+    );
+
+    let again = factory(&["run", "tiny.yaml"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(crate::support::executed(&again), 0, "{again:?}");
+
+    let plan = factory(&["--json", "plan", "tiny.yaml"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(plan.json()["recipes"][0]["counts"]["done"], 2, "{plan:?}");
+
+    let jobs = factory(&["--json", "jobs", "list"]);
+    assert_eq!(jobs.code, 0, "{jobs:?}");
+    let listed = jobs.json()["jobs"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{jobs:?}");
+    assert!(listed.iter().all(|j| j["status"] == "done"), "{listed:?}");
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let show = factory(&["jobs", "show", &id[..8]]);
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains("render"), "{show:?}");
+
+    let report = factory(&["report", "--out", "report.html"]);
+    assert_eq!(report.code, 0, "{report:?}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("Alpha") && html.contains("Beta"));
+
+    let export = factory(&["export"]);
+    assert_eq!(export.code, 0, "{export:?}");
+    assert_eq!(export.json()["jobs"].as_array().unwrap().len(), 2);
+
+    let gc = factory(&["gc"]);
+    assert_eq!(gc.code, 0, "{gc:?}");
+
+    let purge = factory(&["purge", "--all", "--yes"]);
+    assert_eq!(purge.code, 0, "{purge:?}");
+    let empty = factory(&["--json", "jobs", "list"]);
+    assert_eq!(
+        empty.json()["jobs"].as_array().unwrap().len(),
+        0,
+        "{empty:?}"
+    );
+    let database = url.rsplit('/').next().unwrap();
+    let counted = pg::shared().psql(database, "SELECT COUNT(*) FROM jobs");
+    assert!(
+        String::from_utf8_lossy(&counted.stdout).contains(" 0\n"),
+        "{counted:?}"
+    );
+}
