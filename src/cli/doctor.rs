@@ -28,6 +28,7 @@ pub async fn run(
     let artifacts = ArtifactStore::at(cache_dir);
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| super::Failure::environment(e.to_string()))?;
     let mut selected = Vec::new();
     let mut recipes = Vec::with_capacity(ok.len());

@@ -60,6 +60,16 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub store: Option<String>,
+    /// The artifact store: a folder (as `--cache-dir`), or s3://BUCKET/PREFIX on any
+    /// S3-compatible service, kept in front of a local cache [default: STATE_DIR/cache].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_ARTIFACTS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub artifacts: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -319,8 +329,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub async fn run(cli: Cli) -> CmdResult {
+pub async fn run(mut cli: Cli) -> CmdResult {
     let ci = cli.ci || ci::from_env();
+    // A folder is the cache directory; an S3 URL puts the shared store behind the cache.
+    let remote = match cli.artifacts.as_deref() {
+        Some(text) if text.starts_with("s3://") => Some(
+            text.parse::<crate::artifacts::s3::S3Url>()
+                .map_err(|e| Failure::invalid(e.to_string()))?,
+        ),
+        Some(folder) => {
+            cli.cache_dir = Some(PathBuf::from(folder));
+            None
+        }
+        None => None,
+    };
     // Read here, not by clap: clap's message would repeat the value, password and all.
     let store = match cli.store.as_deref() {
         Some(text) => text
@@ -332,6 +354,7 @@ pub async fn run(cli: Cli) -> CmdResult {
     let locking = run::Options {
         state_dir: cli.state_dir.clone(),
         store: store.clone(),
+        remote: remote.clone(),
         cache_dir: cli.cache_dir.clone(),
         json: cli.json,
         ci,
@@ -367,6 +390,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -382,6 +406,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -411,6 +436,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,

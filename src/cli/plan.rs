@@ -39,6 +39,7 @@ pub async fn run(
     let artifacts = ArtifactStore::at(cache_dir);
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| super::Failure::environment(e.to_string()))?;
     let prices = Prices::from_env();
     let mut plans = Vec::with_capacity(ok.len());

@@ -58,6 +58,7 @@ pub async fn run(
     for id in &ids {
         artifacts
             .forget_job(id)
+            .await
             .map_err(|e| Failure::environment(e.to_string()))?;
     }
     if json {

@@ -25,6 +25,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The job store (`--store`); by default the SQLite file in `state_dir`.
     pub store: crate::store::StoreUrl,
+    /// The shared artifact store behind the cache (`--artifacts s3://…`).
+    pub remote: Option<crate::artifacts::s3::S3Url>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub ci: bool,
@@ -127,12 +129,18 @@ async fn execute_only(
     super::warn_loose_permissions(&opts.state_dir);
     let store = Store::open(&opts.store).await?;
     let cache_dir = opts.cache_dir();
-    let artifacts = ArtifactStore::open(&cache_dir)
+    let mut artifacts = ArtifactStore::open(&cache_dir)
         .and_then(|a| a.remove_stale_work().map(|_| a))
         .map_err(|e| Failure::environment(e.to_string()))?;
+    if let Some(url) = &opts.remote {
+        let remote = crate::artifacts::s3::Remote::from_env(url.clone())
+            .map_err(|e| Failure::environment(e.to_string()))?;
+        artifacts = artifacts.with_remote(remote);
+    }
     // A kept artifact store over a fresh database: the index is rebuilt from it.
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| Failure::environment(e.to_string()))?;
     let paths: HashMap<String, String> = ok
         .iter()
@@ -442,6 +450,7 @@ mod tests {
         let opts = Options {
             state_dir: PathBuf::from("state"),
             store: crate::store::StoreUrl::in_state_dir(Path::new("state")),
+            remote: None,
             cache_dir: None,
             json: false,
             ci: false,

@@ -416,6 +416,7 @@ impl Engine {
                 stages,
                 finished_at: crate::clock::now(),
             })
+            .await
             .map_err(|e| format!("cannot record the finished job: {e}"))?;
         self.store
             .set_status(id, Status::Done, None, None)

@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod artifacts_s3;
 mod auth;
 mod ci_mode;
 mod cli;
