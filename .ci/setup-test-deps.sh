@@ -6,7 +6,15 @@
 #   because earlier releases answer CompleteMultipartUpload with a root element that S3
 #   clients cannot read.
 # - chromium: the report test opens the HTML report headless and takes a screenshot.
+# - postgresql: the store tests run `initdb` and `pg_ctl` from it in a temporary directory
+#   (Debian puts them in /usr/lib/postgresql/<version>/bin, off PATH).
 set -euo pipefail
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+fi
+echo "postgresql: $(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1)"
 
 if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq

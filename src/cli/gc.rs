@@ -14,14 +14,15 @@ use crate::store::Store;
 pub async fn run(
     dry_run: bool,
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
-    if !Store::exists(state_dir)? {
+    if !Store::exists(store_url)? {
         out("nothing to collect: no store yet\n");
         return Ok(Outcome::Ok);
     }
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let report = collect_in(&store, &Places::new(state_dir, cache_dir), dry_run).await;
     store.close().await;
     let report = report?;

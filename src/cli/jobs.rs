@@ -8,9 +8,15 @@ use super::escape::plain;
 use super::{CmdResult, Failure, JobsCommand, Outcome, out, out_json};
 use crate::store::{JobFilter, Store};
 
-pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(
+    command: JobsCommand,
+    state_dir: &Path,
+    store: &crate::store::StoreUrl,
+    json: bool,
+) -> CmdResult {
     super::warn_loose_permissions(state_dir);
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+    let place = super::store_place(state_dir, store);
+    let Some(store) = Store::open_read_only(store).await? else {
         return match command {
             JobsCommand::List { .. } => {
                 if json {
@@ -22,12 +28,8 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
             }
             JobsCommand::Show { id } | JobsCommand::Retry { id } => {
                 crate::store::job_prefix(&id)?;
-                Err(
-                    Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
-                        "no store at `{}` yet; run a recipe first",
-                        state_dir.display()
-                    )),
-                )
+                Err(Failure::invalid(format!("job `{id}` is not in the store"))
+                    .with_hint(format!("no store at `{place}` yet; run a recipe first")))
             }
         };
     };

@@ -34,6 +34,7 @@ use clap::{Parser, Subcommand};
 
 use crate::expand::{self, Job};
 use crate::recipe::{self, Diagnostic, Resolved};
+use crate::store::StoreUrl;
 
 // The doc comments here are `--help` text, which prints backticks as they are.
 #[allow(clippy::doc_markdown)]
@@ -52,6 +53,26 @@ pub struct Cli {
         default_value = ".factory"
     )]
     pub state_dir: PathBuf,
+    /// The job store: sqlite://FILE, or postgres://USER:PASSWORD@HOST/DATABASE for a store
+    /// many machines share [default: sqlite://STATE_DIR/factory.db].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
+    /// The artifact store: a folder (as `--cache-dir`), or s3://BUCKET/PREFIX on any
+    /// S3-compatible service, kept in front of a local cache [default: STATE_DIR/cache].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_ARTIFACTS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub artifacts: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -325,6 +346,9 @@ impl From<crate::store::StoreError> for Failure {
             StoreError::NoSuchJob(_) | StoreError::Ambiguous { .. } | StoreError::BadPrefix(_) => {
                 Self::invalid(e.to_string())
             }
+            StoreError::Connect { .. } => Self::environment(e.to_string()).with_hint(
+                "check the host, port, database and credentials of `--store` (`FACTORY_STORE`)",
+            ),
             other => Self::environment(other.to_string()),
         }
     }
@@ -367,11 +391,32 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub async fn run(cli: Cli) -> CmdResult {
+pub async fn run(mut cli: Cli) -> CmdResult {
     let ci = cli.ci || ci::from_env();
+    // A folder is the cache directory; an S3 URL puts the shared store behind the cache.
+    let remote = match cli.artifacts.as_deref() {
+        Some(text) if text.starts_with("s3://") => Some(
+            text.parse::<crate::artifacts::s3::S3Url>()
+                .map_err(|e| Failure::invalid(e.to_string()))?,
+        ),
+        Some(folder) => {
+            cli.cache_dir = Some(PathBuf::from(folder));
+            None
+        }
+        None => None,
+    };
+    // Read here, not by clap: clap's message would repeat the value, password and all.
+    let store = match cli.store.as_deref() {
+        Some(text) => text
+            .parse::<StoreUrl>()
+            .map_err(|e| Failure::invalid(e.to_string()))?,
+        None => StoreUrl::in_state_dir(&cli.state_dir),
+    };
     // What commands that change state lock (see [`run::lock_state`]).
     let locking = run::Options {
         state_dir: cli.state_dir.clone(),
+        store: store.clone(),
+        remote: remote.clone(),
         cache_dir: cli.cache_dir.clone(),
         json: cli.json,
         ci,
@@ -406,7 +451,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 selector: pick.selector()?,
                 limit: pick.limit,
             };
-            plan::run(&paths, &cli.state_dir, &cache_dir, show).await
+            plan::run(&paths, &cli.state_dir, &store, &cache_dir, show).await
         }
         Command::Run {
             paths,
@@ -422,6 +467,8 @@ pub async fn run(cli: Cli) -> CmdResult {
             let reports = ci::Reports::new(summary, junit, ci, &cli.state_dir);
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -441,6 +488,8 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -459,11 +508,11 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Report { paths, out, pick } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
             let picked = (pick.selector()?, pick.limit);
-            report::run(&paths, &out, &cli.state_dir, &cache_dir, &picked).await
+            report::run(&paths, &out, &cli.state_dir, &store, &cache_dir, &picked).await
         }
         Command::Doctor { paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            doctor::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            doctor::run(&paths, &cli.state_dir, &store, &cache_dir, cli.json, ci).await
         }
         Command::Jobs {
             command: JobsCommand::Retry { id },
@@ -471,6 +520,8 @@ pub async fn run(cli: Cli) -> CmdResult {
             crate::store::job_prefix(&id)?;
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
@@ -481,20 +532,12 @@ pub async fn run(cli: Cli) -> CmdResult {
         }
         Command::Why { job, stage, paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            why::run(
-                &job,
-                stage.as_deref(),
-                &paths,
-                &cli.state_dir,
-                &cache_dir,
-                cli.json,
-            )
-            .await
+            why::run(&job, stage.as_deref(), &paths, &store, &cache_dir, cli.json).await
         }
         Command::Preview { job, paths } => preview::run(&job, &paths, &locking).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Man => completions::man(),
-        Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
+        Command::Jobs { command } => jobs::run(command, &cli.state_dir, &store, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Cache {
             command: CacheCommand::Verify,
@@ -512,9 +555,16 @@ pub async fn run(cli: Cli) -> CmdResult {
             } else {
                 run::lock_state(&locking, "gc").await?
             };
-            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+            gc::run(
+                dry_run,
+                &cli.state_dir,
+                &store,
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
-        Command::Export { out } => export::run(out, &cli.state_dir).await,
+        Command::Export { out } => export::run(out, &store).await,
         Command::Purge {
             job,
             recipe,
@@ -525,7 +575,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
                     crate::store::job_prefix(&prefix)?;
-                    let store = crate::store::Store::open_read_only(&cli.state_dir)
+                    let store = crate::store::Store::open_read_only(&store)
                         .await?
                         .ok_or_else(|| {
                             Failure::invalid(format!("job `{prefix}` is not in the store"))
@@ -541,6 +591,7 @@ pub async fn run(cli: Cli) -> CmdResult {
                 scope,
                 yes,
                 &cli.state_dir,
+                &store,
                 cli.cache_dir.as_deref(),
                 cli.json,
             )
@@ -559,7 +610,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             } else {
                 run::lock_state(&locking, "auth").await?
             };
-            auth::run(command, &cli.state_dir, cli.json).await
+            auth::run(command, &cli.state_dir, &store, cli.json).await
         }
     }
 }
@@ -677,6 +728,16 @@ pub fn report(diags: &[Diagnostic], ci: bool) -> bool {
         out(&text);
     }
     !diags.is_empty()
+}
+
+/// Where the store is, for a message: the state directory for its own SQLite file (as
+/// messages always said), the URL without credentials otherwise.
+pub fn store_place(state_dir: &std::path::Path, store: &StoreUrl) -> String {
+    if *store == StoreUrl::in_state_dir(state_dir) {
+        state_dir.display().to_string()
+    } else {
+        store.to_string()
+    }
 }
 
 /// Warns about state files that others can read, with the `chmod` that fixes each.

@@ -43,7 +43,13 @@ pub struct Show {
     pub limit: Option<usize>,
 }
 
-pub async fn run(paths: &[PathBuf], state_dir: &Path, cache_dir: &Path, show: Show) -> CmdResult {
+pub async fn run(
+    paths: &[PathBuf],
+    state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
+    cache_dir: &Path,
+    show: Show,
+) -> CmdResult {
     let Show {
         json,
         ci,
@@ -57,10 +63,11 @@ pub async fn run(paths: &[PathBuf], state_dir: &Path, cache_dir: &Path, show: Sh
         return Ok(Outcome::Invalid);
     }
     super::warn_loose_permissions(state_dir);
-    let store = Store::open_read_only(state_dir).await?;
+    let store = Store::open_read_only(store_url).await?;
     let artifacts = ArtifactStore::at(cache_dir);
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| super::Failure::environment(e.to_string()))?;
     let prices = Prices::from_env();
     let forecaster = Forecaster::new(&artifacts).await;
@@ -238,11 +245,12 @@ impl<'a> Forecaster<'a> {
 
     /// Whether the artifact store already holds a stage's result for `key`: an entry for
     /// a cached stage, a `done` ledger record for a side effect.
-    pub(super) fn holds(&self, stage: Stage, key: &str) -> bool {
+    pub(super) async fn holds(&self, stage: Stage, key: &str) -> bool {
         match stage {
             Stage::Host | Stage::Draft | Stage::Notify => self
                 .artifacts
                 .effect(key)
+                .await
                 .ok()
                 .flatten()
                 .is_some_and(|r| r.status == EffectStatus::Done),
@@ -257,18 +265,22 @@ impl<'a> Forecaster<'a> {
             let Some(job) = jobs.get(&planned.id) else {
                 continue;
             };
-            planned.stages = self
-                .inputs(&e.recipe.dir, job)
-                .await
-                .into_iter()
-                .map(|(stage, inputs)| StagePlan {
+            let mut stages = Vec::new();
+            for (stage, inputs) in self.inputs(&e.recipe.dir, job).await {
+                let reuse = match inputs {
+                    Some(i) => self.holds(stage, &i.key()).await,
+                    None => false,
+                };
+                stages.push(StagePlan {
                     stage,
-                    action: match inputs {
-                        Some(i) if self.holds(stage, &i.key()) => StageAction::Reuse,
-                        _ => StageAction::Run,
+                    action: if reuse {
+                        StageAction::Reuse
+                    } else {
+                        StageAction::Run
                     },
-                })
-                .collect();
+                });
+            }
+            planned.stages = stages;
         }
     }
 }

@@ -59,7 +59,7 @@ pub async fn run(job: &str, paths: &[PathBuf], opts: &Options) -> CmdResult {
     let (mut ok, diags) = load_all(paths);
     if super::why::find_current(&ok, &prefix)?.is_none() {
         // A job of the store whose recipe lives elsewhere.
-        if let Some(store) = Store::open_read_only(&opts.state_dir).await? {
+        if let Some(store) = Store::open_read_only(&opts.store).await? {
             let found = store.find_job(&prefix).await;
             let path = match &found {
                 Ok(j) => store.recipe_path(&j.recipe).await?,

@@ -16,10 +16,11 @@ pub async fn run(
     scope: Scope,
     yes: bool,
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+    let Some(store) = Store::open_read_only(store_url).await? else {
         out("nothing to purge: no store yet\n");
         return Ok(Outcome::Ok);
     };
@@ -39,7 +40,7 @@ pub async fn run(
     // R2 is needed only when a hosted copy is an object there; without settings, such a
     // copy is reported instead of silently left behind.
     let remote = R2Config::from_env().and_then(R2::new).ok();
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let purged = purge::purge(
         &store,
         &Places::new(state_dir, cache_dir),
@@ -57,6 +58,7 @@ pub async fn run(
     for id in &ids {
         artifacts
             .forget_job(id)
+            .await
             .map_err(|e| Failure::environment(e.to_string()))?;
     }
     if json {

@@ -19,6 +19,7 @@ pub async fn run(
     paths: &[PathBuf],
     out_file: &Path,
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: &Path,
     picked: &(crate::plan::Selector, Option<usize>),
 ) -> CmdResult {
@@ -33,11 +34,12 @@ pub async fn run(
         Some(ok.into_iter().map(|e| e.recipe.name).collect())
     };
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
-    let Some(store) = Store::open_read_only(state_dir).await? else {
-        return Err(
-            Failure::invalid(format!("no job store in `{}`", state_dir.display()))
-                .with_hint("run `factory run` first"),
-        );
+    let Some(store) = Store::open_read_only(store_url).await? else {
+        return Err(Failure::invalid(format!(
+            "no job store in `{}`",
+            super::store_place(state_dir, store_url)
+        ))
+        .with_hint("run `factory run` first"));
     };
     let mut jobs = store.list_jobs(&JobFilter::default()).await?;
     if let Some(names) = &recipes {

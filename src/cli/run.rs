@@ -26,6 +26,10 @@ const STAGE_HISTORY: i64 = 50;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub state_dir: PathBuf,
+    /// The job store (`--store`); by default the SQLite file in `state_dir`.
+    pub store: crate::store::StoreUrl,
+    /// The shared artifact store behind the cache (`--artifacts s3://…`).
+    pub remote: Option<crate::artifacts::s3::S3Url>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub ci: bool,
@@ -150,14 +154,20 @@ async fn execute_only(
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
     let _locks = lock_state(opts, "run").await?;
     super::warn_loose_permissions(&opts.state_dir);
-    let store = Store::open(&opts.state_dir).await?;
+    let store = Store::open(&opts.store).await?;
     let cache_dir = opts.cache_dir();
-    let artifacts = ArtifactStore::open(&cache_dir)
+    let mut artifacts = ArtifactStore::open(&cache_dir)
         .and_then(|a| a.remove_stale_work().map(|_| a))
         .map_err(|e| Failure::environment(e.to_string()))?;
+    if let Some(url) = &opts.remote {
+        let remote = crate::artifacts::s3::Remote::from_env(url.clone())
+            .map_err(|e| Failure::environment(e.to_string()))?;
+        artifacts = artifacts.with_remote(remote);
+    }
     // A kept artifact store over a fresh database: the index is rebuilt from it.
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| Failure::environment(e.to_string()))?;
     let paths: HashMap<String, String> = ok
         .iter()
@@ -458,11 +468,11 @@ fn plural(n: usize) -> &'static str {
 /// reused from the cache. A done job whose video expired renders again from its kept
 /// script and inputs; a draft already delivered is never sent twice.
 pub async fn retry(id: &str, opts: &Options) -> CmdResult {
-    let Some(store) = Store::open_read_only(&opts.state_dir).await? else {
+    let Some(store) = Store::open_read_only(&opts.store).await? else {
         return Err(
             Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
                 "no store at `{}` yet; run a recipe first",
-                opts.state_dir.display()
+                super::store_place(&opts.state_dir, &opts.store)
             )),
         );
     };
@@ -509,6 +519,8 @@ mod tests {
     fn a_full_disk_makes_the_run_an_environment_failure() {
         let opts = Options {
             state_dir: PathBuf::from("state"),
+            store: crate::store::StoreUrl::in_state_dir(Path::new("state")),
+            remote: None,
             cache_dir: None,
             json: false,
             ci: false,

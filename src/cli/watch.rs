@@ -180,7 +180,7 @@ impl Watcher {
                 if diags.len() == 1 { "" } else { "s" }
             ));
         }
-        let store = Store::open_read_only(&self.opts.state_dir).await?;
+        let store = Store::open_read_only(&self.opts.store).await?;
         for e in &ok {
             let stored = match &store {
                 Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,

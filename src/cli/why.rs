@@ -255,7 +255,7 @@ pub async fn run(
     job: &str,
     stage: Option<&str>,
     paths: &[PathBuf],
-    state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: &Path,
     json: bool,
 ) -> CmdResult {
@@ -270,7 +270,7 @@ pub async fn run(
             })
         })
         .transpose()?;
-    let store = Store::open_read_only(state_dir).await?;
+    let store = Store::open_read_only(store_url).await?;
     let (mut ok, diags) = load_all(paths);
     // A job of the recipes at hand, by prefix; else a stored one, with today's version
     // of its cell from the recipe file the store remembers.
@@ -340,24 +340,23 @@ pub async fn run(
     };
     let artifacts = ArtifactStore::at(cache_dir);
     let forecaster = Forecaster::new(&artifacts).await;
-    let stages = forecaster
-        .inputs(&expanded.recipe.dir, job)
-        .await
-        .into_iter()
-        .filter(|(s, _)| only.is_none_or(|o| o == *s))
-        .map(|(s, inputs)| {
-            let mut why = judge(s, recorded.get(s.as_str()), inputs.as_ref());
-            if why.verdict == Verdict::Same
-                && why
-                    .new_key
-                    .as_deref()
-                    .is_some_and(|k| !forecaster.holds(s, k))
-            {
+    let mut stages = Vec::new();
+    for (s, inputs) in forecaster.inputs(&expanded.recipe.dir, job).await {
+        if only.is_some_and(|o| o != s) {
+            continue;
+        }
+        let mut why = judge(s, recorded.get(s.as_str()), inputs.as_ref());
+        if why.verdict == Verdict::Same {
+            let held = match why.new_key.as_deref() {
+                Some(k) => forecaster.holds(s, k).await,
+                None => true,
+            };
+            if !held {
                 why.verdict = Verdict::Gone;
             }
-            why
-        })
-        .collect();
+        }
+        stages.push(why);
+    }
     let why = Why {
         job: id,
         recipe: expanded.recipe.name.clone(),

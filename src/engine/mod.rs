@@ -410,7 +410,7 @@ impl Engine {
         stages: Vec<(String, String)>,
     ) -> Result<(), String> {
         if self.settings.record_jobs {
-            self.put_record(input, id, spec_json, stages)?;
+            self.put_record(input, id, spec_json, stages).await?;
         }
         self.store
             .set_status(id, Status::Done, None, None)
@@ -418,7 +418,7 @@ impl Engine {
             .map_err(|e| format!("cannot record the finished job: {e}"))
     }
 
-    fn put_record(
+    async fn put_record(
         &self,
         input: &JobInput,
         id: &str,
@@ -436,6 +436,7 @@ impl Engine {
                 stages,
                 finished_at: crate::clock::now(),
             })
+            .await
             .map_err(|e| format!("cannot record the finished job: {e}"))
     }
 }

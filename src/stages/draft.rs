@@ -64,7 +64,7 @@ pub async fn run(
     let request = &request;
     // A draft delivered earlier is checked where it can be: a local draft truncated or
     // changed on disk is delivered again from its render.
-    if let Some(result) = job.effect_result(Stage::Draft, &key)?
+    if let Some(result) = job.effect_result(Stage::Draft, &key).await?
         && let Ok(receipt) = serde_json::from_value::<DraftReceipt>(result)
     {
         let drafts = services

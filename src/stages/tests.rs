@@ -663,7 +663,7 @@ async fn an_intent_left_by_a_crash_keeps_a_notice_from_going_out_twice() {
             serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
         if r.kind == "notify" {
             r.status = EffectStatus::Intent;
-            engine.artifacts().put_effect(&r).unwrap();
+            engine.artifacts().put_effect(&r).await.unwrap();
         }
     }
     let fresh = w.engine_at("fresh-state", Budgets::default()).await;
@@ -694,7 +694,7 @@ async fn a_fresh_state_directory_over_a_kept_artifact_store_executes_nothing_and
     assert_eq!(calls(&w.fakes), before);
     assert_eq!(w.fakes.inbox.lock().unwrap().len(), 2);
     assert_eq!(w.fakes.notices.lock().unwrap().len(), 2);
-    assert_eq!(fresh.artifacts().jobs().unwrap().len(), 2);
+    assert_eq!(fresh.artifacts().jobs().await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod artifacts_s3;
 mod auth;
 mod ci_mode;
 mod cli;
@@ -13,6 +14,7 @@ mod init;
 mod job_id;
 mod lengths;
 mod outputs;
+mod pg;
 mod pipeline;
 mod pipeline_real;
 mod plan;
@@ -36,6 +38,7 @@ mod scenes_script;
 mod schema;
 mod select;
 mod shards;
+mod store_backends;
 mod support;
 mod validate;
 mod voices;

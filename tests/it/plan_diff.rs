@@ -139,6 +139,7 @@ impl Project {
                             error: None,
                             updated_at: at,
                         })
+                        .await
                         .expect("record the effect"),
                     _ if artifacts.contains(stage.as_str(), &key) => {}
                     _ => {
