@@ -375,7 +375,16 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
-            plan::run(&paths, &cli.state_dir, &store, &cache_dir, cli.json, ci).await
+            plan::run(
+                &paths,
+                &cli.state_dir,
+                &store,
+                remote.as_ref(),
+                &cache_dir,
+                cli.json,
+                ci,
+            )
+            .await
         }
         Command::Run {
             paths,
@@ -501,6 +510,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 yes,
                 &cli.state_dir,
                 &store,
+                remote.as_ref(),
                 cli.cache_dir.as_deref(),
                 cli.json,
             )

@@ -17,6 +17,7 @@ pub async fn run(
     yes: bool,
     state_dir: &Path,
     store_url: &crate::store::StoreUrl,
+    remote_artifacts: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
@@ -52,9 +53,13 @@ pub async fn run(
     store.close().await;
     let purged = purged?;
     // The finished-job records and the ledger beside the artifacts are job metadata too.
-    let artifacts = crate::artifacts::ArtifactStore::at(
-        &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
-    );
+    // With a shared bucket, its records of these jobs go too.
+    let artifacts = super::run::with_remote(
+        crate::artifacts::ArtifactStore::at(
+            &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
+        ),
+        remote_artifacts,
+    )?;
     for id in &ids {
         artifacts
             .forget_job(id)

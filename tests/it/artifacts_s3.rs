@@ -123,6 +123,15 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
     );
 
     // Another machine: nothing of the first runner's but the bucket.
+    let planned = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-2", &["--json", "plan", "tiny.yaml"])
+    });
+    assert_eq!(planned.code, 0, "{planned:?}");
+    assert_eq!(
+        planned.json()["recipes"][0]["counts"]["done"],
+        2,
+        "{planned:?}"
+    );
     let second =
         tokio::task::block_in_place(|| runner(&root, &moto, "runner-2", &["run", "tiny.yaml"]));
     assert_eq!(second.code, 0, "{second:?}");
@@ -148,6 +157,16 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
         cached, 2,
         "the scripts came down into the third runner's cache"
     );
+
+    // A purge takes the jobs' records and ledger out of the bucket too.
+    let purged = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-1", &["purge", "--all", "--yes"])
+    });
+    assert_eq!(purged.code, 0, "{purged:?}");
+    for folder in ["jobs", "effects"] {
+        let left = keys(&moto, &format!("{PREFIX}/{folder}/")).await;
+        assert!(left.is_empty(), "{folder}: {left:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
