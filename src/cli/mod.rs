@@ -477,6 +477,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 dry_run,
                 &cli.state_dir,
                 &store,
+                remote.as_ref(),
                 cli.cache_dir.as_deref(),
                 cli.json,
             )

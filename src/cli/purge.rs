@@ -26,6 +26,13 @@ pub async fn run(
         return Ok(Outcome::Ok);
     };
     let ids = store.job_ids(&scope).await?;
+    // What only these jobs made, for the shared bucket once the purge removed it here.
+    let mut entries = Vec::new();
+    if remote_artifacts.is_some() {
+        for id in &ids {
+            entries.extend(store.artifacts_only_of_job(id).await?);
+        }
+    }
     store.close().await;
     if ids.is_empty() && scope != Scope::All {
         return Err(Failure::invalid(match &scope {
@@ -63,6 +70,12 @@ pub async fn run(
     for id in &ids {
         artifacts
             .forget_job(id)
+            .await
+            .map_err(|e| Failure::environment(e.to_string()))?;
+    }
+    for entry in &entries {
+        artifacts
+            .forget_remote_entry(&entry.stage, &entry.key)
             .await
             .map_err(|e| Failure::environment(e.to_string()))?;
     }
