@@ -598,6 +598,19 @@ impl ArtifactStore {
         Ok(jobs)
     }
 
+    /// Deletes an entry from the shared bucket (its manifest first, so no runner sees it
+    /// half gone); the local copy is the caller's. Without a remote, nothing to do.
+    pub async fn forget_remote_entry(&self, stage: &str, key: &str) -> Result<(), ArtifactError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        remote.delete(&Self::remote_entry(stage, key)).await?;
+        for blob in remote.list(&format!("{stage}/{key}/blobs/")).await? {
+            remote.delete(&blob).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets a job: its record and its ledger entries (for `purge`).
     pub async fn forget_job(&self, id: &str) -> Result<(), ArtifactError> {
         remove_if_there(&self.job_path(id))?;

@@ -15,6 +15,7 @@ pub async fn run(
     dry_run: bool,
     state_dir: &Path,
     store_url: &crate::store::StoreUrl,
+    remote_artifacts: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
@@ -26,6 +27,22 @@ pub async fn run(
     let report = collect_in(&store, &Places::new(state_dir, cache_dir), dry_run).await;
     store.close().await;
     let report = report?;
+    // What retention removed here goes from the shared bucket too.
+    if !dry_run && remote_artifacts.is_some() {
+        let cache = cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf);
+        let shared = super::run::with_remote(
+            crate::artifacts::ArtifactStore::at(&cache),
+            remote_artifacts,
+        )?;
+        for entry in &report.artifacts {
+            if let Some((stage, key)) = entry.split_once('/') {
+                shared
+                    .forget_remote_entry(stage, key)
+                    .await
+                    .map_err(|e| Failure::environment(e.to_string()))?;
+            }
+        }
+    }
     // Work folders a killed run left behind; `gc` holds the state lock, so none is live.
     let cache = cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf);
     let stale = if dry_run {

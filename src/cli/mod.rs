@@ -451,7 +451,15 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 selector: pick.selector()?,
                 limit: pick.limit,
             };
-            plan::run(&paths, &cli.state_dir, &store, &cache_dir, show).await
+            plan::run(
+                &paths,
+                &cli.state_dir,
+                &store,
+                remote.as_ref(),
+                &cache_dir,
+                show,
+            )
+            .await
         }
         Command::Run {
             paths,
@@ -559,6 +567,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 dry_run,
                 &cli.state_dir,
                 &store,
+                remote.as_ref(),
                 cli.cache_dir.as_deref(),
                 cli.json,
             )
@@ -592,6 +601,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 yes,
                 &cli.state_dir,
                 &store,
+                remote.as_ref(),
                 cli.cache_dir.as_deref(),
                 cli.json,
             )

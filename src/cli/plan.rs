@@ -47,6 +47,7 @@ pub async fn run(
     paths: &[PathBuf],
     state_dir: &Path,
     store_url: &crate::store::StoreUrl,
+    remote: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: &Path,
     show: Show,
 ) -> CmdResult {
@@ -64,7 +65,8 @@ pub async fn run(
     }
     super::warn_loose_permissions(state_dir);
     let store = Store::open_read_only(store_url).await?;
-    let artifacts = ArtifactStore::at(cache_dir);
+    // Finished jobs recorded in a shared bucket count as done here too.
+    let artifacts = super::run::with_remote(ArtifactStore::at(cache_dir), remote)?;
     let records = artifacts
         .jobs()
         .await

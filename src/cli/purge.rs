@@ -17,6 +17,7 @@ pub async fn run(
     yes: bool,
     state_dir: &Path,
     store_url: &crate::store::StoreUrl,
+    remote_artifacts: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
@@ -25,6 +26,13 @@ pub async fn run(
         return Ok(Outcome::Ok);
     };
     let ids = store.job_ids(&scope).await?;
+    // What only these jobs made, for the shared bucket once the purge removed it here.
+    let mut entries = Vec::new();
+    if remote_artifacts.is_some() {
+        for id in &ids {
+            entries.extend(store.artifacts_only_of_job(id).await?);
+        }
+    }
     store.close().await;
     if ids.is_empty() && scope != Scope::All {
         return Err(Failure::invalid(match &scope {
@@ -52,12 +60,22 @@ pub async fn run(
     store.close().await;
     let purged = purged?;
     // The finished-job records and the ledger beside the artifacts are job metadata too.
-    let artifacts = crate::artifacts::ArtifactStore::at(
-        &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
-    );
+    // With a shared bucket, its records of these jobs go too.
+    let artifacts = super::run::with_remote(
+        crate::artifacts::ArtifactStore::at(
+            &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
+        ),
+        remote_artifacts,
+    )?;
     for id in &ids {
         artifacts
             .forget_job(id)
+            .await
+            .map_err(|e| Failure::environment(e.to_string()))?;
+    }
+    for entry in &entries {
+        artifacts
+            .forget_remote_entry(&entry.stage, &entry.key)
             .await
             .map_err(|e| Failure::environment(e.to_string()))?;
     }

@@ -159,11 +159,7 @@ async fn execute_only(
     let mut artifacts = ArtifactStore::open(&cache_dir)
         .and_then(|a| a.remove_stale_work().map(|_| a))
         .map_err(|e| Failure::environment(e.to_string()))?;
-    if let Some(url) = &opts.remote {
-        let remote = crate::artifacts::s3::Remote::from_env(url.clone())
-            .map_err(|e| Failure::environment(e.to_string()))?;
-        artifacts = artifacts.with_remote(remote);
-    }
+    artifacts = with_remote(artifacts, opts.remote.as_ref())?;
     // A kept artifact store over a fresh database: the index is rebuilt from it.
     let records = artifacts
         .jobs()
@@ -462,6 +458,19 @@ pub fn summary_line(summary: &Summary) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `artifacts` with the shared S3 store behind it, when `--artifacts` names one.
+pub fn with_remote(
+    artifacts: ArtifactStore,
+    url: Option<&crate::artifacts::s3::S3Url>,
+) -> Result<ArtifactStore, Failure> {
+    let Some(url) = url else {
+        return Ok(artifacts);
+    };
+    let remote = crate::artifacts::s3::Remote::from_env(url.clone())
+        .map_err(|e| Failure::environment(e.to_string()))?;
+    Ok(artifacts.with_remote(remote))
 }
 
 /// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are

@@ -30,6 +30,11 @@ const SQLITE: List = &[
         "budgets",
         include_str!("../../migrations/sqlite/0003_budgets.sql"),
     ),
+    (
+        4,
+        "stage_inputs",
+        include_str!("../../migrations/sqlite/0004_stage_inputs.sql"),
+    ),
 ];
 
 const POSTGRES: List = &[
@@ -51,7 +56,7 @@ const POSTGRES: List = &[
     (
         4,
         "stage_inputs",
-        include_str!("../../migrations/0004_stage_inputs.sql"),
+        include_str!("../../migrations/postgres/0004_stage_inputs.sql"),
     ),
 ];
 

@@ -123,6 +123,15 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
     );
 
     // Another machine: nothing of the first runner's but the bucket.
+    let planned = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-2", &["--json", "plan", "tiny.yaml"])
+    });
+    assert_eq!(planned.code, 0, "{planned:?}");
+    assert_eq!(
+        planned.json()["recipes"][0]["counts"]["done"],
+        2,
+        "{planned:?}"
+    );
     let second =
         tokio::task::block_in_place(|| runner(&root, &moto, "runner-2", &["run", "tiny.yaml"]));
     assert_eq!(second.code, 0, "{second:?}");
@@ -148,6 +157,54 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
         cached, 2,
         "the scripts came down into the third runner's cache"
     );
+
+    // Retention collects the renders from the bucket as from the cache.
+    let renders = |keys: &[String]| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("{PREFIX}/render/")) && k.ends_with("manifest.json"))
+            .count()
+    };
+    assert_eq!(renders(&keys(&moto, &format!("{PREFIX}/")).await), 2);
+    let later = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+        .unwrap()
+        .as_secs()
+        + 30 * 86_400;
+    let collected = tokio::task::block_in_place(|| {
+        Factory::new()
+            .args([
+                "--state-dir",
+                "runner-1",
+                "--cache-dir",
+                "runner-1-cache",
+                "gc",
+            ])
+            .current_dir(&root)
+            .env("FACTORY_ARTIFACTS", format!("s3://{BUCKET}/{PREFIX}"))
+            .env("R2_ENDPOINT", &moto.endpoint)
+            .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
+            .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
+            .env("FACTORY_NOW", later.to_string())
+            .run()
+    });
+    assert_eq!(collected.code, 0, "{collected:?}");
+    let left = keys(&moto, &format!("{PREFIX}/")).await;
+    assert_eq!(renders(&left), 0, "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|k| k.starts_with(&format!("{PREFIX}/render/"))),
+        "the renders' files go too: {left:?}"
+    );
+
+    // A purge takes the jobs' records and ledger out of the bucket too.
+    let purged = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-1", &["purge", "--all", "--yes"])
+    });
+    assert_eq!(purged.code, 0, "{purged:?}");
+    for folder in ["jobs", "effects"] {
+        let left = keys(&moto, &format!("{PREFIX}/{folder}/")).await;
+        assert!(left.is_empty(), "{folder}: {left:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
