@@ -54,7 +54,10 @@ pub fn select(paths: &[PathBuf], select: &Select) -> Result<Option<Vec<PathBuf>>
         })
         .collect();
     if picked.is_empty() {
-        out(&format!("no recipe changed since `{git_ref}`\n"));
+        out(&format!(
+            "no recipe changed since `{}`\n",
+            super::escape::plain(git_ref)
+        ));
         return Ok(None);
     }
     Ok(Some(picked))
@@ -81,8 +84,9 @@ fn changed_files(git_ref: &str, paths: &[PathBuf]) -> Result<BTreeSet<PathBuf>, 
         })?;
         if !output.status.success() {
             return Err(Failure::invalid(format!(
-                "`git` cannot compare with `{git_ref}`: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                "`git` cannot compare with `{}`: {}",
+                super::escape::plain(git_ref),
+                super::escape::plain(String::from_utf8_lossy(&output.stderr).trim())
             )));
         }
         set.extend(

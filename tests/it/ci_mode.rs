@@ -272,3 +272,57 @@ fn github_actions_gets_annotations_groups_a_step_summary_and_junit_with_voices()
         insta::assert_snapshot!("github_annotations", annotations.join("\n"));
     });
 }
+
+#[test]
+fn an_empty_or_missing_recipes_folder_suggests_init() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let missing = Factory::new().current_dir(tmp.path()).arg("validate").run();
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("help: `factory init` makes a recipes folder"),
+        "{}",
+        missing.stderr
+    );
+    std::fs::create_dir(tmp.path().join("recipes")).expect("an empty folder");
+    let empty = Factory::new().current_dir(tmp.path()).arg("plan").run();
+    assert_eq!(empty.code, 0, "{empty:?}");
+    assert!(
+        empty
+            .stderr
+            .contains("note: no recipes in `recipes`; `factory init` makes a recipes folder"),
+        "{}",
+        empty.stderr
+    );
+}
+
+/// A ref is the user's text: printed back, it must not become a workflow command.
+#[test]
+fn a_git_ref_with_a_newline_cannot_start_a_workflow_command() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let d = tmp.path();
+    git(d, &["init", "-q"]);
+    copy_samples(d);
+    let out = Factory::new()
+        .current_dir(d)
+        .args([
+            "validate",
+            "--changed-since",
+            "main\n::error::INJECTED",
+            "recipes",
+        ])
+        .run();
+    assert_ne!(out.code, 0, "{out:?}");
+    for line in out.stdout.lines().chain(out.stderr.lines()) {
+        assert!(
+            !line.trim_start().starts_with("::error::INJECTED"),
+            "{line}"
+        );
+    }
+    assert!(
+        out.stderr.contains("main␊::error::INJECTED"),
+        "{}",
+        out.stderr
+    );
+}
