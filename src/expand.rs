@@ -29,12 +29,63 @@ const FUEL: u64 = 100_000;
 
 /// Diagnostic codes about template strings themselves, meaningful even when the
 /// recipe has other mistakes.
-pub const TEMPLATE_CODES: [&str; 4] = [
+pub const TEMPLATE_CODES: [&str; 5] = [
     "template-syntax",
     "template-unbounded",
     "undefined-variable",
+    "unknown-filter",
     "reserved-var",
 ];
+
+/// Filter names minijinja may provide, for the did-you-mean of an unknown one; only
+/// those the environment really has are offered.
+const FILTER_NAMES: &[&str] = &[
+    "abs",
+    "attr",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "max",
+    "min",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+
+/// Whether the template environment has a filter of this name: a one-line template
+/// using it renders, or fails for any other reason than an unknown filter.
+fn has_filter(env: &Environment<'_>, name: &str) -> bool {
+    env.render_str(&format!("{{{{ '' | {name} }}}}"), ())
+        .map_or_else(
+            |e| e.kind() != minijinja::ErrorKind::UnknownFilter,
+            |_| true,
+        )
+}
 
 /// The longest each rendered string may be, in characters. A caption is what TikTok
 /// accepts (2,200); a hashtag, a title and a footage query are far shorter in practice.
@@ -387,6 +438,33 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
             let Ok(tmpl) = env.get_template(&key) else {
                 continue;
             };
+            // An unknown filter is found here, once per string, not once per job at render.
+            let src = r.source(t.origin);
+            let mut told = BTreeSet::new();
+            for (filter, range) in crate::recipe::check::filters_used(text) {
+                if has_filter(&env, &filter) || !told.insert(filter.clone()) {
+                    continue;
+                }
+                let pointer = format!("{}{}", t.pointer, field.pointer());
+                let candidates: Vec<&str> = FILTER_NAMES
+                    .iter()
+                    .copied()
+                    .filter(|f| has_filter(&env, f))
+                    .collect();
+                let hint = crate::recipe::diagnostic::did_you_mean(&filter, candidates)
+                    .unwrap_or_else(|| {
+                        "see the filters minijinja provides; `lower`, `upper`, `title`, `replace` and `trim` are common".to_owned()
+                    });
+                diags.push(
+                    Diagnostic::new(
+                        &src.file,
+                        locate(src, &pointer, text, range),
+                        "unknown-filter",
+                        format!("template filter `{filter}` is not known"),
+                    )
+                    .with_hint(hint),
+                );
+            }
             let mut vars: Vec<String> = tmpl.undeclared_variables(false).into_iter().collect();
             vars.sort();
             for var in vars {

@@ -625,6 +625,9 @@ pub async fn run(mut cli: Cli) -> CmdResult {
     }
 }
 
+/// What an empty or missing recipes folder suggests.
+const INIT_HINT: &str = "`factory init` makes a recipes folder with a sample recipe to start from";
+
 /// A recipe that loaded and expanded.
 pub struct Expanded {
     pub recipe: Resolved,
@@ -635,8 +638,18 @@ pub struct Expanded {
 pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
     let files = match recipe::discover(paths) {
         Ok(f) => f,
+        Err(d) if d.code == "not-found" => {
+            return (Vec::new(), vec![d.with_hint(INIT_HINT)]);
+        }
         Err(d) => return (Vec::new(), vec![d]),
     };
+    if files.is_empty() {
+        let shown: Vec<String> = paths
+            .iter()
+            .map(|p| format!("`{}`", escape::plain(&p.display().to_string())))
+            .collect();
+        eprintln!("note: no recipes in {}; {INIT_HINT}", shown.join(", "));
+    }
     let mut ok = Vec::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     for file in files {

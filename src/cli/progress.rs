@@ -41,6 +41,9 @@ pub struct Progress {
     eta: Mutex<Eta>,
     /// Colour the lines that end a job (a terminal without `NO_COLOR`).
     colour: bool,
+    /// Under GitHub Actions, each job's lines are kept until it ends and printed as one
+    /// folded `::group::`, so concurrent jobs never interleave inside a group.
+    groups: Option<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 /// How much of a run's work is behind it, weighed by how long each stage took in past
@@ -134,6 +137,9 @@ impl Progress {
         }
         let colour =
             mode == Mode::Bars && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let groups = (mode == Mode::Plain
+            && std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"))
+        .then(|| Mutex::new(HashMap::new()));
         Self {
             mode,
             multi,
@@ -141,6 +147,42 @@ impl Progress {
             bars: Mutex::new(HashMap::new()),
             eta: Mutex::new(Eta::new(total_jobs, durations)),
             colour,
+            groups,
+        }
+    }
+
+    /// A plain line; inside a job's group when there are groups.
+    fn plain_line(&self, event: &Event) {
+        let text = Self::plain(event);
+        let Some(groups) = &self.groups else {
+            return line_err(&text);
+        };
+        let mut groups = groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::Job { job, .. } => {
+                let lines = groups.remove(&job.id).unwrap_or_default();
+                // The group's title is made of user strings: one line, and `::` cannot
+                // end the command early.
+                let title = super::escape::ci_data(&format!("{} {}", job.recipe, who(job)));
+                let mut block = format!("::group::{title}\n");
+                for l in lines {
+                    block.push_str(&l);
+                    block.push('\n');
+                }
+                block.push_str("::endgroup::\n");
+                block.push_str(&text);
+                line_err(&block);
+            }
+            Event::Note { .. } => line_err(&text),
+            Event::Stage { job, .. }
+            | Event::Queued { job, .. }
+            | Event::Retry { job, .. }
+            | Event::Waiting { job, .. }
+            | Event::Rebuild { job, .. } => {
+                groups.entry(job.id.clone()).or_default().push(text);
+            }
         }
     }
 
@@ -314,7 +356,7 @@ impl Sink for Progress {
                 }
             }
             Mode::Plain => {
-                line_err(&Self::plain(event));
+                self.plain_line(event);
                 if matches!(event, Event::Job { .. }) {
                     self.overall.inc(1);
                 }

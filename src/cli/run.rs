@@ -79,6 +79,9 @@ pub async fn run(paths: &[PathBuf], opts: &Options, reports: &Reports) -> CmdRes
     watcher.abort();
     let (summary, jobs) = result?;
     reports.write(&summary, &jobs)?;
+    if opts.ci {
+        out(&super::ci::failed_annotations(&jobs));
+    }
     Ok(finish(&summary, opts))
 }
 
@@ -196,6 +199,7 @@ async fn execute_only(
         }
     }
     let mut over_limit = 0;
+    let mut wanted: Vec<Wanted> = Vec::new();
     for mut e in ok {
         if let Some(id) = only {
             e.jobs.retain(|j| j.id.to_string() == id);
@@ -217,14 +221,26 @@ async fn execute_only(
                 .copied()
                 .unwrap_or(plan::Action::New);
             // A retried job runs even when the plan would leave it alone.
+            let (file, line) = cell_at(&e.recipe, &job);
+            let mut want = Wanted {
+                recipe: e.recipe.name.clone(),
+                id: job.id.to_string(),
+                voice: job.spec.voice_name.clone(),
+                file,
+                line,
+                already_done: false,
+            };
             if !action.runs() && only.is_none() {
                 already_done += 1;
+                want.already_done = true;
+                wanted.push(want);
                 continue;
             }
             if opts.picked.limit.is_some_and(|limit| inputs.len() >= limit) {
                 over_limit += 1;
                 continue;
             }
+            wanted.push(want);
             selected.push(Selected::new(&e.recipe, &job.spec, true));
             inputs.push(JobInput {
                 recipe: e.recipe.name.clone(),
@@ -262,10 +278,6 @@ async fn execute_only(
         return Err(Failure::environment(message)
             .with_hint("fix them and run again; `factory doctor` shows every check"));
     }
-    let wanted: Vec<(String, String)> = inputs
-        .iter()
-        .map(|i| (i.recipe.clone(), i.job.id.to_string()))
-        .collect();
     let progress = Arc::new(Progress::with_history(
         Mode::detect(opts.json, opts.ci),
         inputs.len() as u64,
@@ -368,13 +380,35 @@ pub async fn lock_state(opts: &Options, command: &str) -> Result<Vec<StateLock>,
     Ok(locks)
 }
 
-async fn job_reports(
-    store: &Store,
-    wanted: &[(String, String)],
-) -> Result<Vec<JobReport>, Failure> {
+/// A job the run's reports cover: those it ran and those done before it.
+struct Wanted {
+    recipe: String,
+    id: String,
+    voice: String,
+    file: Option<String>,
+    line: Option<u32>,
+    already_done: bool,
+}
+
+/// Where a job's matrix cell is written: its topic's entry (or the topics file's key).
+fn cell_at(
+    recipe: &crate::recipe::Resolved,
+    job: &crate::expand::Job,
+) -> (Option<String>, Option<u32>) {
+    match recipe.topics.iter().find(|t| t.text == job.spec.topic) {
+        Some(t) => {
+            let d = recipe.diag(crate::recipe::Origin::Recipe, &t.pointer, "job", "");
+            (Some(d.path.display().to_string()), Some(d.line))
+        }
+        None => (Some(recipe.path.display().to_string()), None),
+    }
+}
+
+async fn job_reports(store: &Store, wanted: &[Wanted]) -> Result<Vec<JobReport>, Failure> {
     let mut by_recipe: HashMap<&str, Vec<crate::store::StoredJob>> = HashMap::new();
     let mut reports = Vec::with_capacity(wanted.len());
-    for (recipe, id) in wanted {
+    for w in wanted {
+        let (recipe, id) = (&w.recipe, &w.id);
         if !by_recipe.contains_key(recipe.as_str()) {
             by_recipe.insert(recipe, store.jobs_of_recipe(recipe).await?);
         }
@@ -394,7 +428,11 @@ async fn job_reports(
             recipe: recipe.clone(),
             id: id.clone(),
             topic: job.topic.clone(),
+            voice: w.voice.clone(),
             status: job.status.as_str().to_owned(),
+            already_done: w.already_done,
+            file: w.file.clone(),
+            line: w.line,
             stage: job.stage.clone(),
             error: job.error.clone(),
             seconds,

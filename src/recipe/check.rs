@@ -832,6 +832,56 @@ fn slugify(s: &str) -> String {
     out.trim_end_matches('-').to_owned()
 }
 
+/// The filters a template string applies (`{{ topic | lowr }}` → `lowr`), with their
+/// byte ranges: every `|` followed by a name inside `{{ }}` or `{% %}`, outside quoted
+/// strings. Text outside the blocks (`Owls | facts`) is not a filter.
+pub fn filters_used(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_block = false;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if !in_block {
+            if b == b'{' && matches!(next, Some(b'{' | b'%')) {
+                in_block = true;
+                i += 2;
+                continue;
+            }
+        } else if let Some(q) = quote {
+            if b == b'\\' {
+                i += 1;
+            } else if b == q {
+                quote = None;
+            }
+        } else if matches!(b, b'"' | b'\'') {
+            quote = Some(b);
+        } else if matches!(b, b'}' | b'%') && next == Some(b'}') {
+            in_block = false;
+            i += 2;
+            continue;
+        } else if b == b'|' && next != Some(b'|') {
+            let mut start = i + 1;
+            while start < bytes.len() && bytes[start].is_ascii_whitespace() {
+                start += 1;
+            }
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            if end > start {
+                out.push((text[start..end].to_owned(), start..end));
+            }
+            i = end.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
