@@ -10,8 +10,9 @@ use crate::providers::{ProviderError, Script, ScriptRequest, ScriptWriter};
 
 const SERVICE: &str = "offline writer";
 
-/// Body sentences: one for the shortest videos, up to the roles the bank has.
-const MIN_SENTENCES: usize = 1;
+/// Body sentences: none for the shortest videos (a hook and a call to action), up to
+/// the roles the bank has.
+const MIN_SENTENCES: usize = 0;
 const MAX_SENTENCES: usize = 8;
 /// The body sentence length the count is planned around; templates range from about
 /// 5 to 25 words.
@@ -29,6 +30,85 @@ impl ScriptWriter for OfflineWriter {
         }
         Ok(compose(request))
     }
+}
+
+/// Your own words: the narration (the request's `prompt`, rendered from `script.text` or
+/// the topics file's `script` column) split into sentences exactly as written. Nothing is
+/// added but the recipe's own `cta`, nothing reworded; each sentence's footage query is
+/// derived as the offline writer's are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextWriter;
+
+#[async_trait]
+impl ScriptWriter for TextWriter {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
+        let mut lines = sentences(&request.prompt);
+        if lines.is_empty() {
+            return Err(ProviderError::permanent(
+                "text script",
+                format!("the narration of `{}` is empty", request.topic),
+            ));
+        }
+        let hook = lines.remove(0);
+        let cta = request
+            .cta
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        let visuals = std::iter::once(&hook)
+            .chain(&lines)
+            .chain(std::iter::once(&cta).filter(|c| !c.is_empty()))
+            .map(|line| visual_query(line, &request.topic))
+            .collect();
+        Ok(Script {
+            caption: hook.clone(),
+            hook,
+            sentences: lines,
+            cta,
+            title: request.topic.clone(),
+            hashtags: hashtags(&request.topic),
+            visuals,
+            usage: None,
+        })
+    }
+}
+
+/// Sentences as written: a line break ends one, and so does `.`, `!`, `?` or `…` (with
+/// any closing quotes or brackets) before a space. Only the spaces between sentences go.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let mut start = 0;
+        for (i, &(_, c)) in chars.iter().enumerate() {
+            if !matches!(c, '.' | '!' | '?' | '…') {
+                continue;
+            }
+            let mut end = i + 1;
+            while end < chars.len()
+                && matches!(
+                    chars[end].1,
+                    '"' | '\'' | ')' | ']' | '»' | '”' | '’' | '.' | '!' | '?'
+                )
+            {
+                end += 1;
+            }
+            if end < chars.len() && chars[end].1.is_whitespace() {
+                let cut = chars[end].0;
+                let sentence = line[start..cut].trim();
+                if !sentence.is_empty() {
+                    out.push(sentence.to_owned());
+                }
+                start = cut;
+            }
+        }
+        let rest = line[start..].trim();
+        if !rest.is_empty() {
+            out.push(rest.to_owned());
+        }
+    }
+    out
 }
 
 /// Templates fill `{topic}` (mid-sentence form), `{Topic}` (sentence start),
@@ -160,6 +240,9 @@ fn compose(request: &ScriptRequest) -> Script {
     // those within 4 % the one whose sentences are nearest the planned length.
     let seconds = f64::from(request.seconds);
     let planned = |count: usize| {
+        if count == 0 {
+            return f64::MAX;
+        }
         ((words_with(count + 2) - fixed as f64) / count as f64 - PLANNED_SENTENCE_WORDS).abs()
     };
     let mut drafts: Vec<(usize, Vec<String>, Sequence, f64)> = (MIN_SENTENCES..=MAX_SENTENCES)
@@ -217,8 +300,8 @@ fn body(
     words: f64,
     fill: &impl Fn(&str, usize) -> String,
 ) -> Vec<String> {
-    let roles: Vec<&[&str]> = if count == 1 {
-        vec![OPENING]
+    let roles: Vec<&[&str]> = if count <= 1 {
+        vec![OPENING; count]
     } else {
         std::iter::once(OPENING)
             .chain(MIDDLE.iter().copied().take(count - 2))
@@ -897,6 +980,74 @@ mod tests {
                 assert!(!UNFILMABLE.contains(&word), "{line} → {show}");
             }
         }
+    }
+
+    #[test]
+    fn sentences_are_split_as_written() {
+        assert_eq!(
+            sentences(
+                "Owls hunt at night.  They fly without a sound! Why? \"Soft feathers.\" Dr.Who\n\nNext line… more"
+            ),
+            [
+                "Owls hunt at night.",
+                "They fly without a sound!",
+                "Why?",
+                "\"Soft feathers.\"",
+                "Dr.Who",
+                "Next line…",
+                "more"
+            ]
+        );
+        assert!(sentences(" \n ").is_empty());
+    }
+
+    #[tokio::test]
+    async fn your_own_words_are_spoken_as_written() {
+        let text = "Owls cannot move their eyes.\nSo they turn their heads, up to 270 degrees! Follow for more owls.";
+        let script = TextWriter
+            .write(&ScriptRequest {
+                prompt: text.into(),
+                ..request("Owls", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            script.spoken(),
+            [
+                "Owls cannot move their eyes.",
+                "So they turn their heads, up to 270 degrees!",
+                "Follow for more owls."
+            ]
+        );
+        let spoken: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(
+            script
+                .spoken()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            spoken
+        );
+        assert_eq!(script.visuals.len(), 3);
+        assert_eq!(script.visuals[0], "move eyes owls");
+
+        let with_cta = TextWriter
+            .write(&ScriptRequest {
+                prompt: "Owls are quiet.".into(),
+                cta: Some("Follow.".into()),
+                ..request("Owls", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(with_cta.spoken(), ["Owls are quiet.", "Follow."]);
+        assert_eq!(with_cta.visuals.len(), 2);
+        let empty = TextWriter.write(&request("Owls", 30)).await.unwrap_err();
+        assert!(
+            empty
+                .to_string()
+                .contains("the narration of `Owls` is empty"),
+            "{empty}"
+        );
     }
 
     #[test]
