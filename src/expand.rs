@@ -96,6 +96,9 @@ pub mod bounds {
     pub const PROMPT: usize = 20_000;
     pub const CTA: usize = 300;
     pub const QUERY: usize = 200;
+    /// A narration of one's own: about five minutes of speech, and what ElevenLabs'
+    /// smallest per-request limit takes.
+    pub const TEXT: usize = 5_000;
     /// Any value a filter makes while rendering (`replace`, `join`), in bytes.
     pub const VALUE_BYTES: usize = 4 * PROMPT;
     /// Operators (`~`, `+`, `|`) one template string may use. With no loops, sets or
@@ -163,6 +166,9 @@ pub struct ScriptSpec {
     pub seed: Option<u64>,
     pub seconds: u32,
     pub cta: Option<String>,
+    /// A `text` script's narration, rendered; absent for the writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +234,7 @@ pub fn canonical_json(value: &Value) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Field {
     Prompt,
+    Text,
     Cta,
     Query,
     Title,
@@ -240,6 +247,7 @@ impl Field {
     fn bound(self) -> usize {
         match self {
             Self::Prompt => bounds::PROMPT,
+            Self::Text => bounds::TEXT,
             Self::Cta => bounds::CTA,
             Self::Query => bounds::QUERY,
             Self::Title => bounds::TITLE,
@@ -251,6 +259,7 @@ impl Field {
     fn name(self) -> &'static str {
         match self {
             Self::Prompt => "script.prompt",
+            Self::Text => "script.text",
             Self::Cta => "script.cta",
             Self::Query => "footage.query",
             Self::Title => "title",
@@ -262,6 +271,7 @@ impl Field {
     fn pointer(self) -> String {
         match self {
             Self::Prompt => "/script/prompt".into(),
+            Self::Text => "/script/text".into(),
             Self::Cta => "/script/cta".into(),
             Self::Query => "/footage/query".into(),
             Self::Title => "/title".into(),
@@ -275,6 +285,13 @@ fn fields(t: &TemplateDef) -> Vec<(Field, &str)> {
     let mut out = Vec::new();
     if let Some(p) = &t.script.prompt {
         out.push((Field::Prompt, p.as_str()));
+    }
+    if t.script.provider == ScriptProvider::Text {
+        // Without `text`, the narration is the var `script` (a topics file's column).
+        out.push((
+            Field::Text,
+            t.script.text.as_deref().unwrap_or("{{ script }}"),
+        ));
     }
     if let Some(c) = &t.script.cta {
         out.push((Field::Cta, c.as_str()));
@@ -428,6 +445,9 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
     known.extend(base_vars.keys().map(String::as_str));
     for cell in &r.recipe.batch.matrix.include {
         known.extend(cell.vars.keys().map(String::as_str));
+    }
+    for topic in &r.topics {
+        known.extend(topic.vars.keys().map(String::as_str));
     }
     for (name, t) in &r.templates {
         for (field, text) in fields(&t.value) {
@@ -623,7 +643,7 @@ fn cells(r: &Resolved) -> Vec<CellPlan<'_>> {
                         topic: &topic.text,
                         voice,
                         template,
-                        extra: None,
+                        extra: (!topic.vars.is_empty()).then_some(&topic.vars),
                         pointer: topic.pointer.clone(),
                     });
                 }
@@ -780,7 +800,7 @@ fn render_job(
             let src = r.source(t.origin);
             return Err(crate::recipe::check::secret_diag(src, &pointer, what, ""));
         }
-        let lines = matches!(field, Field::Prompt | Field::Caption);
+        let lines = matches!(field, Field::Prompt | Field::Caption | Field::Text);
         if let Some(c) = crate::recipe::check::control_char(&text, lines) {
             return Err(r.diag(
                 t.origin,
@@ -803,13 +823,29 @@ fn render_job(
             Ok(None)
         }
     };
+    let own_words = def.script.provider == ScriptProvider::Text;
     let cta = match opt(def.script.cta.is_some(), Field::Cta)? {
         Some(c) => Some(c),
+        // One's own words end as written: only an explicit `script.cta` is added.
+        None if own_words => None,
         None => base_vars
             .get("cta")
             .or_else(|| cell.extra.and_then(|e| e.get("cta")))
             .and_then(Value::as_str)
             .map(str::to_owned),
+    };
+    let text = match opt(own_words, Field::Text)? {
+        Some(text) if text.trim().is_empty() => {
+            return Err(r
+                .diag(
+                    t.origin,
+                    &format!("{}/script", t.pointer),
+                    "empty-script",
+                    format!("the narration of topic `{}` is empty", shorten(cell.topic)),
+                )
+                .with_hint("give `script.text`, or fill the row's `script` column"));
+        }
+        text => text,
     };
     let mut hashtags = Vec::with_capacity(def.hashtags.len());
     for i in 0..def.hashtags.len() {
@@ -833,6 +869,7 @@ fn render_job(
             seed: s.seed,
             seconds,
             cta,
+            text,
         },
         footage: FootageSpec {
             provider: def.footage.provider,
@@ -1372,5 +1409,78 @@ mod tests {
             "voice `narrator` has no voice for language `it` (topic `Eulen`); it speaks `en`, `de`, `fr`"
         );
         assert_eq!(errors[0].line, 6);
+    }
+
+    fn with_topics(
+        recipe: &str,
+        csv: &str,
+    ) -> (tempfile::TempDir, Result<Resolved, Vec<Diagnostic>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("topics.csv"), csv).unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, recipe).unwrap();
+        let r = crate::recipe::load(&path);
+        (tmp, r)
+    }
+
+    const OWN_WORDS: &str = "version: 1\nname: r\nvars: { cta: Follow for more. }\nvoices:\n  n: { provider: espeak, voice: en-us }\ntemplates:\n  own:\n    script: { provider: text }\n    title: \"{{ topic }} ({{ mood }})\"\nbatch:\n  template: own\n  matrix: { topics_file: topics.csv, voice: [n] }\n";
+
+    #[test]
+    fn a_script_column_is_the_rows_narration_and_other_columns_are_vars() {
+        let csv = "topic,script,mood\nOwls,\"Owls cannot move their eyes.\nSo they turn their heads.\",calm\nBats,Bats see with sound.,wild\n";
+        let (_tmp, r) = with_topics(OWN_WORDS, csv);
+        let jobs = expand(&r.unwrap()).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            jobs[0].spec.script.text.as_deref(),
+            Some("Owls cannot move their eyes.\nSo they turn their heads.")
+        );
+        assert_eq!(jobs[1].spec.title, "Bats (wild)");
+        // One's own words are not given the project's call to action.
+        assert_eq!(jobs[0].spec.script.cta, None);
+
+        let (_tmp, r) = with_topics(
+            OWN_WORDS,
+            &csv.replace("Bats see with sound.", "Bats hunt moths."),
+        );
+        let again = expand(&r.unwrap()).unwrap();
+        assert_eq!(again[0].id, jobs[0].id);
+        assert_ne!(
+            again[1].id, jobs[1].id,
+            "the row's narration is part of its job"
+        );
+    }
+
+    #[test]
+    fn a_text_script_without_narration_is_refused() {
+        let (_tmp, r) = with_topics(OWN_WORDS, "topic,mood\nOwls,calm\n");
+        let errors = r.unwrap_err();
+        assert!(
+            errors.iter().any(|d| d.code == "missing-key"
+                && d.message.contains("a `text` script needs its narration")),
+            "{errors:?}"
+        );
+        let (_tmp, r) = with_topics(OWN_WORDS, "topic,script,mood\nOwls,,calm\n");
+        let errors = expand(&r.unwrap()).unwrap_err();
+        assert_eq!(errors[0].code, "empty-script", "{errors:?}");
+        assert_eq!(errors[0].message, "the narration of topic `Owls` is empty");
+    }
+
+    #[test]
+    fn an_inline_text_is_a_template_with_its_bound() {
+        let recipe = OWN_WORDS.replace(
+            "{ provider: text }",
+            "{ provider: text, text: \"{{ topic }} are {{ mood }}. Really.\" }",
+        );
+        let (_tmp, r) = with_topics(&recipe, "topic,mood\nOwls,calm\n");
+        let jobs = expand(&r.unwrap()).unwrap();
+        assert_eq!(
+            jobs[0].spec.script.text.as_deref(),
+            Some("Owls are calm. Really.")
+        );
+        let long = "x".repeat(bounds::TEXT + 1);
+        let (_tmp, r) = with_topics(&recipe, &format!("topic,mood\nOwls,{long}\n"));
+        let errors = expand(&r.unwrap()).unwrap_err();
+        assert_eq!(errors[0].code, "too-long", "{errors:?}");
     }
 }

@@ -669,11 +669,20 @@ pub struct LongJob {
 /// writer sizes to that.
 pub fn estimated_seconds(spec: &JobSpec, cached: &Cached) -> f64 {
     let pace = crate::stages::script::planned_pace(&spec.voice);
-    match cached.scripts.get(&keys::script_key(spec)) {
-        Some(lines) => pace.seconds(
+    let lasts = |lines: &[String]| {
+        pace.seconds(
             lines.iter().map(|l| l.split_whitespace().count()).sum(),
             lines.len(),
-        ),
+        )
+    };
+    if let Some(text) = &spec.script.text {
+        // One's own words are known before anything runs.
+        let mut lines = crate::providers::offline::sentences(text);
+        lines.extend(spec.script.cta.iter().cloned());
+        return lasts(&lines);
+    }
+    match cached.scripts.get(&keys::script_key(spec)) {
+        Some(lines) => lasts(lines),
         None => f64::from(spec.script.seconds),
     }
 }

@@ -18,7 +18,7 @@ use crate::plan::{self, Cached, Prices};
 use crate::privacy::accounts::SealedAccounts;
 use crate::privacy::crypto::{KEY_ENV, Key};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
-use crate::providers::offline::OfflineWriter;
+use crate::providers::offline::{OfflineWriter, TextWriter};
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
@@ -318,16 +318,20 @@ async fn spoken_lines(spec: &JobSpec, artifacts: Option<&ArtifactStore>) -> Opti
     {
         return Some(lines(&script));
     }
-    if spec.script.provider != ScriptProvider::Offline {
+    if !matches!(
+        spec.script.provider,
+        ScriptProvider::Offline | ScriptProvider::Text
+    ) {
         return None;
     }
     let request =
         crate::stages::script::request(spec, crate::stages::script::planned_pace(&spec.voice));
-    OfflineWriter
-        .write(&request)
-        .await
-        .ok()
-        .map(|script| lines(&script))
+    let written = if spec.script.provider == ScriptProvider::Text {
+        TextWriter.write(&request).await
+    } else {
+        OfflineWriter.write(&request).await
+    };
+    written.ok().map(|script| lines(&script))
 }
 
 /// Characters of a script that does not exist yet, at the pace the writer is asked for.

@@ -15,7 +15,9 @@ use crate::keys::ToolVersions;
 use crate::media::{RenderSpec, Tools};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
 use crate::providers::local::{LocalDrafts, LocalHost, LogNotifier};
-use crate::providers::offline::{Espeak, GeneratedFootage, LocalFootage, OfflineWriter};
+use crate::providers::offline::{
+    Espeak, GeneratedFootage, LocalFootage, OfflineWriter, TextWriter,
+};
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
@@ -160,6 +162,7 @@ impl Services for Registry {
     fn script_writer(&self, spec: &ScriptSpec) -> Result<Arc<dyn ScriptWriter>, ProviderError> {
         Ok(match spec.provider {
             ScriptProvider::Offline => Arc::new(OfflineWriter),
+            ScriptProvider::Text => Arc::new(TextWriter),
             ScriptProvider::Openrouter => self
                 .openrouter
                 .get_or_init(|| {

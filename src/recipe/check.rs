@@ -88,8 +88,37 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
         template(r, &t.value, t.origin, &t.pointer, &mut out);
     }
     batch(r, &mut out);
+    // After `batch`: the topics file's columns are read there.
+    let script_var = has_script_var(r);
+    for t in r.templates.values() {
+        let s = &t.value.script;
+        if s.provider == ScriptProvider::Text && s.text.is_none() && !script_var {
+            out.push(
+                r.diag_key(
+                    t.origin,
+                    &format!("{}/script", t.pointer),
+                    "missing-key",
+                    "a `text` script needs its narration: `text`, a var `script`, or a `script` column in a CSV topics file",
+                )
+                .with_hint("for example `text: \"Owls cannot move their eyes. So they turn their heads.\"`"),
+            );
+        }
+    }
     retention(r, &mut out);
     out
+}
+
+/// Whether a job can have a var `script`: in vars, an include entry or a topics row.
+fn has_script_var(r: &Resolved) -> bool {
+    r.vars.contains_key("script")
+        || r.recipe.batch.vars.contains_key("script")
+        || r.recipe
+            .batch
+            .matrix
+            .include
+            .iter()
+            .any(|c| c.vars.contains_key("script"))
+        || r.topics.iter().any(|t| t.vars.contains_key("script"))
 }
 
 /// espeak voices against the names espeak-ng on this machine lists: espeak-ng speaks an
@@ -317,12 +346,33 @@ fn template(
                 }
             }
         }
-        ScriptProvider::Offline => {
+        ScriptProvider::Offline | ScriptProvider::Text => {
+            let provider = if s.provider == ScriptProvider::Text {
+                "text"
+            } else {
+                "offline"
+            };
+            let text_only = s.provider == ScriptProvider::Offline && s.text.is_some();
+            if text_only {
+                out.push(
+                    r.diag_key(
+                        origin,
+                        &format!("{script_at}/text"),
+                        "wrong-provider-setting",
+                        "`text` is the narration of a `text` script; this script uses `offline`",
+                    )
+                    .with_hint("remove `text` or set `provider: text`"),
+                );
+            }
             for (key, set) in [
                 ("model", s.model.is_some()),
                 ("fallback_models", !s.fallback_models.is_empty()),
                 ("temperature", s.temperature.is_some()),
                 ("seed", s.seed.is_some()),
+                (
+                    "prompt",
+                    s.provider == ScriptProvider::Text && s.prompt.is_some(),
+                ),
             ] {
                 if set {
                     out.push(
@@ -330,7 +380,9 @@ fn template(
                             origin,
                             &format!("{script_at}/{key}"),
                             "wrong-provider-setting",
-                            format!("`{key}` is an openrouter setting; this script uses `offline`"),
+                            format!(
+                                "`{key}` is an openrouter setting; this script uses `{provider}`"
+                            ),
                         )
                         .with_hint(format!("remove `{key}` or set `provider: openrouter`")),
                     );
@@ -555,9 +607,16 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
                 .with_hint("paths are relative to the recipe's directory"),
             ),
             Ok(p) => match topics::read(&p) {
-                Ok(list) => r.topics.extend(list.into_iter().map(|text| Topic {
-                    text,
-                    pointer: ptr.to_owned(),
+                Ok(list) => r.topics.extend(list.into_iter().map(|row| {
+                    Topic {
+                        text: row.topic,
+                        pointer: ptr.to_owned(),
+                        vars: row
+                            .vars
+                            .into_iter()
+                            .map(|(name, value)| (name, Value::String(value)))
+                            .collect(),
+                    }
                 })),
                 Err(why) => out.push(r.diag(Origin::Recipe, ptr, "invalid-topics", why)),
             },
@@ -578,6 +637,33 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
                 )
                 .with_hint("remove it from the topics file, and revoke it if it was committed"),
             );
+        }
+        for (name, value) in &t.vars {
+            let text = value.as_str().unwrap_or_default();
+            if let Some((what, _)) = secrets::find_secret(text) {
+                out.push(
+                    r.diag(
+                        Origin::Recipe,
+                        &t.pointer,
+                        "secret-in-recipe",
+                        format!("column `{name}` of topic `{}` looks like {what}; secrets never belong in a recipe", t.text),
+                    )
+                    .with_hint("remove it from the topics file, and revoke it if it was committed"),
+                );
+            }
+            // A narration may run over several lines; every other value is one line.
+            if let Some(c) = control_char(text, name == "script") {
+                out.push(r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "control-character",
+                    format!(
+                        "column `{name}` of topic `{}` holds the control character {}",
+                        t.text,
+                        describe(c)
+                    ),
+                ));
+            }
         }
         if let Some(c) = control_char(&t.text, false) {
             out.push(

@@ -63,6 +63,8 @@ pub struct Located<T> {
 pub struct Topic {
     pub text: String,
     pub pointer: String,
+    /// The other columns of its row in a CSV topics file: vars of this topic's jobs.
+    pub vars: BTreeMap<String, Value>,
 }
 
 /// A recipe with its project file merged in: what expansion works from.
@@ -416,6 +418,7 @@ fn resolve(
         .map(|(i, t)| Topic {
             text: t.clone(),
             pointer: format!("/batch/matrix/topic/{i}"),
+            vars: BTreeMap::new(),
         })
         .collect();
     Resolved {

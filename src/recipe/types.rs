@@ -199,6 +199,9 @@ pub enum ScriptProvider {
     Offline,
     /// OpenRouter chat completions (needs `OPENROUTER_API_KEY`).
     Openrouter,
+    /// Your own words: `text` (or the topics file's `script` column) is spoken exactly
+    /// as written, one line per sentence, never rewritten.
+    Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -225,9 +228,14 @@ pub struct ScriptDef {
     /// most `video.max_seconds`.
     #[serde(default = "default_seconds")]
     pub seconds: u32,
-    /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`.
+    /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`
+    /// (a `text` script ends with its own last sentence unless `cta` is set here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cta: Option<String>,
+    /// text: the narration (*template*), split into sentences exactly as written. Defaults
+    /// to the var `script`, which a `script` column of a CSV topics file gives per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 fn default_seconds() -> u32 {
@@ -388,7 +396,9 @@ pub struct Matrix {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topic: Vec<String>,
     /// Topics from a file inside the recipe directory: `.txt` (one per line, `#`
-    /// comments) or `.csv` (a `topic` column, or the first column).
+    /// comments) or `.csv` (a `topic` column, or the first column). Every other CSV
+    /// column is a var of its row's jobs; a `script` column is the row's narration for a
+    /// `text` script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topics_file: Option<String>,
     /// Voice names.

@@ -10,7 +10,7 @@ use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
 use crate::keys::{Inputs, ToolVersions, stage_key};
 use crate::providers::{Pace, ProviderError, Script, ScriptRequest};
-use crate::recipe::{VoiceDef, VoiceProvider};
+use crate::recipe::{ScriptProvider, VoiceDef, VoiceProvider};
 
 /// 2: scripts carry a footage query per spoken line and are sized to the voice's pace.
 pub const VERSION: u32 = 2;
@@ -41,10 +41,14 @@ pub fn key(spec: &JobSpec) -> String {
 
 /// What [`key`] hashes, by name.
 pub fn inputs(spec: &JobSpec) -> Inputs {
-    Inputs::new(Stage::Script, VERSION)
+    let inputs = Inputs::new(Stage::Script, VERSION)
         .part("script", json!(spec.script))
-        .part("topic", json!(spec.topic))
-        .part("pace", pace_basis(&spec.voice))
+        .part("topic", json!(spec.topic));
+    // One's own words are the same whichever voice speaks them.
+    if spec.script.provider == ScriptProvider::Text {
+        return inputs;
+    }
+    inputs.part("pace", pace_basis(&spec.voice))
 }
 
 /// The voice settings a pace depends on.
@@ -108,7 +112,13 @@ pub async fn stored_pace(
 pub fn request(spec: &JobSpec, pace: Pace) -> ScriptRequest {
     ScriptRequest {
         topic: spec.topic.clone(),
-        prompt: spec.script.prompt.clone().unwrap_or_default(),
+        // A `text` script's writer reads the narration where the others read the prompt.
+        prompt: spec
+            .script
+            .text
+            .clone()
+            .or_else(|| spec.script.prompt.clone())
+            .unwrap_or_default(),
         seconds: spec.script.seconds,
         cta: spec.script.cta.clone(),
         models: spec.script.models.clone(),
@@ -151,7 +161,8 @@ async fn pace(job: &JobRun<'_>) -> Result<Pace, Halt> {
     let spec = job.spec();
     let services = job.services();
     let planned = planned_pace(&spec.voice);
-    if spec.voice.provider != VoiceProvider::Espeak {
+    if spec.voice.provider != VoiceProvider::Espeak || spec.script.provider == ScriptProvider::Text
+    {
         return Ok(planned);
     }
     let failed = |e: &dyn std::fmt::Display| {

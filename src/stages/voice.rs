@@ -8,7 +8,7 @@ use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
 use crate::keys::{Inputs, ToolVersions};
 use crate::providers::{Narration, Script, VoiceRequest};
-use crate::recipe::VoiceProvider;
+use crate::recipe::{ScriptProvider, VoiceProvider};
 
 pub const VERSION: u32 = 1;
 
@@ -78,10 +78,16 @@ pub fn too_long(spec: &JobSpec, script: &Script, seconds: f64) -> Option<String>
         .sum();
     let pace = words as f64 / seconds.max(0.1);
     let fits = (max * pace).floor();
-    let words_lever = format!(
-        "ask for fewer words (`script.seconds` is {}; about {fits} words fit)",
-        spec.script.seconds
-    );
+    let words_lever = if spec.script.provider == ScriptProvider::Text {
+        format!(
+            "shorten the narration (`script.text` or the row's `script` column) to about {fits} words"
+        )
+    } else {
+        format!(
+            "ask for fewer words (`script.seconds` is {}; about {fits} words fit)",
+            spec.script.seconds
+        )
+    };
     let pace_lever = match spec.voice.provider {
         VoiceProvider::Espeak => format!(
             "speak faster (voice `{}`: `rate` is {} words a minute)",

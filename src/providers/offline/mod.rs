@@ -7,8 +7,8 @@ mod script;
 mod voice;
 
 pub use footage::{GeneratedFootage, LocalFootage};
-pub use script::OfflineWriter;
-pub use script::visual_query;
+pub use script::{OfflineWriter, TextWriter};
+pub use script::{sentences, visual_query};
 pub use voice::{Espeak, EspeakVoices, PAUSE_SECONDS as LINE_PAUSE_SECONDS};
 
 use super::ProviderError;

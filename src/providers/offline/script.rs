@@ -10,8 +10,9 @@ use crate::providers::{ProviderError, Script, ScriptRequest, ScriptWriter};
 
 const SERVICE: &str = "offline writer";
 
-/// Body sentences: one for the shortest videos, up to the roles the bank has.
-const MIN_SENTENCES: usize = 1;
+/// Body sentences: none for the shortest videos (a hook and a call to action), up to
+/// the roles the bank has.
+const MIN_SENTENCES: usize = 0;
 const MAX_SENTENCES: usize = 8;
 /// The body sentence length the count is planned around; templates range from about
 /// 5 to 25 words.
@@ -29,6 +30,85 @@ impl ScriptWriter for OfflineWriter {
         }
         Ok(compose(request))
     }
+}
+
+/// Your own words: the narration (the request's `prompt`, rendered from `script.text` or
+/// the topics file's `script` column) split into sentences exactly as written. Nothing is
+/// added but the recipe's own `cta`, nothing reworded; each sentence's footage query is
+/// derived as the offline writer's are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextWriter;
+
+#[async_trait]
+impl ScriptWriter for TextWriter {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
+        let mut lines = sentences(&request.prompt);
+        if lines.is_empty() {
+            return Err(ProviderError::permanent(
+                "text script",
+                format!("the narration of `{}` is empty", request.topic),
+            ));
+        }
+        let hook = lines.remove(0);
+        let cta = request
+            .cta
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        let visuals = std::iter::once(&hook)
+            .chain(&lines)
+            .chain(std::iter::once(&cta).filter(|c| !c.is_empty()))
+            .map(|line| visual_query(line, &request.topic))
+            .collect();
+        Ok(Script {
+            caption: hook.clone(),
+            hook,
+            sentences: lines,
+            cta,
+            title: request.topic.clone(),
+            hashtags: hashtags(&request.topic),
+            visuals,
+            usage: None,
+        })
+    }
+}
+
+/// Sentences as written: a line break ends one, and so does `.`, `!`, `?` or `…` (with
+/// any closing quotes or brackets) before a space. Only the spaces between sentences go.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let mut start = 0;
+        for (i, &(_, c)) in chars.iter().enumerate() {
+            if !matches!(c, '.' | '!' | '?' | '…') {
+                continue;
+            }
+            let mut end = i + 1;
+            while end < chars.len()
+                && matches!(
+                    chars[end].1,
+                    '"' | '\'' | ')' | ']' | '»' | '”' | '’' | '.' | '!' | '?'
+                )
+            {
+                end += 1;
+            }
+            if end < chars.len() && chars[end].1.is_whitespace() {
+                let cut = chars[end].0;
+                let sentence = line[start..cut].trim();
+                if !sentence.is_empty() {
+                    out.push(sentence.to_owned());
+                }
+                start = cut;
+            }
+        }
+        let rest = line[start..].trim();
+        if !rest.is_empty() {
+            out.push(rest.to_owned());
+        }
+    }
+    out
 }
 
 /// Templates fill `{topic}` (mid-sentence form), `{Topic}` (sentence start),
@@ -160,6 +240,9 @@ fn compose(request: &ScriptRequest) -> Script {
     // those within 4 % the one whose sentences are nearest the planned length.
     let seconds = f64::from(request.seconds);
     let planned = |count: usize| {
+        if count == 0 {
+            return f64::MAX;
+        }
         ((words_with(count + 2) - fixed as f64) / count as f64 - PLANNED_SENTENCE_WORDS).abs()
     };
     let mut drafts: Vec<(usize, Vec<String>, Sequence, f64)> = (MIN_SENTENCES..=MAX_SENTENCES)
@@ -217,8 +300,8 @@ fn body(
     words: f64,
     fill: &impl Fn(&str, usize) -> String,
 ) -> Vec<String> {
-    let roles: Vec<&[&str]> = if count == 1 {
-        vec![OPENING]
+    let roles: Vec<&[&str]> = if count <= 1 {
+        vec![OPENING; count]
     } else {
         std::iter::once(OPENING)
             .chain(MIDDLE.iter().copied().take(count - 2))
@@ -258,355 +341,50 @@ fn closest(
     options.swap_remove(seq.below(options.len()))
 }
 
-/// Words that say nothing a camera can film: function words, common verbs and
-/// adverbs, and the abstract nouns the writer's templates use.
+/// Words that say nothing a camera can film: function words, common verbs, adverbs and
+/// comparisons, the abstract nouns the writer's templates use, and the commonest function
+/// words of French, German and Spanish for narrations in those languages.
 const UNFILMABLE: &[&str] = &[
-    "a",
-    "about",
-    "above",
-    "across",
-    "actually",
-    "after",
-    "again",
-    "against",
-    "ago",
-    "all",
-    "almost",
-    "along",
-    "already",
-    "also",
-    "although",
-    "always",
-    "am",
-    "among",
-    "an",
-    "and",
-    "another",
-    "answer",
-    "answers",
-    "any",
-    "anyone",
-    "anything",
-    "are",
-    "around",
-    "as",
-    "ask",
-    "asking",
-    "at",
-    "away",
-    "back",
-    "backwards",
-    "basics",
-    "be",
-    "because",
-    "become",
-    "becomes",
-    "been",
-    "before",
-    "began",
-    "begin",
-    "begins",
-    "behind",
-    "being",
-    "below",
-    "beneath",
-    "best",
-    "better",
-    "between",
-    "big",
-    "bigger",
-    "biggest",
-    "both",
-    "brings",
-    "but",
-    "by",
-    "came",
-    "can",
-    "cannot",
-    "centuries",
-    "changes",
-    "clearer",
-    "closely",
-    "come",
-    "comes",
-    "could",
-    "curious",
-    "daily",
-    "deal",
-    "details",
-    "did",
-    "different",
-    "discovered",
-    "discoveries",
-    "do",
-    "does",
-    "doing",
-    "done",
-    "down",
-    "during",
-    "each",
-    "earlier",
-    "easy",
-    "either",
-    "else",
-    "enough",
-    "even",
-    "ever",
-    "every",
-    "everyone",
-    "everything",
-    "evidence",
-    "exactly",
-    "expect",
-    "experts",
-    "explained",
-    "fact",
-    "facts",
-    "far",
-    "few",
-    "find",
-    "first",
-    "follow",
-    "following",
-    "for",
-    "forced",
-    "found",
-    "from",
-    "gave",
-    "get",
-    "gets",
-    "give",
-    "given",
-    "glance",
-    "go",
-    "goes",
-    "going",
-    "good",
-    "got",
-    "guess",
-    "had",
-    "hard",
-    "has",
-    "have",
-    "having",
-    "he",
-    "hear",
-    "help",
-    "her",
-    "here",
-    "hers",
-    "hiding",
-    "him",
-    "his",
-    "hooked",
-    "how",
-    "however",
-    "i",
-    "if",
-    "important",
-    "in",
-    "insights",
-    "interesting",
-    "into",
-    "is",
-    "it",
-    "its",
-    "itself",
-    "just",
-    "keep",
-    "keeps",
-    "kind",
-    "know",
-    "knowing",
-    "known",
-    "last",
-    "later",
-    "learn",
-    "least",
-    "less",
-    "let",
-    "lets",
-    "let's",
-    "life",
-    "like",
-    "little",
-    "long",
-    "look",
-    "lot",
-    "made",
-    "make",
-    "makes",
-    "many",
-    "matter",
-    "matters",
-    "may",
-    "me",
-    "might",
-    "mine",
-    "miss",
-    "mistake",
-    "more",
-    "most",
-    "much",
-    "must",
-    "my",
-    "near",
-    "need",
-    "needs",
-    "never",
-    "new",
-    "next",
-    "no",
-    "nobody",
-    "none",
-    "not",
-    "nothing",
-    "now",
-    "numbers",
-    "of",
-    "off",
-    "often",
-    "on",
-    "once",
-    "one",
-    "only",
-    "open",
-    "or",
-    "ordinary",
-    "other",
-    "others",
-    "our",
-    "out",
-    "outside",
-    "over",
-    "own",
-    "part",
-    "parts",
-    "patterns",
-    "people",
-    "picture",
-    "places",
-    "probably",
-    "questions",
-    "quietly",
-    "quick",
-    "rather",
-    "read",
-    "really",
-    "refused",
-    "remember",
-    "repeat",
-    "research",
-    "right",
-    "room",
-    "rules",
-    "said",
-    "same",
-    "save",
-    "say",
-    "says",
-    "school",
-    "see",
-    "seem",
-    "seems",
-    "seen",
-    "shapes",
-    "share",
-    "she",
-    "short",
-    "should",
-    "side",
-    "simple",
-    "simply",
-    "since",
-    "so",
-    "some",
-    "someone",
-    "something",
-    "sometimes",
-    "start",
-    "still",
-    "stop",
-    "stories",
-    "story",
-    "strange",
-    "stranger",
-    "strangest",
-    "such",
-    "sure",
-    "surface",
-    "surprised",
-    "surprising",
-    "take",
-    "taught",
-    "tell",
-    "tells",
-    "than",
-    "that",
-    "that's",
-    "the",
-    "their",
-    "theirs",
-    "them",
-    "then",
-    "there",
-    "these",
-    "they",
-    "thing",
-    "things",
-    "think",
-    "this",
-    "those",
-    "though",
-    "thought",
-    "through",
-    "time",
-    "to",
-    "together",
-    "told",
-    "too",
-    "took",
-    "truth",
-    "try",
-    "turning",
-    "two",
-    "under",
-    "understand",
-    "until",
-    "up",
-    "upon",
-    "us",
-    "usually",
-    "version",
-    "very",
-    "was",
-    "way",
-    "ways",
-    "we",
-    "well",
-    "were",
-    "what",
-    "when",
-    "where",
-    "whether",
-    "which",
-    "while",
-    "who",
-    "whole",
-    "why",
-    "will",
-    "with",
-    "within",
-    "without",
-    "work",
-    "world",
-    "would",
-    "wrong",
-    "yet",
-    "you",
-    "your",
-    "yours",
+    "a about above across actually add adds after again against ago all almost along already \
+     also although always am among an and another answer answers any anyone anything are \
+     around as ask asking at away back backwards basics be became because become becomes been \
+     before began begin begins behind being below bend bends beneath best better between big \
+     bigger biggest both brings brought but by called came can can't cannot centuries change \
+     changed changes clearer closely come comes could curious daily deal details did \
+     different discovered discoveries do does doesn't doing don't done down during each \
+     earlier easy either else ends enough even ever every everyone everything evidence \
+     exactly expect experts explained fact facts far faster feel feels felt few find first \
+     follow following for forced found from gave get gets give given glance go goes going \
+     good got guess had happen happens hard has have having he hear held help her here hers \
+     hiding higher him his holds hooked how however i if important in insights instead \
+     interesting into is isn't it it's its itself just keep keeps kept kind know knowing \
+     known last later learn least less let let's lets life like little long longer look \
+     looked looks lot lower made make makes many matter matters may me means might mine miss \
+     mistake more most move moved moves much must my near need needs never new next no nobody \
+     none not nothing now numbers of off often older on once one only open or ordinary other \
+     others our out outside over own part parts patterns people picture places probably puts \
+     questions quick quietly ran rather read really refused remember repeat research right \
+     room rules run running runs said same save say says school see seem seemed seems seen \
+     shapes share she short shorter should showed shows side simple simply since slower \
+     smaller so some someone something sometimes start stays still stop stories story strange \
+     stranger strangest such sure surface surprised surprising take taken takes taught tell \
+     tells than that that's the their theirs them then there these they thing things think \
+     this those though thought through time to together told too took tried tries truth try \
+     turn turned turning turns two under understand until up upon us used uses usually \
+     version very want wanted wants was way ways we well went were what when where whether \
+     which while who whole why will with within without won't work world would wrong yet you \
+     your yours",
+    "alors auch auf aus aux avec con dans das del dem den der des die ein eine elle elles est \
+     für ihr ihre ihren ils ist können las les leur leurs los mais mit nicht noch nous par \
+     para pas pero plus por pour que qui ses sich sie sind son sont sur sus una und une von \
+     vous wie",
 ];
+
+fn unfilmable(word: &str) -> bool {
+    UNFILMABLE
+        .iter()
+        .any(|list| list.split_whitespace().any(|w| w == word))
+}
 
 /// At most this many of a line's own words go into its footage query, besides the topic.
 const VISUAL_WORDS: usize = 3;
@@ -627,7 +405,7 @@ pub fn visual_query(line: &str, topic: &str) -> String {
         let filmable = word.chars().count() >= 3
             && !word.chars().all(|c| c.is_ascii_digit())
             && !word.ends_with("ly")
-            && !UNFILMABLE.contains(&word.as_str());
+            && !unfilmable(&word);
         if filmable && !topic_words.contains(&word) && !picked.contains(&word) {
             picked.push(word);
         }
@@ -894,9 +672,77 @@ mod tests {
             let show = scene.show.unwrap();
             assert!(show.ends_with("black holes"), "{line} → {show}");
             for word in show.split(' ') {
-                assert!(!UNFILMABLE.contains(&word), "{line} → {show}");
+                assert!(!unfilmable(word), "{line} → {show}");
             }
         }
+    }
+
+    #[test]
+    fn sentences_are_split_as_written() {
+        assert_eq!(
+            sentences(
+                "Owls hunt at night.  They fly without a sound! Why? \"Soft feathers.\" Dr.Who\n\nNext line… more"
+            ),
+            [
+                "Owls hunt at night.",
+                "They fly without a sound!",
+                "Why?",
+                "\"Soft feathers.\"",
+                "Dr.Who",
+                "Next line…",
+                "more"
+            ]
+        );
+        assert!(sentences(" \n ").is_empty());
+    }
+
+    #[tokio::test]
+    async fn your_own_words_are_spoken_as_written() {
+        let text = "Owls cannot move their eyes.\nSo they turn their heads, up to 270 degrees! Follow for more owls.";
+        let script = TextWriter
+            .write(&ScriptRequest {
+                prompt: text.into(),
+                ..request("Owls", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            script.spoken(),
+            [
+                "Owls cannot move their eyes.",
+                "So they turn their heads, up to 270 degrees!",
+                "Follow for more owls."
+            ]
+        );
+        let spoken: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(
+            script
+                .spoken()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            spoken
+        );
+        assert_eq!(script.visuals.len(), 3);
+        assert_eq!(script.visuals[0], "eyes owls");
+
+        let with_cta = TextWriter
+            .write(&ScriptRequest {
+                prompt: "Owls are quiet.".into(),
+                cta: Some("Follow.".into()),
+                ..request("Owls", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(with_cta.spoken(), ["Owls are quiet.", "Follow."]);
+        assert_eq!(with_cta.visuals.len(), 2);
+        let empty = TextWriter.write(&request("Owls", 30)).await.unwrap_err();
+        assert!(
+            empty
+                .to_string()
+                .contains("the narration of `Owls` is empty"),
+            "{empty}"
+        );
     }
 
     #[test]
@@ -906,11 +752,11 @@ mod tests {
                 "Near one, a clock runs slower than on Earth.",
                 "Black holes"
             ),
-            "clock runs slower black holes"
+            "clock earth black holes"
         );
         assert_eq!(
             visual_query("Boil the pasta water before you add salt.", "Pasta"),
-            "boil water add pasta"
+            "boil water salt pasta"
         );
         assert_eq!(
             visual_query(
