@@ -140,6 +140,10 @@ pub enum Command {
         /// Report what is due without deleting.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the local drafts of older versions of jobs whose newer version was
+        /// delivered (`run` does this after each delivery).
+        #[arg(long)]
+        superseded: bool,
     },
     /// Write everything stored about the user as one JSON document.
     Export {
@@ -392,6 +396,16 @@ pub async fn run(cli: Cli) -> CmdResult {
             command: JobsCommand::Retry { id },
         } => {
             crate::store::job_prefix(&id)?;
+            if let Some(done) = jobs::nothing_to_retry(&cli.state_dir, &id).await? {
+                if cli.json {
+                    out_json(
+                        &serde_json::json!({ "event": "retry", "retried": false, "reason": done.trim_end() }),
+                    );
+                } else {
+                    out(&done);
+                }
+                return Ok(Outcome::Ok);
+            }
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 cache_dir: cli.cache_dir,
@@ -415,13 +429,23 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
             cache::verify(&cache, cli.json).await
         }
-        Command::Gc { dry_run } => {
+        Command::Gc {
+            dry_run,
+            superseded,
+        } => {
             let _locks = if dry_run {
                 Vec::new()
             } else {
                 run::lock_state(&locking, "gc").await?
             };
-            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+            gc::run(
+                dry_run,
+                superseded,
+                &cli.state_dir,
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
         Command::Export { out } => export::run(out, &cli.state_dir).await,
         Command::Purge {
