@@ -33,10 +33,7 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
     };
     match command {
         JobsCommand::List { recipe, status } => {
-            let status = status
-                .map(|s| s.parse::<crate::store::Status>())
-                .transpose()
-                .map_err(|e| Failure::invalid(e.to_string()))?;
+            let status = status.map(crate::store::Status::from);
             let jobs = store.list_jobs(&JobFilter { recipe, status }).await?;
             if json {
                 out_json(&json!({ "jobs": jobs }));
@@ -141,6 +138,30 @@ pub async fn run(command: JobsCommand, state_dir: &Path, json: bool) -> CmdResul
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// `--status`: the job statuses, as completions offer them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Running,
+    Deferred,
+    Done,
+    Failed,
+    Interrupted,
+}
+
+impl From<StatusArg> for crate::store::Status {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Pending => Self::Pending,
+            StatusArg::Running => Self::Running,
+            StatusArg::Deferred => Self::Deferred,
+            StatusArg::Done => Self::Done,
+            StatusArg::Failed => Self::Failed,
+            StatusArg::Interrupted => Self::Interrupted,
+        }
+    }
 }
 
 /// The header and one line per job: id, recipe, status, when it last changed, topic and

@@ -182,8 +182,14 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or one command's page.
+    Man {
+        /// A command whose page to print, e.g. `run` or `jobs list`.
+        command: Vec<String>,
+        /// Write `factory.1` and a page for every command to this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Which recipes a command looks at.
@@ -206,9 +212,9 @@ pub enum JobsCommand {
     List {
         #[arg(long)]
         recipe: Option<String>,
-        /// pending, running, queued, done, failed or interrupted.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only jobs in this status.
+        #[arg(long, value_enum)]
+        status: Option<jobs::StatusArg>,
     },
     /// Show one job: its spec, stages, timings and artifacts.
     Show {
@@ -416,7 +422,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             run::retry(&id, &opts).await
         }
         Command::Completions { shell } => completions::run(shell),
-        Command::Man => completions::man(),
+        Command::Man { command, dir } => completions::man(&command, dir.as_deref()),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Cache {
