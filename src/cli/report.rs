@@ -81,10 +81,14 @@ pub async fn run(
     crate::privacy::permissions::write_private(out_file, html.as_bytes())
         .map_err(|e| Failure::environment(format!("cannot write `{}`: {e}", out_file.display())))?;
     out(&format!(
-        "report of {} job{} ({} superseded) written to `{}` (mode 600: readable by you only)\n",
+        "report of {} job{}{} written to `{}` (mode 600: readable by you only)\n",
         current_cards.len(),
         if current_cards.len() == 1 { "" } else { "s" },
-        superseded.len(),
+        if superseded.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} superseded)", superseded.len())
+        },
         out_file.display()
     ));
     Ok(Outcome::Ok)
