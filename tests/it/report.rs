@@ -104,6 +104,8 @@ fn the_report_shows_failures_first_current_jobs_and_older_versions_behind_a_togg
     );
     assert_eq!(html.matches("src=\"data:image/jpeg;base64,").count(), 4);
     assert!(html.contains("Salt &amp; &lt;pepper&gt;"), "escaped topic");
+    // Spend with no paid stage is `$0.0000`, never a float sum's `-0`.
+    assert!(html.contains("$0.0000") && !html.contains("$-0"), "spend");
 
     // Contact sheets are kept by render key: a second report makes none.
     let sheets = dir.join(".factory/sheets");
