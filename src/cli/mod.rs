@@ -173,6 +173,10 @@ pub enum Command {
         /// Report what is due without deleting.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the local drafts of older versions of jobs whose newer version was
+        /// delivered (`run` does this after each delivery).
+        #[arg(long)]
+        superseded: bool,
     },
     /// Write everything stored about the user as one JSON document.
     Export {
@@ -232,8 +236,14 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or one command's page.
+    Man {
+        /// A command whose page to print, e.g. `run` or `jobs list`.
+        command: Vec<String>,
+        /// Write `factory.1` and a page for every command to this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Which jobs a command looks at.
@@ -276,9 +286,9 @@ pub enum JobsCommand {
     List {
         #[arg(long)]
         recipe: Option<String>,
-        /// pending, running, queued, done, failed or interrupted.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only jobs in this status.
+        #[arg(long, value_enum)]
+        status: Option<jobs::StatusArg>,
         #[command(flatten)]
         pick: Pick,
     },
@@ -526,6 +536,16 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             command: JobsCommand::Retry { id },
         } => {
             crate::store::job_prefix(&id)?;
+            if let Some(done) = jobs::nothing_to_retry(&store, &id).await? {
+                if cli.json {
+                    out_json(
+                        &serde_json::json!({ "event": "retry", "retried": false, "reason": done.trim_end() }),
+                    );
+                } else {
+                    out(&done);
+                }
+                return Ok(Outcome::Ok);
+            }
             let opts = run::Options {
                 state_dir: cli.state_dir,
                 store,
@@ -544,7 +564,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
         }
         Command::Preview { job, paths } => preview::run(&job, &paths, &locking).await,
         Command::Completions { shell } => completions::run(shell),
-        Command::Man => completions::man(),
+        Command::Man { command, dir } => completions::man(&command, dir.as_deref()),
         Command::Jobs { command } => jobs::run(command, &cli.state_dir, &store, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Cache {
@@ -557,7 +577,10 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
             cache::verify(&cache, cli.json).await
         }
-        Command::Gc { dry_run } => {
+        Command::Gc {
+            dry_run,
+            superseded,
+        } => {
             let _locks = if dry_run {
                 Vec::new()
             } else {
@@ -565,6 +588,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             };
             gc::run(
                 dry_run,
+                superseded,
                 &cli.state_dir,
                 &store,
                 remote.as_ref(),

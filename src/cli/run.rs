@@ -316,6 +316,12 @@ async fn execute_only(
     ));
     let summary = engine.run(inputs, already_done).await;
     record_inputs(&store, engine.artifacts(), versions, &ran).await?;
+    // A delivered replacement retires the draft of the version it replaces.
+    let places = crate::privacy::paths::Places::new(&opts.state_dir, opts.cache_dir.as_deref());
+    let old = super::gc::remove_superseded(&store, &places).await?;
+    if !old.drafts.is_empty() && !opts.json {
+        progress.note(super::gc::describe_superseded(&old, false).trim_end());
+    }
     let jobs = job_reports(&store, &wanted).await;
     store.close().await;
     Ok((summary, jobs?))

@@ -261,6 +261,8 @@ pub struct DraftRequest {
     pub video: PathBuf,
     pub job_id: String,
     pub recipe: String,
+    /// What a drafts folder names the files by: `<topic-slug>-<voice>-<short id>`.
+    pub name: String,
     /// The account name the recipe publishes to (`publish.tiktok.account`).
     pub account: String,
     pub title: String,

@@ -13,9 +13,15 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Format version. Only `1` exists.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     /// Recipe name: lowercase letters, digits and dashes. Names the drafts folder and the
     /// jobs in the store, so keep it stable.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+        length(min = 1, max = 64),
+        example = &"space-facts"
+    )]
     pub name: String,
     /// What this recipe is for (not used in output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +51,7 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct Project {
     /// Format version. Only `1` exists.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, Value>,
@@ -74,30 +81,39 @@ pub struct VoiceDef {
     pub provider: VoiceProvider,
     /// espeak: voice name, e.g. `en-us`, `en-gb`, `en-us+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"en-us", example = &"en-gb")]
     pub voice: Option<String>,
     /// espeak: speed in words per minute (80–450).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 80, max = 450), example = 165)]
     pub rate: Option<u32>,
     /// espeak: pitch, 0–99.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 99), example = 50)]
     pub pitch: Option<u32>,
     /// elevenlabs: the voice id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"21m00Tcm4TlvDq8N00")]
     pub voice_id: Option<String>,
     /// elevenlabs: model id, e.g. `eleven_multilingual_v2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"eleven_multilingual_v2")]
     pub model: Option<String>,
     /// elevenlabs: 0–1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub stability: Option<f64>,
     /// elevenlabs: 0–1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub similarity_boost: Option<f64>,
     /// elevenlabs: 0–1; above 0 adds latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub style: Option<f64>,
     /// elevenlabs: 0.7–1.2; 1 is normal speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.7, max = 1.2))]
     pub speed: Option<f64>,
     /// elevenlabs: boost similarity to the original speaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +226,7 @@ pub struct ScriptDef {
     pub provider: ScriptProvider,
     /// openrouter: model slug with its organisation, e.g. `openai/gpt-4o-mini`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"openai/gpt-4o-mini")]
     pub model: Option<String>,
     /// openrouter: models to try, in order, when the first fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -219,6 +236,7 @@ pub struct ScriptDef {
     pub prompt: Option<String>,
     /// openrouter: 0–2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
     /// openrouter: sampling seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +245,7 @@ pub struct ScriptDef {
     /// a var of that name overrides it). At least 3 (a hook and a call to action), at
     /// most `video.max_seconds`.
     #[serde(default = "default_seconds")]
+    #[schemars(range(min = 3, max = 600), example = 20)]
     pub seconds: u32,
     /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`
     /// (a `text` script ends with its own last sentence unless `cta` is set here).
@@ -261,12 +280,14 @@ pub struct FootageDef {
     pub provider: FootageProvider,
     /// pexels: search words (*template*).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"{{ topic }}")]
     pub query: Option<String>,
     /// local: folder of clips, relative to the recipe and inside its directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
     /// Clips per video, 1–12.
     #[serde(default = "default_clips")]
+    #[schemars(range(min = 1, max = 12))]
     pub clips: u32,
 }
 
@@ -314,6 +335,7 @@ pub struct CaptionsDef {
     pub style: CaptionStyleName,
     /// Words on screen at once, 1–3.
     #[serde(default = "default_max_words")]
+    #[schemars(range(min = 1, max = 3))]
     pub max_words: u32,
     #[serde(default)]
     pub highlight: Highlight,
@@ -338,16 +360,20 @@ impl Default for CaptionsDef {
 pub struct VideoDef {
     /// Frame size. TikTok's vertical format is the only one: `1080x1920`.
     #[serde(default = "default_size")]
+    #[schemars(regex(pattern = r"^1080x1920$"), example = &"1080x1920")]
     pub size: String,
     /// Frames per second, 23–60.
     #[serde(default = "default_fps")]
+    #[schemars(range(min = 23, max = 60))]
     pub fps: u32,
     /// Longest allowed video, in seconds (3 to 600).
     #[serde(default = "default_max_seconds")]
+    #[schemars(range(min = 3, max = 600))]
     pub max_seconds: u32,
     /// Background music file, relative to the recipe and inside its directory; ducked
     /// under the narration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"assets/lofi.mp3")]
     pub music: Option<String>,
 }
 
@@ -386,6 +412,7 @@ pub struct Batch {
     /// The most jobs this batch may expand to (default 10,000; at most 1,000,000). A
     /// larger matrix is refused before any job is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_jobs: Option<u64>,
 }
 
@@ -400,6 +427,7 @@ pub struct Matrix {
     /// column is a var of its row's jobs; a `script` column is the row's narration for a
     /// `text` script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"topics.csv")]
     pub topics_file: Option<String>,
     /// Voice names.
     pub voice: Vec<String>,
@@ -456,6 +484,7 @@ pub struct Publish {
     pub host: HostProvider,
     /// Days hosted copies and local renders are kept, 1–14 (the privacy policy's limit).
     #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 365))]
     pub retention_days: u32,
     /// Allow `retention_days` above 14 (up to 365). Every run that uses it says so in its
     /// output: the privacy policy promises deletion after 14 days.
@@ -487,6 +516,7 @@ impl Default for Publish {
 #[serde(deny_unknown_fields)]
 pub struct TikTokTarget {
     /// Account name given at `factory auth tiktok login --account NAME`.
+    #[schemars(example = &"main")]
     pub account: String,
 }
 
@@ -501,5 +531,6 @@ pub struct Notify {
 #[serde(deny_unknown_fields)]
 pub struct TelegramTarget {
     /// Chat id or `@channel` (the bot token comes from `TELEGRAM_BOT_TOKEN`).
+    #[schemars(example = &"@my_alerts")]
     pub chat: String,
 }

@@ -152,6 +152,7 @@ impl crate::engine::Pipeline for Pipeline {
             &credits,
             hosted["url"].as_str().unwrap_or_default(),
             receipt["external_id"].as_str().unwrap_or_default(),
+            hosted["expires_at"].as_i64().unwrap_or(expires),
         );
         notify::run(job, &draft_key, text).await?;
         Ok(())

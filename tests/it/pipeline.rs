@@ -117,9 +117,13 @@ async fn drafts_are_watchable_and_a_second_run_executes_nothing() {
     let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
     let by_template = |t: &str| {
         let job = jobs.iter().find(|j| j.cell.contains(t)).unwrap();
-        dir.path()
-            .join(".factory/drafts/tiny")
-            .join(format!("{}.mp4", job.id))
+        // Drafts are named `<topic>-<voice>-<short id>.mp4`.
+        let suffix = format!("-{}.mp4", &job.id[..8]);
+        std::fs::read_dir(dir.path().join(".factory/drafts/tiny"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&suffix))
+            .unwrap()
     };
     let (plain, captioned) = (
         frame(&by_template("plain"), "1.0"),
