@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 pub use crate::stages::captions::key as captions_key;
 pub use crate::stages::draft::key as draft_key;
-pub use crate::stages::footage::{key as footage_key, variant as footage_variant};
+pub use crate::stages::footage::{
+    key as footage_key, planned_key as planned_footage_key, variant as footage_variant,
+};
 pub use crate::stages::host::key as host_key;
 pub use crate::stages::notify::key as notify_key;
 pub use crate::stages::render::key as render_key;
@@ -101,7 +103,8 @@ batch:
         };
         let spoken = script.spoken();
         let script_k = script_key(&spec);
-        let footage_k = footage_key(&spec, None, &v);
+        let scenes = crate::stages::footage::scenes(&spec, &script);
+        let footage_k = footage_key(&spec, &scenes, None, &v);
         let voice_k = voice_key(&spec, &spoken, &v);
         let captions_k = captions_key(&spec, &voice_k, &v);
         let render_k = render_key(&spec, &footage_k, &voice_k, &captions_k, None, &v);

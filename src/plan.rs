@@ -245,6 +245,8 @@ pub struct Cached {
     pub keys: HashSet<String>,
     /// Script key → the lines its script speaks.
     pub scripts: HashMap<String, Vec<String>>,
+    /// Script key → the cached script, whose scenes key the footage.
+    pub documents: HashMap<String, crate::providers::Script>,
 }
 
 /// Prices of OpenRouter models in US dollars per 1,000 tokens (prompt, completion), as
@@ -392,7 +394,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             }
         }
         if spec.footage.provider == FootageProvider::Pexels {
-            let key = keys::footage_key(spec, None, &ToolVersions::default());
+            let key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
             if seen.insert(key.clone()) {
                 if cached.keys.contains(&key) {
                     out.saved.footage_searches += 1;

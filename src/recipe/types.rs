@@ -196,9 +196,31 @@ pub struct FootageDef {
     /// local: folder of clips, relative to the recipe and inside its directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// Clips per video, 1–12.
+    /// Clips per video, 1–12, when the footage is chosen per video (`per: video`).
     #[serde(default = "default_clips")]
     pub clips: u32,
+    /// `scene` (the default): one clip per spoken line, searched with that line's visual
+    /// query and cut where the narration starts it. `video`: one query for the whole
+    /// video, `clips` clips sharing it evenly.
+    #[serde(default, skip_serializing_if = "FootagePer::is_scene")]
+    pub per: FootagePer,
+}
+
+/// How footage is chosen: per scene, or once for the whole video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FootagePer {
+    /// A clip per spoken line, from that line's visual query; cuts on the line starts.
+    #[default]
+    Scene,
+    /// One query for the video; `clips` clips share it evenly.
+    Video,
+}
+
+impl FootagePer {
+    pub fn is_scene(&self) -> bool {
+        *self == Self::Scene
+    }
 }
 
 fn default_clips() -> u32 {
@@ -212,6 +234,7 @@ impl Default for FootageDef {
             query: None,
             dir: None,
             clips: default_clips(),
+            per: FootagePer::Scene,
         }
     }
 }
