@@ -602,6 +602,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_word_left_out_of_the_captions_and_a_video_over_its_limit_fail_their_gates() {
+        let tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, narration) = inputs(&tools, dir.path()).await;
+        let spoken: Vec<String> = ["Big", "caption", "here"].map(String::from).to_vec();
+        // The caption file shows two of the three words.
+        let shown: Vec<WordTiming> = [("Big", 0.2), ("here", 1.6)]
+            .iter()
+            .map(|&(word, start)| WordTiming {
+                word: word.to_owned(),
+                start,
+                end: start + 0.8,
+            })
+            .collect();
+        let captions = dir.path().join("captions.ass");
+        std::fs::write(&captions, ass(&shown, &CaptionStyle::default(), 540, 960)).unwrap();
+        let mut spec = RenderSpec::new(clips, narration, 2.5, dir.path().join("out.mp4"));
+        (spec.width, spec.height, spec.preset) = (540, 960, "ultrafast".into());
+        spec.captions = Some(captions.clone());
+        spec.gates = Some(GateSpec {
+            stills: Vec::new(),
+            captions: Some((captions, spoken)),
+            target_lufs: TARGET_LUFS,
+            seconds: 2.5,
+            max_seconds: 2.0,
+            fps: 30,
+        });
+        let error = render(&tools, &spec).await.unwrap_err();
+        let MediaError::Gates(failed) = &error else {
+            panic!("{error:?}");
+        };
+        let names: Vec<&str> = failed.iter().map(|f| f.gate.as_str()).collect();
+        assert_eq!(names, ["captions", "duration"], "{error}");
+        assert!(
+            error.to_string().contains("spoken word 2 (`caption`)"),
+            "{error}"
+        );
+        assert!(
+            !spec.out.exists(),
+            "a render that failed a gate is not kept"
+        );
+    }
+
+    #[tokio::test]
     async fn music_is_mixed_under_the_voice() {
         let tools = testing::tools();
         let dir = tempfile::tempdir().unwrap();
