@@ -245,8 +245,12 @@ pub enum CaptionStyleName {
     /// Large bold white words with a black outline, centred.
     #[default]
     BoldCenter,
-    /// The same, in the lower third (clear of the caption and buttons).
+    /// The same, low on the frame, just above TikTok's description.
     BoldLower,
+    /// Two words at a time in capitals, the spoken one yellow and popping, centred.
+    Pop,
+    /// Regular white words with a thin outline, low on the frame.
+    Clean,
     /// No burned-in captions.
     None,
 }

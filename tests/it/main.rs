@@ -11,6 +11,7 @@ mod fakes;
 mod gates;
 mod hardening;
 mod job_id;
+mod looks;
 mod outputs;
 mod pipeline;
 mod pipeline_real;
