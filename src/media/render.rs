@@ -20,6 +20,7 @@ const PEAK_LIMIT: f64 = 0.84;
 const MAX_GAIN_DB: f64 = 30.0;
 /// Music sits about 10 dB under the voice before ducking pulls it further down.
 const MUSIC_GAIN: f64 = 0.3;
+const MUSIC_FADE_SECONDS: f64 = 2.0;
 const AUDIO_RATE: u32 = 48_000;
 const AUDIO_BITRATE: &str = "160k";
 
@@ -361,10 +362,13 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
     // `apad` covers a narration a few samples shorter than its stated length; `-t` cuts.
     if spec.music.is_some() {
         let music = narration + 1;
+        // The bed fades out over the last two seconds (or the last third of a short video).
+        let fade = MUSIC_FADE_SECONDS.min(spec.narration_seconds / 3.0);
+        let fade_at = spec.narration_seconds - fade;
         let _ = write!(
             graph,
             "{voice},asplit=2[voice][key];\
-             [{music}:a]{format},volume={MUSIC_GAIN}[bed];\
+             [{music}:a]{format},volume={MUSIC_GAIN},afade=t=out:st={fade_at:.3}:d={fade:.3}[bed];\
              [bed][key]sidechaincompress=threshold=0.02:ratio=10:attack=15:release=350[ducked];\
              [voice][ducked]amix=inputs=2:duration=first:dropout_transition=0:normalize=0,{finish}"
         );
@@ -465,6 +469,11 @@ mod tests {
             "music is the fourth input: {graph}"
         );
         assert!(graph.contains("sidechaincompress"), "{graph}");
+        // Three seconds of video: the music fades over the last second.
+        assert!(
+            graph.contains("afade=t=out:st=2.000:d=1.000[bed]"),
+            "{graph}"
+        );
         // No loudnorm: the measured narration gets a linear gain, then a peak limiter.
         assert!(!graph.contains("loudnorm"), "{graph}");
         assert!(graph.contains("volume=0.00dB,asplit=2"), "{graph}");
