@@ -311,6 +311,72 @@ mod tests {
         }
     }
 
+    fn spec(footage: &str) -> JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: r\nvoices:\n  v: {{ provider: espeak }}\ntemplates:\n  t:\n    \
+                 script: {{ provider: offline, seconds: 10 }}\n    footage: {footage}\n    title: x\n\
+                 batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
+            ),
+        )
+        .unwrap();
+        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        recipes[0].jobs[0].spec.clone()
+    }
+
+    fn script(visuals: &[&str]) -> Script {
+        Script {
+            hook: "Owls turn heads.".into(),
+            sentences: vec!["They see at night.".into()],
+            cta: "Follow.".into(),
+            title: String::new(),
+            caption: String::new(),
+            hashtags: Vec::new(),
+            visuals: visuals.iter().map(|v| (*v).to_owned()).collect(),
+            usage: None,
+        }
+    }
+
+    #[test]
+    fn scenes_search_their_visuals_or_the_recipe_query_and_per_video_has_none() {
+        let pexels = spec("{ provider: pexels, query: \"night birds\" }");
+        let scenes = scenes(&pexels, &script(&["owl head turning", " ", "owl at night"]));
+        let queries: Vec<Option<&str>> = scenes.iter().map(|s| s.query.as_deref()).collect();
+        assert_eq!(
+            queries,
+            [
+                Some("owl head turning"),
+                Some("night birds"),
+                Some("owl at night")
+            ]
+        );
+        assert_eq!(
+            scenes.iter().map(|s| s.words).collect::<Vec<_>>(),
+            [3, 4, 1]
+        );
+        // The queries key the footage: another visual is other footage.
+        let other = super::scenes(&pexels, &script(&["owl head turning", "moon", "owl"]));
+        let v = ToolVersions::default();
+        assert_ne!(
+            key(&pexels, &scenes, None, &v),
+            key(&pexels, &other, None, &v)
+        );
+
+        let per_video = spec("{ provider: pexels, query: birds, per: video, clips: 2 }");
+        assert!(super::scenes(&per_video, &script(&["a", "b", "c"])).is_empty());
+        // A generator does not search: its scenes have no query, so visuals do not key it.
+        let generated = spec("{ provider: generated }");
+        assert!(
+            super::scenes(&generated, &script(&["a", "b", "c"]))
+                .iter()
+                .all(|s| s.query.is_none())
+        );
+    }
+
     fn plan(queries: &[&str]) -> Vec<ScenePlan> {
         queries
             .iter()
