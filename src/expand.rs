@@ -178,6 +178,9 @@ pub struct FootageSpec {
     /// Relative to the recipe directory.
     pub dir: Option<String>,
     pub clips: u32,
+    /// Per scene (the default) or per video; left out of the spec's JSON when per scene.
+    #[serde(default, skip_serializing_if = "crate::recipe::FootagePer::is_scene")]
+    pub per: crate::recipe::FootagePer,
 }
 
 /// One job of a recipe.
@@ -876,6 +879,7 @@ fn render_job(
             query: opt(def.footage.query.is_some(), Field::Query)?,
             dir: def.footage.dir.clone(),
             clips: def.footage.clips,
+            per: def.footage.per,
         },
         voice: voice_def,
         captions: def.captions.clone(),

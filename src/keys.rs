@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 pub use crate::stages::captions::{inputs as captions_inputs, key as captions_key};
 pub use crate::stages::draft::{inputs as draft_inputs, key as draft_key};
 pub use crate::stages::footage::{
-    inputs as footage_inputs, key as footage_key, variant as footage_variant,
+    inputs as footage_inputs, key as footage_key, planned_key as planned_footage_key,
+    scenes as footage_scenes, variant as footage_variant,
 };
 pub use crate::stages::host::{inputs as host_inputs, key as host_key};
 pub use crate::stages::notify::{inputs as notify_inputs, key as notify_key};
@@ -134,7 +135,8 @@ batch:
         };
         let spoken = script.spoken();
         let script_k = script_key(&spec);
-        let footage_k = footage_key(&spec, None, &v);
+        let scenes = crate::stages::footage::scenes(&spec, &script);
+        let footage_k = footage_key(&spec, &scenes, None, &v);
         let voice_k = voice_key(&spec, &spoken, &v);
         let captions_k = captions_key(&spec, &voice_k, &v);
         let render_k = render_key(&spec, &footage_k, &voice_k, &captions_k, None, &v);

@@ -378,11 +378,18 @@ pub fn hashtags(spec: &JobSpec, script: &Script) -> Vec<String> {
 /// a script not yet written, a folder or music file that could not be read).
 pub fn forecast(spec: &JobSpec, job_id: &str, env: &KeyEnv<'_>) -> Vec<(Stage, Option<Inputs>)> {
     let script = keys::script_inputs(spec);
-    let footage = match spec.footage.provider {
-        FootageProvider::Local => env
+    // Footage per scene is keyed by the script's scenes, known once the script is.
+    let scenes = match env.script {
+        Some(s) => Some(keys::footage_scenes(spec, s)),
+        None if spec.footage.per == crate::recipe::FootagePer::Video => Some(Vec::new()),
+        None => None,
+    };
+    let footage = match (&spec.footage.provider, scenes) {
+        (_, None) => None,
+        (FootageProvider::Local, Some(scenes)) => env
             .folder
-            .map(|f| keys::footage_inputs(spec, Some(f), env.versions)),
-        _ => Some(keys::footage_inputs(spec, None, env.versions)),
+            .map(|f| keys::footage_inputs(spec, &scenes, Some(f), env.versions)),
+        (_, Some(scenes)) => Some(keys::footage_inputs(spec, &scenes, None, env.versions)),
     };
     let music_known = spec.video.music.is_none() || env.music.is_some();
     let spoken = env.script.map(Script::spoken);
@@ -650,6 +657,8 @@ pub struct Cached {
     pub keys: HashSet<String>,
     /// Script key → the lines its script speaks.
     pub scripts: HashMap<String, Vec<String>>,
+    /// Script key → the cached script, whose scenes key the footage.
+    pub documents: HashMap<String, crate::providers::Script>,
 }
 
 /// A job whose video is estimated to run past `video.max_seconds`, said before anything
@@ -858,7 +867,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             }
         }
         if spec.footage.provider == FootageProvider::Pexels {
-            let key = keys::footage_key(spec, None, &ToolVersions::default());
+            let key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
             if seen.insert(key.clone()) {
                 if cached.keys.contains(&key) {
                     out.saved.footage_searches += 1;

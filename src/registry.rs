@@ -51,6 +51,41 @@ pub trait Services: Send + Sync {
     fn versions(&self) -> &ToolVersions;
     /// Digests of input files and folders, computed once per run.
     fn digests(&self) -> &Digests;
+    /// The clips this run's jobs have used, so later jobs of a batch pick others where
+    /// the results allow; `None` when nothing keeps count.
+    fn used_clips(&self) -> Option<&UsedClips> {
+        None
+    }
+}
+
+/// Clip source ids used by the jobs of this run, per recipe.
+#[derive(Debug, Default)]
+pub struct UsedClips(std::sync::Mutex<HashMap<String, Vec<String>>>);
+
+impl UsedClips {
+    /// The clips `recipe`'s jobs have used so far, in the order they were used.
+    pub fn of(&self, recipe: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(recipe)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records clips a job of `recipe` uses.
+    pub fn add(&self, recipe: &str, ids: impl IntoIterator<Item = String>) {
+        let mut used = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = used.entry(recipe.to_owned()).or_default();
+        for id in ids {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    }
 }
 
 /// Digests of the files and folders a recipe names (music, local footage), streamed and
@@ -104,6 +139,7 @@ pub struct Registry {
     tools: Tools,
     versions: ToolVersions,
     digests: Digests,
+    used_clips: UsedClips,
     state_dir: PathBuf,
     store: crate::store::Store,
     openrouter: OnceLock<Result<Arc<OpenRouter>, ProviderError>>,
@@ -130,6 +166,7 @@ impl Registry {
             tools,
             versions,
             digests: Digests::default(),
+            used_clips: UsedClips::default(),
             state_dir,
             store,
             openrouter: OnceLock::new(),
@@ -189,7 +226,10 @@ impl Services for Registry {
                 self.pexels
                     .get_or_init(|| {
                         Pexels::from_env()
-                            .map(|p| p.with_budgets(Arc::new(self.store.clone())))
+                            .map(|p| {
+                                p.with_budgets(Arc::new(self.store.clone()))
+                                    .sharing_searches()
+                            })
                             .map_err(|e| setup("pexels")(e.to_string()))
                     })
                     .clone()?,
@@ -262,6 +302,10 @@ impl Services for Registry {
 
     fn digests(&self) -> &Digests {
         &self.digests
+    }
+
+    fn used_clips(&self) -> Option<&UsedClips> {
+        Some(&self.used_clips)
     }
 }
 

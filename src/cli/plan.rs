@@ -340,7 +340,8 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         let paid_script = spec.script.provider == ScriptProvider::Openrouter;
         let paid_voice = spec.voice.provider == VoiceProvider::Elevenlabs;
         let script_key = keys::script_key(spec);
-        if (paid_script || paid_voice)
+        let paid_footage = spec.footage.provider == FootageProvider::Pexels;
+        if (paid_script || paid_voice || paid_footage)
             && !cached.keys.contains(&script_key)
             && let Ok(crate::artifacts::Lookup::Hit(hit)) =
                 artifacts.inspect("script", &script_key).await
@@ -351,10 +352,11 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
                     script_key.clone(),
                     script.spoken().into_iter().map(str::to_owned).collect(),
                 );
+                cached.documents.insert(script_key.clone(), script);
             }
         }
         // Paid stages' keys do not depend on tool versions.
-        let footage_key = keys::footage_key(spec, None, &none);
+        let footage_key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
         if spec.footage.provider == FootageProvider::Pexels
             && artifacts.contains("footage", &footage_key)
         {

@@ -31,14 +31,15 @@ struct Preview {
 impl crate::engine::Pipeline for Preview {
     async fn run(&self, job: &mut JobRun<'_>) -> Result<(), Halt> {
         let script = script::run(job).await?;
-        let (clips, footage_key) = footage::run(job).await?;
+        let (footage, footage_key) = footage::run(job, &script).await?;
         let (narration, voice_key) = voice::run(job, &script).await?;
         let (captions, captions_key) = captions::run(job, &narration, &voice_key).await?;
         let (video, _, _) = render::run(
             job,
             render::Inputs {
-                clips: &clips,
+                footage: &footage,
                 footage_key: &footage_key,
+                script: &script,
                 narration: &narration,
                 voice_key: &voice_key,
                 captions,

@@ -285,10 +285,32 @@ pub struct FootageDef {
     /// local: folder of clips, relative to the recipe and inside its directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// Clips per video, 1–12.
+    /// Clips per video, 1–12, when the footage is chosen per video (`per: video`).
     #[serde(default = "default_clips")]
     #[schemars(range(min = 1, max = 12))]
     pub clips: u32,
+    /// `scene` (the default): one clip per spoken line, searched with that line's visual
+    /// query and cut where the narration starts it. `video`: one query for the whole
+    /// video, `clips` clips sharing it evenly.
+    #[serde(default, skip_serializing_if = "FootagePer::is_scene")]
+    pub per: FootagePer,
+}
+
+/// How footage is chosen: per scene, or once for the whole video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FootagePer {
+    /// A clip per spoken line, from that line's visual query; cuts on the line starts.
+    #[default]
+    Scene,
+    /// One query for the video; `clips` clips share it evenly.
+    Video,
+}
+
+impl FootagePer {
+    pub fn is_scene(&self) -> bool {
+        *self == Self::Scene
+    }
 }
 
 fn default_clips() -> u32 {
@@ -302,6 +324,7 @@ impl Default for FootageDef {
             query: None,
             dir: None,
             clips: default_clips(),
+            per: FootagePer::Scene,
         }
     }
 }
@@ -312,8 +335,12 @@ pub enum CaptionStyleName {
     /// Large bold white words with a black outline, centred.
     #[default]
     BoldCenter,
-    /// The same, in the lower third (clear of the caption and buttons).
+    /// The same, low on the frame, just above TikTok's description.
     BoldLower,
+    /// Two words at a time in capitals, the spoken one yellow and popping, centred.
+    Pop,
+    /// Regular white words with a thin outline, low on the frame.
+    Clean,
     /// No burned-in captions.
     None,
 }

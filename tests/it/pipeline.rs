@@ -251,7 +251,8 @@ async fn a_corrupt_clip_fails_only_its_job_and_a_rerun_finishes_it() {
     };
 
     std::fs::remove_file(dir.path().join("bad/one.mp4")).unwrap();
-    make_clip(&dir.path().join("bad/one.mp4"), "rgbtestsrc");
+    // A moving pattern: a still one would fail the frozen gate.
+    make_clip(&dir.path().join("bad/one.mp4"), "testsrc");
     let second = Factory::new()
         .args(["jobs", "retry", &failed_id[..8]])
         .current_dir(dir.path())
