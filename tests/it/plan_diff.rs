@@ -270,12 +270,12 @@ async fn a_voice_edit_runs_the_voice_and_everything_after_it_and_totals_count_th
     project.record_run().await;
     project.edit(
         &RECIPE
-            .replace("rate: 155", "rate: 140")
+            .replace("rate: 155 }", "rate: 155, pitch: 60 }")
             .replace("topic: [Owls, Bats]", "topic: [Owls, Bats, Moths]"),
     );
     let out = project.plan(&[]);
     assert!(
-        out.stdout.contains("~ voice.rate: 155 → 140"),
+        out.stdout.contains("~ voice.pitch: null → 60"),
         "{}",
         out.stdout
     );
@@ -305,7 +305,7 @@ async fn a_voice_edit_runs_the_voice_and_everything_after_it_and_totals_count_th
     for j in changed {
         assert_eq!(
             j["changes"],
-            serde_json::json!([{ "field": "voice.rate", "old": 155, "new": 140 }])
+            serde_json::json!([{ "field": "voice.pitch", "old": null, "new": 60 }])
         );
         assert_eq!(
             j["stages"][0],
