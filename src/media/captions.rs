@@ -64,6 +64,16 @@ impl Rgb {
         Self { r, g, b }
     }
 
+    /// `#RRGGBB` (either case); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix('#')?;
+        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+        Some(Self::new(byte(0)?, byte(2)?, byte(4)?))
+    }
+
     /// ASS colours are `&HAABBGGRR`, alpha 0 meaning opaque.
     fn ass(self) -> String {
         format!("&H00{:02X}{:02X}{:02X}", self.b, self.g, self.r)
@@ -113,6 +123,68 @@ impl Default for CaptionStyle {
             uppercase: false,
             pop: false,
         }
+    }
+}
+
+/// The font families fontconfig knows on this machine, the names libass looks a
+/// caption font up by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FontFamilies {
+    /// Every name a family is known by, as `fc-list` prints it.
+    names: Vec<String>,
+}
+
+impl FontFamilies {
+    /// From `fc-list : family` output: one font per line, its names comma-separated.
+    pub fn parse(list: &str) -> Self {
+        let mut names: Vec<String> = list
+            .lines()
+            .flat_map(|line| line.split(','))
+            .map(|name| name.trim().replace("\\-", "-"))
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        Self { names }
+    }
+
+    /// Whether fontconfig has `family`, compared as fontconfig does: ignoring case and
+    /// blanks. `Err` carries the closest name when it has not.
+    pub fn check(&self, family: &str) -> Result<(), Option<&str>> {
+        let fold = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let wanted = fold(family);
+        if self.names.iter().any(|n| fold(n) == wanted) {
+            return Ok(());
+        }
+        let folded: Vec<(String, &str)> =
+            self.names.iter().map(|n| (fold(n), n.as_str())).collect();
+        let closest =
+            crate::recipe::diagnostic::closest(&wanted, folded.iter().map(|(f, _)| f.as_str()))
+                .and_then(|c| folded.iter().find(|(f, _)| f == c).map(|(_, n)| *n));
+        Err(closest)
+    }
+
+    /// The families `fc-list` lists here, asked once per process; `None` without
+    /// fontconfig's tools, when there is nothing to check against.
+    pub fn installed() -> Option<&'static Self> {
+        static INSTALLED: std::sync::OnceLock<Option<FontFamilies>> = std::sync::OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let out = std::process::Command::new("fc-list")
+                    .args([":", "family"])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .ok()?;
+                out.status
+                    .success()
+                    .then(|| Self::parse(&String::from_utf8_lossy(&out.stdout)))
+            })
+            .as_ref()
     }
 }
 

@@ -479,15 +479,7 @@ fn template(
         12,
         out,
     );
-    range_u(
-        r,
-        origin,
-        &format!("{at}/captions/max_words"),
-        Some(t.captions.max_words),
-        1,
-        3,
-        out,
-    );
+    captions(r, &t.captions, origin, &format!("{at}/captions"), out);
 
     let v = &t.video;
     if v.size != "1080x1920" {
@@ -532,6 +524,100 @@ fn template(
             Ok(_) => {}
         }
     }
+}
+
+fn captions(
+    r: &Resolved,
+    c: &super::CaptionsDef,
+    origin: Origin,
+    at: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    use crate::stages::captions::{MAX_OUTLINE, MAX_SIZE, MIN_SIZE};
+    range_u(
+        r,
+        origin,
+        &format!("{at}/max_words"),
+        Some(c.max_words),
+        1,
+        3,
+        out,
+    );
+    range_u(
+        r,
+        origin,
+        &format!("{at}/size"),
+        c.size,
+        MIN_SIZE,
+        MAX_SIZE,
+        out,
+    );
+    range_u(
+        r,
+        origin,
+        &format!("{at}/outline"),
+        c.outline,
+        0,
+        MAX_OUTLINE,
+        out,
+    );
+    for (key, value) in [
+        ("color", &c.color),
+        ("highlight_color", &c.highlight_color),
+        ("outline_color", &c.outline_color),
+    ] {
+        if let Some(v) = value
+            && crate::media::Rgb::from_hex(v).is_none()
+        {
+            out.push(
+                r.diag(
+                    origin,
+                    &format!("{at}/{key}"),
+                    "invalid-value",
+                    format!("`{v}` is not a colour; `captions.{key}` is `#RRGGBB`"),
+                )
+                .with_hint("for example `#FFE01A` (yellow) or `#FFFFFF` (white)"),
+            );
+        }
+    }
+    if c.pop == Some(true) && c.highlight == super::Highlight::None {
+        out.push(
+            r.diag(
+                origin,
+                &format!("{at}/pop"),
+                "conflicting-settings",
+                "`pop` animates the word being spoken, and `highlight: none` marks no word",
+            )
+            .with_hint("set `highlight: word`, or remove `pop`"),
+        );
+    }
+}
+
+/// Caption fonts against the families fontconfig knows here: libass would quietly draw
+/// an unknown family in some other font.
+pub fn caption_fonts(r: &Resolved, known: &crate::media::FontFamilies) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for t in r.templates.values() {
+        let Some(font) = &t.value.captions.font else {
+            continue;
+        };
+        let Err(closest) = known.check(font) else {
+            continue;
+        };
+        out.push(
+            r.diag(
+                t.origin,
+                &format!("{}/captions/font", t.pointer),
+                "unknown-font",
+                format!("font `{font}` is not installed"),
+            )
+            .with_hint(closest.map_or_else(
+                || "`fc-list : family` lists the fonts installed here".to_owned(),
+                |c| format!("did you mean `{c}`?"),
+            )),
+        );
+    }
+    out
 }
 
 fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
@@ -1110,6 +1196,91 @@ mod tests {
             d[0].code, "out-of-range",
             "a `seconds` var is held to it too: {d:?}"
         );
+    }
+
+    #[test]
+    fn caption_overrides_are_checked_where_they_are_written() {
+        let text = recipe(
+            "\"{{ topic }}\"\n    captions: { style: pop, size: 200, outline: 13, color: \"#ff00\", highlight_color: red, outline_color: \"#00ff00\", pop: true, highlight: none }",
+            "    topic: [Owls]\n",
+            "",
+        );
+        let d = load(&text, &[]);
+        let got: Vec<(&str, u32, String)> = d
+            .iter()
+            .map(|d| (d.code, d.line, d.message.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "out-of-range",
+                    9,
+                    "`templates.fact.captions.size` is 200 but must be between 40 and 140".into()
+                ),
+                (
+                    "out-of-range",
+                    9,
+                    "`templates.fact.captions.outline` is 13 but must be between 0 and 12".into()
+                ),
+                (
+                    "invalid-value",
+                    9,
+                    "`#ff00` is not a colour; `captions.color` is `#RRGGBB`".into()
+                ),
+                (
+                    "invalid-value",
+                    9,
+                    "`red` is not a colour; `captions.highlight_color` is `#RRGGBB`".into()
+                ),
+                (
+                    "conflicting-settings",
+                    9,
+                    "`pop` animates the word being spoken, and `highlight: none` marks no word"
+                        .into()
+                ),
+            ],
+            "{d:?}"
+        );
+        // Each points at its own value, not at the mapping.
+        assert!(
+            d[0].column < d[1].column && d[1].column < d[2].column,
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_caption_font_is_an_error_with_the_closest_installed_one() {
+        let known = crate::media::FontFamilies::parse(
+            "DejaVu Sans,DejaVu Sans Condensed\nLiberation Sans\nNoto Sans CJK JP,Noto Sans CJK JP Bold\n",
+        );
+        assert_eq!(known.check("dejavu  sans"), Ok(()));
+        assert_eq!(known.check("Noto Sans CJK JP"), Ok(()));
+        assert_eq!(known.check("Liberaton Sans"), Err(Some("Liberation Sans")));
+        assert_eq!(known.check("Comic Sans MS"), Err(None));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(
+            &path,
+            recipe(
+                "\"{{ topic }}\"\n    captions: { font: Liberaton Sans }",
+                "    topic: [Owls]\n",
+                "",
+            ),
+        )
+        .unwrap();
+        // Loading checks against this machine's fonts, which do not have it either.
+        let (r, mine) = crate::recipe::load_partial(&path);
+        assert!(mine.iter().all(|d| d.code == "unknown-font"), "{mine:?}");
+        let d = super::caption_fonts(&r.unwrap(), &known);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "unknown-font");
+        assert_eq!(d[0].message, "font `Liberaton Sans` is not installed");
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("did you mean `Liberation Sans`?")
+        );
+        assert_eq!((d[0].line, d[0].column), (9, 23), "at the font name");
     }
 
     #[test]

@@ -338,6 +338,9 @@ pub fn load_partial(path: &Path) -> (Option<Resolved>, Vec<Diagnostic>) {
     if let Some(known) = crate::providers::offline::EspeakVoices::installed() {
         diags.extend(check::espeak_voices(&resolved, known));
     }
+    if let Some(known) = crate::media::FontFamilies::installed() {
+        diags.extend(check::caption_fonts(&resolved, known));
+    }
     diags.extend(check::secrets(&resolved.source, &parsed.raw));
     if let (Some(src), Some(raw)) = (&resolved.project, &project_raw) {
         diags.extend(check::secrets(src, raw));

@@ -355,17 +355,70 @@ pub enum Highlight {
     None,
 }
 
+/// Where captions sit inside the safe area (x 120–960, y 250–1340 of 1080×1920).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionPlace {
+    /// Centred on the frame.
+    Center,
+    /// Bottom edge on the safe area's lower edge (y 1340), just above the description.
+    Lower,
+}
+
+/// Burned-in captions: a preset (`style`), and any of its settings overridden. Each
+/// override applies on top of the preset; a caption never leaves the safe area, whatever
+/// the size: long words shrink to fit a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptionsDef {
     #[serde(default)]
     pub style: CaptionStyleName,
-    /// Words on screen at once, 1–3.
+    /// Words on screen at once, 1–3 (`pop` shows at most 2).
     #[serde(default = "default_max_words")]
     #[schemars(range(min = 1, max = 3))]
     pub max_words: u32,
     #[serde(default)]
     pub highlight: Highlight,
+    /// Font family as fontconfig names it (`fc-list : family`), e.g. `DejaVu Sans`,
+    /// `Liberation Sans`, `Noto Sans`. Checked when the recipe loads. Glyphs the font
+    /// lacks (Cyrillic, Arabic, CJK, …) come from fontconfig's fallback fonts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"DejaVu Sans")]
+    pub font: Option<String>,
+    /// Bold or regular weight (presets: bold, except `clean`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bold: Option<bool>,
+    /// Font size in pixels of the 1920-pixel-high frame, 40–140 (presets: 76–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 40, max = 140), example = 92)]
+    pub size: Option<u32>,
+    /// Text colour, `#RRGGBB` (presets: white).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^#[0-9A-Fa-f]{6}$"), example = &"#FFFFFF")]
+    pub color: Option<String>,
+    /// Colour of the word being spoken, `#RRGGBB` (presets: yellow, `clean` light blue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^#[0-9A-Fa-f]{6}$"), example = &"#FFE01A")]
+    pub highlight_color: Option<String>,
+    /// Outline thickness in pixels of the 1920-pixel-high frame, 0–12 (presets: 4–8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 12), example = 7)]
+    pub outline: Option<u32>,
+    /// Outline colour, `#RRGGBB` (presets: black).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^#[0-9A-Fa-f]{6}$"), example = &"#000000")]
+    pub outline_color: Option<String>,
+    /// Show the words in capitals (presets: only `pop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<bool>,
+    /// The word being spoken appears a quarter larger and shrinks back (presets: only
+    /// `pop`); needs `highlight: word`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<bool>,
+    /// `center` or `lower` (presets: `bold-center` and `pop` centre, `bold-lower` and
+    /// `clean` low).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<CaptionPlace>,
 }
 
 fn default_max_words() -> u32 {
@@ -378,6 +431,16 @@ impl Default for CaptionsDef {
             style: CaptionStyleName::default(),
             max_words: default_max_words(),
             highlight: Highlight::default(),
+            font: None,
+            bold: None,
+            size: None,
+            color: None,
+            highlight_color: None,
+            outline: None,
+            outline_color: None,
+            upper: None,
+            pop: None,
+            position: None,
         }
     }
 }

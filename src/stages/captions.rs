@@ -8,7 +8,7 @@ use crate::expand::JobSpec;
 use crate::keys::{Inputs, ToolVersions};
 use crate::media::{CaptionPosition, CaptionStyle, Rgb};
 use crate::providers::{Narration, WordTiming};
-use crate::recipe::{CaptionStyleName, CaptionsDef, Highlight};
+use crate::recipe::{CaptionPlace, CaptionStyleName, CaptionsDef, Highlight};
 
 /// 2: the presets' positions come from the safe area; `pop` and `clean`.
 pub const VERSION: u32 = 2;
@@ -27,14 +27,14 @@ pub fn inputs(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> Input
         .part("tools", json!({ "font": versions.font }))
 }
 
-/// The preset's look, with the recipe's words per line and highlight.
+/// The preset's look, with the recipe's words per line, highlight and overrides.
 pub fn style(def: &CaptionsDef) -> CaptionStyle {
     let base = CaptionStyle {
         max_words: u8::try_from(def.max_words.clamp(1, 3)).unwrap_or(3),
         highlight_word: def.highlight == Highlight::Word,
         ..CaptionStyle::default()
     };
-    match def.style {
+    let preset = match def.style {
         CaptionStyleName::BoldCenter | CaptionStyleName::None => base,
         CaptionStyleName::BoldLower => CaptionStyle {
             position: CaptionPosition::Lower,
@@ -56,8 +56,50 @@ pub fn style(def: &CaptionsDef) -> CaptionStyle {
             highlight_colour: Rgb::new(0x7F, 0xE0, 0xFF),
             ..base
         },
-    }
+    };
+    overridden(preset, def)
 }
+
+/// The preset with each setting the recipe gives instead. Values out of range were
+/// reported when the recipe loaded; here they are clamped, so a style is always drawable.
+fn overridden(mut style: CaptionStyle, def: &CaptionsDef) -> CaptionStyle {
+    if let Some(font) = &def.font {
+        style.font.clone_from(font);
+    }
+    if let Some(bold) = def.bold {
+        style.bold = bold;
+    }
+    if let Some(size) = def.size {
+        style.font_size = size.clamp(MIN_SIZE, MAX_SIZE);
+    }
+    let colour = |hex: &Option<String>, default: Rgb| {
+        hex.as_deref().and_then(Rgb::from_hex).unwrap_or(default)
+    };
+    style.text_colour = colour(&def.color, style.text_colour);
+    style.highlight_colour = colour(&def.highlight_color, style.highlight_colour);
+    style.outline_colour = colour(&def.outline_color, style.outline_colour);
+    if let Some(outline) = def.outline {
+        style.outline = outline.min(MAX_OUTLINE);
+    }
+    if let Some(upper) = def.upper {
+        style.uppercase = upper;
+    }
+    if let Some(pop) = def.pop {
+        style.pop = pop;
+    }
+    match def.position {
+        Some(CaptionPlace::Center) => style.position = CaptionPosition::Center,
+        Some(CaptionPlace::Lower) => style.position = CaptionPosition::Lower,
+        None => {}
+    }
+    style
+}
+
+/// The caption sizes a recipe may ask for, in pixels of a 1920-pixel-high frame: the
+/// largest still fits three lines inside the safe area.
+pub const MIN_SIZE: u32 = 40;
+pub const MAX_SIZE: u32 = 140;
+pub const MAX_OUTLINE: u32 = 12;
 
 pub fn ass(def: &CaptionsDef, words: &[WordTiming]) -> String {
     crate::media::ass(words, &style(def), 1080, 1920)
@@ -87,4 +129,73 @@ pub async fn run(
         })
         .await?;
     Ok((enabled.then(|| hit.path(FILE)), key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_on_top_of_the_preset_and_enter_the_key() {
+        let pop = CaptionsDef {
+            style: CaptionStyleName::Pop,
+            ..CaptionsDef::default()
+        };
+        let preset = style(&pop);
+        let custom = CaptionsDef {
+            font: Some("Liberation Sans".into()),
+            size: Some(120),
+            color: Some("#10a0FF".into()),
+            outline: Some(0),
+            upper: Some(false),
+            position: Some(CaptionPlace::Lower),
+            ..pop.clone()
+        };
+        let looks = style(&custom);
+        assert_eq!(looks.font, "Liberation Sans");
+        assert_eq!(looks.font_size, 120);
+        assert_eq!(looks.text_colour, Rgb::new(0x10, 0xA0, 0xFF));
+        assert_eq!(looks.outline, 0);
+        assert!(!looks.uppercase);
+        assert_eq!(looks.position, CaptionPosition::Lower);
+        // What was not overridden stays the preset's.
+        assert!(looks.pop);
+        assert_eq!(looks.max_words, 2);
+        assert_eq!(looks.highlight_colour, preset.highlight_colour);
+        assert_eq!(looks.outline_colour, preset.outline_colour);
+        // Out of range (reported at load) is clamped, never drawn off the frame.
+        let huge = style(&CaptionsDef {
+            size: Some(900),
+            outline: Some(99),
+            ..pop.clone()
+        });
+        assert_eq!((huge.font_size, huge.outline), (MAX_SIZE, MAX_OUTLINE));
+
+        // A recipe without overrides keeps the key it had; each override changes it.
+        let versions = ToolVersions::default();
+        let key_of = |captions: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("k.yaml");
+            std::fs::write(
+                &path,
+                format!(
+                    "version: 1\nname: k\nvoices:\n  v: {{ provider: espeak, voice: en-us }}\ntemplates:\n  t:\n    script: {{ provider: offline }}\n    captions: {captions}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
+                ),
+            )
+            .unwrap();
+            let loaded = crate::cli::load_all(&[path]);
+            key(&loaded.0[0].jobs[0].spec, "voice", &versions)
+        };
+        let plain = key_of("{ style: pop }");
+        assert_eq!(
+            plain,
+            key_of("{ style: pop, max_words: 3, highlight: word }")
+        );
+        assert_ne!(plain, key_of("{ style: pop, size: 120 }"));
+        assert_ne!(
+            key_of("{ style: pop, size: 120 }"),
+            key_of("{ style: pop, size: 121 }")
+        );
+        assert_ne!(plain, key_of("{ style: pop, outline_color: \"#202020\" }"));
+    }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use tiktok_factory::media::{self, RenderSpec, SAFE_AREA, Tools};
 use tiktok_factory::providers::WordTiming;
-use tiktok_factory::recipe::{CaptionStyleName, CaptionsDef, Highlight};
+use tiktok_factory::recipe::{CaptionPlace, CaptionStyleName, CaptionsDef, Highlight};
 use tiktok_factory::stages::captions;
 
 /// The background colour, away from every caption colour and outline.
@@ -57,15 +57,10 @@ fn caption_box(rgb: &[u8], width: u32) -> Option<(u32, u32, u32, u32)> {
     found
 }
 
-async fn screenshot(tools: &Tools, dir: &Path, style: CaptionStyleName, at: f64) -> Vec<u8> {
-    let name = format!("{style:?}").to_lowercase();
-    let def = CaptionsDef {
-        style,
-        max_words: 3,
-        highlight: Highlight::Word,
-    };
+async fn screenshot(tools: &Tools, dir: &Path, def: &CaptionsDef, at: f64) -> Vec<u8> {
+    let name = format!("{:?}-{}", def.style, def.size.unwrap_or(0)).to_lowercase();
     let ass = dir.join(format!("{name}.ass"));
-    std::fs::write(&ass, captions::ass(&def, &words())).unwrap();
+    std::fs::write(&ass, captions::ass(def, &words())).unwrap();
     let background = dir.join("background.mp4");
     if !background.exists() {
         ffmpeg(&[
@@ -126,21 +121,70 @@ async fn every_caption_preset_stays_inside_the_safe_area() {
         CaptionStyleName::Pop,
         CaptionStyleName::Clean,
     ] {
-        // Early in a word, while the pop is at its largest, and late in the group.
-        for at in [0.27, 0.6] {
-            let rgb = screenshot(&tools, dir.path(), style, at).await;
-            let (left, top, right, bottom) =
-                caption_box(&rgb, 1080).unwrap_or_else(|| panic!("{style:?}: no caption seen"));
-            assert!(
-                left >= SAFE_AREA.left
-                    && top >= SAFE_AREA.top
-                    && right <= SAFE_AREA.right
-                    && bottom <= SAFE_AREA.bottom,
-                "{style:?} at {at} s: captions at x {left}–{right}, y {top}–{bottom}, \
-                 outside the safe area {SAFE_AREA:?}"
-            );
-            // Something real was measured: a caption is wider than a word's letter.
-            assert!(right - left > 200 && bottom - top > 40, "{style:?}");
+        let def = CaptionsDef {
+            style,
+            max_words: 3,
+            highlight: Highlight::Word,
+            ..CaptionsDef::default()
+        };
+        assert_inside_safe_area(&tools, dir.path(), &def).await;
+    }
+}
+
+/// Checks a frame early in a word, while the pop is at its largest, and one late in the
+/// group; returns the caption's height in the first.
+async fn assert_inside_safe_area(tools: &Tools, dir: &Path, def: &CaptionsDef) -> u32 {
+    let mut height = 0;
+    for at in [0.27, 0.6] {
+        let rgb = screenshot(tools, dir, def, at).await;
+        let (left, top, right, bottom) =
+            caption_box(&rgb, 1080).unwrap_or_else(|| panic!("{def:?}: no caption seen"));
+        assert!(
+            left >= SAFE_AREA.left
+                && top >= SAFE_AREA.top
+                && right <= SAFE_AREA.right
+                && bottom <= SAFE_AREA.bottom,
+            "{def:?} at {at} s: captions at x {left}–{right}, y {top}–{bottom}, \
+             outside the safe area {SAFE_AREA:?}"
+        );
+        // Something real was measured: a caption is wider than a word's letter.
+        assert!(right - left > 200 && bottom - top > 40, "{def:?}");
+        if height == 0 {
+            height = bottom - top;
         }
+    }
+    height
+}
+
+#[tokio::test]
+async fn the_largest_caption_size_stays_inside_the_safe_area() {
+    let tools = Tools::detect().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for position in [CaptionPlace::Center, CaptionPlace::Lower] {
+        let largest = CaptionsDef {
+            style: CaptionStyleName::BoldCenter,
+            max_words: 3,
+            highlight: Highlight::Word,
+            size: Some(captions::MAX_SIZE),
+            outline: Some(captions::MAX_OUTLINE),
+            upper: Some(true),
+            pop: Some(true),
+            position: Some(position),
+            color: Some("#FF80C0".into()),
+            ..CaptionsDef::default()
+        };
+        let big = assert_inside_safe_area(&tools, dir.path(), &largest).await;
+        let normal = CaptionsDef {
+            size: None,
+            outline: None,
+            ..largest.clone()
+        };
+        let usual = assert_inside_safe_area(&tools, dir.path(), &normal).await;
+        // The size took effect: three capitalised words at 140 px wrap onto more lines,
+        // or at least stand taller, than at the preset's 92.
+        assert!(
+            big > usual,
+            "{position:?}: {big} px tall at 140, {usual} at 92"
+        );
     }
 }
