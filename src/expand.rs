@@ -91,6 +91,8 @@ fn has_filter(env: &Environment<'_>, name: &str) -> bool {
 /// accepts (2,200); a hashtag, a title and a footage query are far shorter in practice.
 pub mod bounds {
     pub const TITLE: usize = 150;
+    /// A hook title: three lines at most on screen.
+    pub const HOOK: usize = 100;
     pub const CAPTION: usize = 2_200;
     pub const HASHTAG: usize = 100;
     pub const PROMPT: usize = 20_000;
@@ -152,8 +154,18 @@ pub struct JobSpec {
     pub title: String,
     pub caption: Option<String>,
     pub hashtags: Vec<String>,
+    /// The hook title, rendered; left out of the spec's JSON when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookSpec>,
     pub publish: Publish,
     pub notify: Option<Notify>,
+}
+
+/// A hook title as a job shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookSpec {
+    pub text: String,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +255,7 @@ enum Field {
     Title,
     Caption,
     Hashtag(usize),
+    Hook,
 }
 
 impl Field {
@@ -256,6 +269,7 @@ impl Field {
             Self::Title => bounds::TITLE,
             Self::Caption => bounds::CAPTION,
             Self::Hashtag(_) => bounds::HASHTAG,
+            Self::Hook => bounds::HOOK,
         }
     }
 
@@ -268,6 +282,7 @@ impl Field {
             Self::Title => "title",
             Self::Caption => "caption",
             Self::Hashtag(_) => "a hashtag",
+            Self::Hook => "hook.text",
         }
     }
 
@@ -280,6 +295,7 @@ impl Field {
             Self::Title => "/title".into(),
             Self::Caption => "/caption".into(),
             Self::Hashtag(i) => format!("/hashtags/{i}"),
+            Self::Hook => "/hook/text".into(),
         }
     }
 }
@@ -308,6 +324,9 @@ fn fields(t: &TemplateDef) -> Vec<(Field, &str)> {
     }
     for (i, h) in t.hashtags.iter().enumerate() {
         out.push((Field::Hashtag(i), h.as_str()));
+    }
+    if let Some(h) = &t.hook {
+        out.push((Field::Hook, h.text.as_str()));
     }
     out
 }
@@ -492,6 +511,10 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
             vars.sort();
             for var in vars {
                 if known.contains(var.as_str()) || globals.contains(&var) {
+                    continue;
+                }
+                // The hook sees the draft title, rendered before it.
+                if field == Field::Hook && var == "title" {
                     continue;
                 }
                 let pointer = format!("{}{}", t.pointer, field.pointer());
@@ -748,8 +771,13 @@ fn render_job(
             language.unwrap_or_default()
         ))
     })?;
+    let title_ctx = |title: &str| {
+        let mut with = ctx.clone();
+        with.insert("title", Value::from(title));
+        minijinja::Value::from_serialize(&with)
+    };
     let ctx = minijinja::Value::from_serialize(&ctx);
-    let render = |field: Field| -> Result<String, Diagnostic> {
+    let render_in = |field: Field, ctx: &minijinja::Value| -> Result<String, Diagnostic> {
         let name = template_name(cell.template, field);
         let tmpl = env.get_template(&name).map_err(|e| {
             r.diag(
@@ -776,7 +804,7 @@ fn render_job(
         // Rendering stops as soon as the output passes the bound (in bytes, at most
         // four per character), so a runaway template never fills memory.
         let mut out = Capped::new(field.bound() * 4);
-        let rendered = tmpl.render_captured_to(&ctx, &mut out);
+        let rendered = tmpl.render_captured_to(ctx, &mut out);
         if out.overflowed {
             return Err(too_long());
         }
@@ -819,6 +847,7 @@ fn render_job(
         }
         Ok(text)
     };
+    let render = |field: Field| render_in(field, &ctx);
     let opt = |present: bool, field: Field| -> Result<Option<String>, Diagnostic> {
         if present {
             render(field).map(Some)
@@ -858,6 +887,14 @@ fn render_job(
             hashtags.push(tag);
         }
     }
+    let title = render(Field::Title)?;
+    let hook = match &def.hook {
+        Some(h) => Some(HookSpec {
+            text: render_in(Field::Hook, &title_ctx(&title))?,
+            seconds: h.seconds,
+        }),
+        None => None,
+    };
     let s = &def.script;
     Ok(JobSpec {
         recipe: r.name.clone(),
@@ -884,9 +921,10 @@ fn render_job(
         voice: voice_def,
         captions: def.captions.clone(),
         video: def.video.clone(),
-        title: render(Field::Title)?,
+        title,
         caption: opt(def.caption.is_some(), Field::Caption)?,
         hashtags,
+        hook,
         publish: r.publish.clone(),
         notify: r.notify.clone(),
     })

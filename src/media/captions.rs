@@ -207,6 +207,98 @@ pub fn ass(words: &[WordTiming], style: &CaptionStyle, width: u32, height: u32) 
     script
 }
 
+/// The hook title's size and box padding, in pixels of a 1080×1920 frame. Three lines
+/// of it end above y 560, clear of the captions, which at their largest start below
+/// y 700 when centred and far lower otherwise.
+const HOOK_SIZE: f64 = 76.0;
+const HOOK_PADDING: f64 = 14.0;
+const HOOK_LINES: f64 = 3.0;
+/// Where the hook's box may be on a 1080×1920 frame: the top of the safe area.
+pub const HOOK_AREA: Rect = Rect {
+    left: SAFE_AREA.left,
+    top: SAFE_AREA.top,
+    right: SAFE_AREA.right,
+    bottom: 570,
+};
+const HOOK_FADE_IN_MS: u32 = 150;
+const HOOK_FADE_OUT_MS: u32 = 400;
+
+/// An ASS script showing `text` from the start for `seconds` (fading in briefly and
+/// out over its last 0.4 s), bold white on a dark box at the top of the safe area, in the
+/// captions' font. Text too long for three lines is drawn smaller until it fits.
+pub fn hook_ass(text: &str, seconds: f64, font: &str, width: u32, height: u32) -> String {
+    let x = f64::from(width) / REFERENCE_WIDTH;
+    let y = f64::from(height) / REFERENCE_HEIGHT;
+    let px = |value: f64, scale: f64| (value * scale).round() as i64;
+    let look = CaptionStyle {
+        font: font.to_owned(),
+        bold: true,
+        font_size: HOOK_SIZE as u32,
+        pop: false,
+        ..CaptionStyle::default()
+    };
+    let margin = HOOK_PADDING + 8.0;
+    let room = f64::from(HOOK_AREA.right - HOOK_AREA.left) - 2.0 * margin;
+    let text = escape(text.trim());
+    let words: Vec<f64> = text
+        .split_whitespace()
+        .map(|w| word_width(w, &look))
+        .collect();
+    let space = word_width(" ", &look);
+    // The largest size at which the words, wrapped greedily by their (generous) widths,
+    // take at most three lines.
+    let fits = |scale: f64| {
+        let mut lines = 1.0;
+        let mut line = 0.0;
+        for width in words.iter().map(|w| w * scale) {
+            if width > room {
+                return false;
+            }
+            if line > 0.0 && line + space * scale + width > room {
+                lines += 1.0;
+                line = width;
+            } else {
+                line += if line > 0.0 { space * scale } else { 0.0 } + width;
+            }
+        }
+        lines <= HOOK_LINES
+    };
+    let fit = (0..=40)
+        .map(|step| 1.0 - f64::from(step) * 0.02)
+        .find(|&scale| fits(scale))
+        .unwrap_or(0.2);
+    let size = HOOK_SIZE * fit;
+    let fade_out = (f64::from(HOOK_FADE_OUT_MS) / 1000.0).min(seconds / 2.0);
+    format!(
+        "[Script Info]\n\
+         ScriptType: v4.00+\n\
+         PlayResX: {width}\n\
+         PlayResY: {height}\n\
+         WrapStyle: 0\n\
+         ScaledBorderAndShadow: yes\n\
+         \n\
+         [V4+ Styles]\n\
+         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
+         Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
+         Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n\
+         Style: Hook,{font},{size},&H00FFFFFF,&H00FFFFFF,&H30101010,&H00000000,-1,0,0,0,100,100,0,0,3,\
+         {padding},0,8,{margin_l},{margin_r},{margin_v},1\n\
+         \n\
+         [Events]\n\
+         Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n\
+         Dialogue: 1,{start},{end},Hook,,0,0,0,,{{\\fad({HOOK_FADE_IN_MS},{out_ms})}}{text}\n",
+        font = font.replace(',', " "),
+        size = px(size, y).max(1),
+        padding = px(HOOK_PADDING, y),
+        margin_l = px(f64::from(HOOK_AREA.left) + margin, x),
+        margin_r = px(REFERENCE_WIDTH - f64::from(HOOK_AREA.right) + margin, x),
+        margin_v = px(f64::from(HOOK_AREA.top) + HOOK_PADDING + 4.0, y),
+        start = timestamp(0),
+        end = timestamp(centiseconds(seconds)),
+        out_ms = (fade_out * 1000.0).round() as u32,
+    )
+}
+
 fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
     let x = f64::from(width) / REFERENCE_WIDTH;
     let y = f64::from(height) / REFERENCE_HEIGHT;

@@ -11,7 +11,9 @@ mod render;
 pub(crate) mod testing;
 mod tools;
 
-pub use captions::{CaptionPosition, CaptionStyle, FontFamilies, Rect, Rgb, SAFE_AREA, ass};
+pub use captions::{
+    CaptionPosition, CaptionStyle, FontFamilies, HOOK_AREA, Rect, Rgb, SAFE_AREA, ass, hook_ass,
+};
 pub use error::MediaError;
 pub use gates::{Gate, GateFailure, GateSpec};
 pub use loudness::integrated_lufs;

@@ -38,6 +38,8 @@ pub struct RenderSpec {
     pub narration_seconds: f64,
     /// An ASS script to burn in.
     pub captions: Option<PathBuf>,
+    /// An ASS script of the hook title, burned in over the captions.
+    pub hook: Option<PathBuf>,
     /// The narration's integrated loudness (LUFS), measured once; the render applies the
     /// gain that brings it to the target. Measured by the render when `None`.
     pub narration_lufs: Option<f64>,
@@ -69,6 +71,7 @@ impl RenderSpec {
             narration,
             narration_seconds,
             captions: None,
+            hook: None,
             narration_lufs: None,
             music: None,
             gates: None,
@@ -118,13 +121,10 @@ impl RenderSpec {
         if self.preset.is_empty() || !self.preset.chars().all(|c| c.is_ascii_alphanumeric()) {
             return invalid(format!("`{}` is not an x264 preset", self.preset));
         }
-        if let Some(captions) = &self.captions
-            && captions.to_str().is_none()
-        {
-            return invalid(format!(
-                "captions path `{}` is not UTF-8",
-                captions.display()
-            ));
+        for script in self.captions.iter().chain(&self.hook) {
+            if script.to_str().is_none() {
+                return invalid(format!("captions path `{}` is not UTF-8", script.display()));
+            }
         }
         Ok(())
     }
@@ -343,6 +343,9 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
     if let Some(captions) = spec.captions.as_deref().and_then(Path::to_str) {
         let _ = write!(graph, ",ass=filename={}", filter_value(captions));
     }
+    if let Some(hook) = spec.hook.as_deref().and_then(Path::to_str) {
+        let _ = write!(graph, ",ass=filename={}", filter_value(hook));
+    }
     graph.push_str(",format=yuv420p[vout];");
 
     let narration = clips.len();
@@ -449,6 +452,7 @@ mod tests {
         let mut spec = spec(2, 3.0);
         spec.captions = Some("/tmp/job 1/captions.ass".into());
         spec.music = Some("/in/music.mp3".into());
+        spec.hook = Some("/in/hook.ass".into());
         let args: Vec<String> = render_args(&spec)
             .into_iter()
             .map(|arg| arg.into_string().unwrap())
@@ -463,7 +467,7 @@ mod tests {
         );
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
         assert!(graph.contains("[0:v]fps=30,setpts=PTS-STARTPTS,trim=end_frame=45,scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920,setsar=1[v0]"), "{graph}");
-        assert!(graph.contains("[v0][v1]concat=n=2:v=1:a=0,ass=filename=/tmp/job 1/captions.ass,format=yuv420p[vout]"), "{graph}");
+        assert!(graph.contains("[v0][v1]concat=n=2:v=1:a=0,ass=filename=/tmp/job 1/captions.ass,ass=filename=/in/hook.ass,format=yuv420p[vout]"), "{graph}");
         assert!(
             graph.contains("[3:a]"),
             "music is the fourth input: {graph}"

@@ -480,6 +480,17 @@ fn template(
         out,
     );
     captions(r, &t.captions, origin, &format!("{at}/captions"), out);
+    if let Some(hook) = &t.hook {
+        range_f(
+            r,
+            origin,
+            &format!("{at}/hook/seconds"),
+            Some(hook.seconds),
+            0.5,
+            10.0,
+            out,
+        );
+    }
 
     let v = &t.video;
     if v.size != "1080x1920" {

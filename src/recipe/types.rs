@@ -197,6 +197,9 @@ pub struct TemplateDef {
     pub captions: CaptionsDef,
     #[serde(default)]
     pub video: VideoDef,
+    /// A title over the first seconds of the video, above the captions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookDef>,
     /// Draft title (*template*).
     pub title: String,
     /// Post caption the creator pastes when publishing (*template*). Defaults to the
@@ -443,6 +446,26 @@ impl Default for CaptionsDef {
             position: None,
         }
     }
+}
+
+/// A hook title: large words at the top of the safe area (from y 250) over the first
+/// seconds, fading out, never reaching the captions. In the caption font, bold, white on
+/// a dark box; up to three lines, smaller when the text needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookDef {
+    /// What the hook says (*template*, at most 100 characters). Besides the usual
+    /// variables it sees `title`, the draft title as rendered.
+    #[schemars(example = &"{{ title }}")]
+    pub text: String,
+    /// How long the hook stays, in seconds (0.5–10), its fade-out included.
+    #[serde(default = "default_hook_seconds")]
+    #[schemars(range(min = 0.5, max = 10.0), example = 2.5)]
+    pub seconds: f64,
+}
+
+fn default_hook_seconds() -> f64 {
+    2.5
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

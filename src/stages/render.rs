@@ -59,13 +59,37 @@ pub fn inputs(
     music: Option<&str>,
     versions: &ToolVersions,
 ) -> KeyInputs {
-    KeyInputs::new(Stage::Render, VERSION)
+    let inputs = KeyInputs::new(Stage::Render, VERSION)
         .part("video", json!(spec.video))
         .part("footage_key", json!(footage_key))
         .part("voice_key", json!(voice_key))
         .part("captions_key", json!(captions_key))
         .part("music", json!(music))
-        .part("tools", json!({ "ffmpeg": versions.ffmpeg }))
+        .part("tools", json!({ "ffmpeg": versions.ffmpeg }));
+    // Only a job with a hook has the part, so the others keep their keys.
+    match &spec.hook {
+        Some(hook) => inputs.part(
+            "hook",
+            json!({
+                "look": HOOK_LOOK,
+                "text": hook.text,
+                "seconds": hook.seconds,
+                "font": hook_font(spec),
+                "font_file": versions.font,
+            }),
+        ),
+        None => inputs,
+    }
+}
+
+/// The hook title's look (`media::hook_ass`): change it when the hook is drawn
+/// differently, so that only videos with a hook render again.
+const HOOK_LOOK: u32 = 1;
+const HOOK_FILE: &str = "hook.ass";
+
+/// The hook is set in the captions' font.
+fn hook_font(spec: &JobSpec) -> String {
+    super::captions::style(&spec.captions).font
 }
 
 /// When each spoken line starts in the narration, in seconds; the first at 0. The
@@ -204,6 +228,17 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                 {
                     (r.width, r.height) = (w, h);
                 }
+                // After the size: the hook is laid out for the frame.
+                if let Some(hook) = spec.hook.as_ref().filter(|h| !h.text.is_empty()) {
+                    let path = work.join(HOOK_FILE);
+                    let (w, h) = (r.width, r.height);
+                    let script =
+                        crate::media::hook_ass(&hook.text, hook.seconds, &hook_font(spec), w, h);
+                    tokio::fs::write(&path, script)
+                        .await
+                        .map_err(|e| ProviderError::io("render", &path, &e))?;
+                    r.hook = Some(path);
+                }
                 // The plan: on which frame each clip starts, and for which scene.
                 let fps = f64::from(r.fps);
                 let mut frame = 0;
@@ -247,6 +282,51 @@ mod tests {
                 end: start + 0.2,
             })
             .collect()
+    }
+
+    fn spec_with(template_extra: &str) -> JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: h\nvoices:\n  v: {{ provider: espeak, voice: en-us }}\ntemplates:\n  t:\n    script: {{ provider: offline }}\n    title: \"{{{{ topic }}}}: the quick tip\"\n{template_extra}batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
+            ),
+        )
+        .unwrap();
+        let (recipes, diags) = crate::cli::load_all(&[path]);
+        assert!(diags.is_empty(), "{diags:?}");
+        recipes[0].jobs[0].spec.clone()
+    }
+
+    #[test]
+    fn the_hook_is_rendered_from_the_title_and_keys_only_the_jobs_that_have_one() {
+        let plain = spec_with("");
+        let hooked = spec_with("    hook: { text: \"{{ title | upper }} ({{ seconds }} s)\" }\n");
+        let hook = hooked.hook.as_ref().unwrap();
+        assert_eq!(hook.text, "OWLS: THE QUICK TIP (30 s)");
+        assert!((hook.seconds - 2.5).abs() < f64::EPSILON);
+        let versions = ToolVersions::default();
+        let key_of =
+            |spec: &JobSpec, versions: &ToolVersions| key(spec, "f", "v", "c", None, versions);
+        // Without a hook, the inputs are what they were: no `hook` part at all.
+        let names: Vec<String> = inputs(&plain, "f", "v", "c", None, &versions)
+            .parts
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(!names.iter().any(|n| n == "hook"), "{names:?}");
+        assert_ne!(key_of(&plain, &versions), key_of(&hooked, &versions));
+        let longer = spec_with("    hook: { text: \"{{ title }}\", seconds: 3 }\n");
+        let shorter = spec_with("    hook: { text: \"{{ title }}\", seconds: 2 }\n");
+        assert_ne!(key_of(&longer, &versions), key_of(&shorter, &versions));
+        // The font the hook is drawn in is part of its key, not of the others'.
+        let other_font = ToolVersions {
+            font: "DejaVuSans-Bold.ttf 1".into(),
+            ..ToolVersions::default()
+        };
+        assert_ne!(key_of(&hooked, &versions), key_of(&hooked, &other_font));
+        assert_eq!(key_of(&plain, &versions), key_of(&plain, &other_font));
     }
 
     #[test]

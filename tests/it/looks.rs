@@ -59,8 +59,18 @@ fn caption_box(rgb: &[u8], width: u32) -> Option<(u32, u32, u32, u32)> {
 
 async fn screenshot(tools: &Tools, dir: &Path, def: &CaptionsDef, at: f64) -> Vec<u8> {
     let name = format!("{:?}-{}", def.style, def.size.unwrap_or(0)).to_lowercase();
-    let ass = dir.join(format!("{name}.ass"));
-    std::fs::write(&ass, captions::ass(def, &words())).unwrap();
+    let video = render(tools, dir, &name, Some(&captions::ass(def, &words())), None).await;
+    frame(&video, at, &dir.join(format!("{name}.png")))
+}
+
+/// Two seconds of the plain background with the given ASS scripts burned in.
+async fn render(
+    tools: &Tools,
+    dir: &Path,
+    name: &str,
+    captions: Option<&str>,
+    hook: Option<&str>,
+) -> std::path::PathBuf {
     let background = dir.join("background.mp4");
     if !background.exists() {
         ffmpeg(&[
@@ -80,17 +90,29 @@ async fn screenshot(tools: &Tools, dir: &Path, def: &CaptionsDef, at: f64) -> Ve
             "-f",
             "lavfi",
             "-i",
-            "sine=f=300:r=48000:d=1.2",
+            "sine=f=300:r=48000:d=2",
             dir.join("voice.wav").to_str().unwrap(),
         ]);
     }
     let video = dir.join(format!("{name}.mp4"));
-    let mut spec = RenderSpec::new(vec![background], dir.join("voice.wav"), 1.2, video.clone());
-    spec.captions = Some(ass);
+    let mut spec = RenderSpec::new(vec![background], dir.join("voice.wav"), 2.0, video.clone());
+    let script = |suffix: &str, text: Option<&str>| {
+        text.map(|text| {
+            let path = dir.join(format!("{name}.{suffix}.ass"));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+    };
+    spec.captions = script("captions", captions);
+    spec.hook = script("hook", hook);
     spec.preset = "ultrafast".into();
     media::render(tools, &spec).await.unwrap();
-    // The screenshot a person would look at, and the raw pixels measured.
-    let png = dir.join(format!("{name}.png"));
+    video
+}
+
+/// The frame at `at` seconds, saved as `png` (the screenshot a person would look at),
+/// as raw RGB pixels (what is measured).
+fn frame(video: &Path, at: f64, png: &Path) -> Vec<u8> {
     ffmpeg(&[
         "-ss",
         &at.to_string(),
@@ -102,13 +124,34 @@ async fn screenshot(tools: &Tools, dir: &Path, def: &CaptionsDef, at: f64) -> Ve
     ]);
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
-        .arg(&png)
+        .arg(png)
         .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .output()
         .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout.len(), 1080 * 1920 * 3);
     out.stdout
+}
+
+/// Bounding box of the pixels where two frames differ clearly.
+fn difference_box(first: &[u8], second: &[u8], width: u32) -> Option<(u32, u32, u32, u32)> {
+    let mut found: Option<(u32, u32, u32, u32)> = None;
+    for (i, (p, q)) in first
+        .chunks_exact(3)
+        .zip(second.chunks_exact(3))
+        .enumerate()
+    {
+        if p.iter().zip(q).any(|(a, b)| a.abs_diff(*b) > 48) {
+            let (x, y) = (i as u32 % width, i as u32 / width);
+            found = Some(match found {
+                None => (x, y, x + 1, y + 1),
+                Some((left, top, right, bottom)) => {
+                    (left.min(x), top.min(y), right.max(x + 1), bottom.max(y + 1))
+                }
+            });
+        }
+    }
+    found
 }
 
 #[tokio::test]
@@ -187,4 +230,67 @@ async fn the_largest_caption_size_stays_inside_the_safe_area() {
             "{position:?}: {big} px tall at 140, {usual} at 92"
         );
     }
+}
+
+#[tokio::test]
+async fn the_hook_title_shows_above_the_captions_for_its_seconds_then_goes() {
+    let tools = Tools::detect().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The largest centred captions come nearest the hook.
+    let largest = CaptionsDef {
+        size: Some(captions::MAX_SIZE),
+        outline: Some(captions::MAX_OUTLINE),
+        upper: Some(true),
+        pop: Some(true),
+        ..CaptionsDef::default()
+    };
+    let caption_ass = captions::ass(&largest, &words());
+    let text = "Why owls turn their heads almost all the way around, and how they do it";
+    let hook = media::hook_ass(text, 1.0, "DejaVu Sans", 1080, 1920);
+    let with = render(&tools, dir.path(), "hook", Some(&caption_ass), Some(&hook)).await;
+    let without = render(&tools, dir.path(), "plain", Some(&caption_ass), None).await;
+
+    let at = |video: &Path, t: f64, name: &str| frame(video, t, &dir.path().join(name));
+    let (hooked, plain) = (at(&with, 0.5, "hook.png"), at(&without, 0.5, "plain.png"));
+    if let Some(out) = std::env::var_os("FACTORY_SCREENSHOTS") {
+        std::fs::copy(
+            dir.path().join("hook.png"),
+            Path::new(&out).join("hook-title.png"),
+        )
+        .unwrap();
+    }
+    let (left, top, right, bottom) =
+        difference_box(&hooked, &plain, 1080).expect("the hook is on screen at 0.5 s");
+    let area = media::HOOK_AREA;
+    assert!(
+        left >= area.left && top >= area.top && right <= area.right && bottom <= area.bottom,
+        "hook at x {left}–{right}, y {top}–{bottom}, outside {area:?}"
+    );
+    assert!(
+        area.left >= SAFE_AREA.left
+            && area.top >= SAFE_AREA.top
+            && area.right <= SAFE_AREA.right
+            && area.bottom <= SAFE_AREA.bottom
+    );
+    // Something real: three lines of words on a box, most of the area's width.
+    assert!(
+        right - left > 500 && bottom - top > 150,
+        "{left} {top} {right} {bottom}"
+    );
+    let (_, caption_top, _, _) = caption_box(&plain, 1080).expect("captions at 0.5 s");
+    assert!(
+        bottom < caption_top,
+        "the hook ends at y {bottom}, the captions start at y {caption_top}"
+    );
+
+    // After its second, the hook is gone: the frames match.
+    let (hooked, plain) = (
+        at(&with, 1.3, "hook-late.png"),
+        at(&without, 1.3, "plain-late.png"),
+    );
+    assert_eq!(
+        difference_box(&hooked, &plain, 1080),
+        None,
+        "the hook is still there at 1.3 s"
+    );
 }
