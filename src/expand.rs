@@ -157,6 +157,10 @@ pub struct JobSpec {
     /// The hook title, rendered; left out of the spec's JSON when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookSpec>,
+    /// The template's `music`; left out when there is none (`video.music` stays where
+    /// it is, so the jobs of recipes written before `music` keep their ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub music: Option<crate::recipe::MusicDef>,
     pub publish: Publish,
     pub notify: Option<Notify>,
 }
@@ -925,6 +929,7 @@ fn render_job(
         caption: opt(def.caption.is_some(), Field::Caption)?,
         hashtags,
         hook,
+        music: def.music.clone(),
         publish: r.publish.clone(),
         notify: r.notify.clone(),
     })

@@ -391,7 +391,7 @@ pub fn forecast(spec: &JobSpec, job_id: &str, env: &KeyEnv<'_>) -> Vec<(Stage, O
             .map(|f| keys::footage_inputs(spec, &scenes, Some(f), env.versions)),
         (_, Some(scenes)) => Some(keys::footage_inputs(spec, &scenes, None, env.versions)),
     };
-    let music_known = spec.video.music.is_none() || env.music.is_some();
+    let music_known = !crate::stages::render::has_music(spec) || env.music.is_some();
     let spoken = env.script.map(Script::spoken);
     let voice = spoken
         .as_ref()

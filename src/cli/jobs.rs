@@ -69,11 +69,26 @@ pub async fn run(
                     .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.meta).ok()),
                 None => None,
             };
+            // The music the render picked (from a folder, by the job's id).
+            let music = match stages
+                .iter()
+                .find(|s| s.stage == "render")
+                .and_then(|s| s.artifact.as_deref())
+            {
+                Some(key) => store
+                    .artifact(key)
+                    .await?
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.meta).ok())
+                    .and_then(|meta| meta["music"].as_str().map(str::to_owned)),
+                None => None,
+            };
             let delivered = Delivered::of(&store, &job.id).await?;
             if json {
-                out_json(
-                    &json!({ "job": job, "spec": spec, "stages": stages, "script": script, "draft": delivered.draft, "hosted": delivered.hosted }),
-                );
+                let mut shown = json!({ "job": job, "spec": spec, "stages": stages, "script": script, "draft": delivered.draft, "hosted": delivered.hosted });
+                if let Some(music) = &music {
+                    shown["music"] = json!(music);
+                }
+                out_json(&shown);
             } else {
                 let mut text = format!(
                     "job {}\n  recipe   {}\n  topic    {}\n  voice    {}\n  status   {}{}\n  attempts {}\n",
@@ -111,6 +126,9 @@ pub async fn run(
                 }
                 if let Some(hosted) = &delivered.hosted {
                     text.push_str(&format!("  hosted   {}\n", plain(hosted)));
+                }
+                if let Some(music) = &music {
+                    text.push_str(&format!("  music    {}\n", plain(music)));
                 }
                 if !stages.is_empty() {
                     text.push_str("  stages\n");

@@ -221,9 +221,9 @@ impl<'a> Forecaster<'a> {
                 .ok(),
             _ => None,
         };
-        let music = match &spec.video.music {
-            Some(m) => self.digests.file(&dir.join(m)).await.ok(),
-            None => None,
+        let music = match crate::stages::render::music(spec, &job.id.to_string(), dir) {
+            Ok(Some(m)) => self.digests.file(&m.path).await.ok(),
+            _ => None,
         };
         let script = match self
             .artifacts

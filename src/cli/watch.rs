@@ -273,6 +273,10 @@ pub(super) fn inputs(recipe: &Path) -> Vec<PathBuf> {
         );
         for t in r.templates.values() {
             found.extend(t.value.video.music.as_deref().and_then(inside));
+            if let Some(m) = &t.value.music {
+                found.extend(m.file.as_deref().and_then(inside));
+                found.extend(m.dir.as_deref().and_then(inside));
+            }
             found.extend(t.value.footage.dir.as_deref().and_then(inside));
         }
     }

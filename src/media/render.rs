@@ -18,7 +18,8 @@ const PEAK_LIMIT: f64 = 0.84;
 /// The most gain a narration is given: one that needs more is near silence, and the
 /// loudness gate says so rather than the render amplifying noise.
 const MAX_GAIN_DB: f64 = 30.0;
-/// Music sits about 10 dB under the voice before ducking pulls it further down.
+/// Music sits about 10 dB under the voice before ducking pulls it further down, unless
+/// the recipe sets its volume.
 const MUSIC_GAIN: f64 = 0.3;
 const MUSIC_FADE_SECONDS: f64 = 2.0;
 const AUDIO_RATE: u32 = 48_000;
@@ -45,6 +46,8 @@ pub struct RenderSpec {
     pub narration_lufs: Option<f64>,
     /// Looped under the narration and ducked while the voice speaks.
     pub music: Option<PathBuf>,
+    /// The music's gain before ducking.
+    pub music_volume: f64,
     /// The quality gates the output must pass before it counts; `None` renders without
     /// them.
     pub gates: Option<GateSpec>,
@@ -74,6 +77,7 @@ impl RenderSpec {
             hook: None,
             narration_lufs: None,
             music: None,
+            music_volume: MUSIC_GAIN,
             gates: None,
             width: 1080,
             height: 1920,
@@ -368,10 +372,15 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
         // The bed fades out over the last two seconds (or the last third of a short video).
         let fade = MUSIC_FADE_SECONDS.min(spec.narration_seconds / 3.0);
         let fade_at = spec.narration_seconds - fade;
+        let volume = if spec.music_volume.is_finite() {
+            spec.music_volume.clamp(0.0, 1.0)
+        } else {
+            MUSIC_GAIN
+        };
         let _ = write!(
             graph,
             "{voice},asplit=2[voice][key];\
-             [{music}:a]{format},volume={MUSIC_GAIN},afade=t=out:st={fade_at:.3}:d={fade:.3}[bed];\
+             [{music}:a]{format},volume={volume},afade=t=out:st={fade_at:.3}:d={fade:.3}[bed];\
              [bed][key]sidechaincompress=threshold=0.02:ratio=10:attack=15:release=350[ducked];\
              [voice][ducked]amix=inputs=2:duration=first:dropout_transition=0:normalize=0,{finish}"
         );

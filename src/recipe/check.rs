@@ -522,6 +522,9 @@ fn template(
         600,
         out,
     );
+    if let Some(m) = &t.music {
+        music(r, m, v.music.is_some(), origin, &format!("{at}/music"), out);
+    }
     if let Some(music) = &v.music {
         let ptr = format!("{at}/video/music");
         match topics::inside(&r.dir, music) {
@@ -629,6 +632,96 @@ pub fn caption_fonts(r: &Resolved, known: &crate::media::FontFamilies) -> Vec<Di
         );
     }
     out
+}
+
+fn music(
+    r: &Resolved,
+    m: &super::MusicDef,
+    shorthand_too: bool,
+    origin: Origin,
+    at: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if shorthand_too {
+        out.push(
+            r.diag_key(
+                origin,
+                at,
+                "conflicting-settings",
+                "both `music` and `video.music` give the music",
+            )
+            .with_hint("keep one: `video.music: FILE` is short for `music: { file: FILE }`"),
+        );
+    }
+    match (&m.file, &m.dir) {
+        (Some(_), Some(_)) => out.push(
+            r.diag_key(
+                origin,
+                &format!("{at}/dir"),
+                "conflicting-settings",
+                "`music` takes a `file` or a `dir`, not both",
+            )
+            .with_hint("a folder's files are picked per job; one file plays in every job"),
+        ),
+        (None, None) => out.push(
+            r.diag_key(
+                origin,
+                at,
+                "missing-key",
+                "`music` needs a `file` or a `dir`",
+            )
+            .with_hint("for example `music: { dir: music/, volume: 0.15 }`"),
+        ),
+        (Some(file), None) => {
+            let ptr = format!("{at}/file");
+            match topics::inside(&r.dir, file) {
+                Err(why) => out.push(r.diag(origin, &ptr, "path-outside", why)),
+                Ok(p) if !p.is_file() => out.push(r.diag(
+                    origin,
+                    &ptr,
+                    "not-found",
+                    format!("music file `{file}` does not exist next to the recipe"),
+                )),
+                Ok(_) => {}
+            }
+        }
+        (None, Some(dir)) => {
+            let ptr = format!("{at}/dir");
+            match topics::inside(&r.dir, dir) {
+                Err(why) => out.push(r.diag(origin, &ptr, "path-outside", why)),
+                Ok(p) if !p.is_dir() => out.push(r.diag(
+                    origin,
+                    &ptr,
+                    "not-found",
+                    format!("music folder `{dir}` does not exist next to the recipe"),
+                )),
+                Ok(p) => {
+                    if crate::stages::render::music_files(&p).is_ok_and(|f| f.is_empty()) {
+                        out.push(
+                            r.diag(
+                                origin,
+                                &ptr,
+                                "empty-folder",
+                                format!("music folder `{dir}` holds no music files"),
+                            )
+                            .with_hint(
+                                "add `.mp3`, `.m4a`, `.aac`, `.wav`, `.ogg`, `.opus` or `.flac` files (subfolders are not read)",
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    range_f(
+        r,
+        origin,
+        &format!("{at}/volume"),
+        Some(m.volume),
+        0.0,
+        1.0,
+        out,
+    );
 }
 
 fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
@@ -1292,6 +1385,84 @@ mod tests {
             Some("did you mean `Liberation Sans`?")
         );
         assert_eq!((d[0].line, d[0].column), (9, 23), "at the font name");
+    }
+
+    #[test]
+    fn a_music_setting_is_checked_and_video_music_stays_a_shorthand() {
+        let with = |extra: &str| {
+            recipe(
+                &format!("\"{{{{ topic }}}}\"\n{extra}"),
+                "    topic: [Owls]\n",
+                "",
+            )
+        };
+        let files = [("lofi.mp3", "x"), ("notes.txt", "x")];
+        // The shorthand still validates, and so do a file and a folder.
+        assert_eq!(load(&with("    video: { music: lofi.mp3 }"), &files), []);
+        assert_eq!(
+            load(&with("    music: { file: lofi.mp3, volume: 0.15 }"), &files),
+            []
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("music")).unwrap();
+        std::fs::write(tmp.path().join("music/a.mp3"), "x").unwrap();
+        std::fs::create_dir(tmp.path().join("empty")).unwrap();
+        std::fs::write(tmp.path().join("empty/readme.txt"), "x").unwrap();
+        let load_in = |text: &str| {
+            let path = tmp.path().join("r.yaml");
+            std::fs::write(&path, text).unwrap();
+            match crate::recipe::load(&path) {
+                Ok(r) => crate::expand::expand(&r).err().unwrap_or_default(),
+                Err(d) => d,
+            }
+        };
+        assert_eq!(
+            load_in(&with("    music: { dir: music/, volume: 0.15 }")),
+            []
+        );
+        let codes = |d: Vec<Diagnostic>| -> Vec<(&'static str, String)> {
+            d.into_iter().map(|d| (d.code, d.message)).collect()
+        };
+        assert_eq!(
+            codes(load_in(&with("    music: { dir: empty }"))),
+            [(
+                "empty-folder",
+                "music folder `empty` holds no music files".into()
+            )]
+        );
+        assert_eq!(
+            codes(load_in(&with("    music: { dir: nowhere, volume: 2 }"))),
+            [
+                (
+                    "not-found",
+                    "music folder `nowhere` does not exist next to the recipe".into()
+                ),
+                (
+                    "out-of-range",
+                    "`templates.fact.music.volume` is 2 but must be between 0 and 1".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            codes(load_in(&with("    music: { volume: 0.2 }"))),
+            [("missing-key", "`music` needs a `file` or a `dir`".into())]
+        );
+        assert_eq!(
+            codes(load_in(&with(
+                "    music: { dir: music }\n    video: { music: music/a.mp3 }"
+            ))),
+            [(
+                "conflicting-settings",
+                "both `music` and `video.music` give the music".into()
+            )]
+        );
+        assert_eq!(
+            codes(load_in(&with("    music: { dir: ../elsewhere }"))),
+            [(
+                "path-outside",
+                "`../elsewhere` leaves the recipe directory".into()
+            )]
+        );
     }
 
     #[test]

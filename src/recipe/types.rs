@@ -200,6 +200,10 @@ pub struct TemplateDef {
     /// A title over the first seconds of the video, above the captions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookDef>,
+    /// A music bed under the narration: one file, or a folder each job picks one from.
+    /// `video.music: FILE` is the same as `music: { file: FILE }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub music: Option<MusicDef>,
     /// Draft title (*template*).
     pub title: String,
     /// Post caption the creator pastes when publishing (*template*). Defaults to the
@@ -464,6 +468,33 @@ pub struct HookDef {
     pub seconds: f64,
 }
 
+/// Music under the narration: looped when shorter than the video, ducked while the
+/// voice speaks, faded out over the last two seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MusicDef {
+    /// One music file, relative to the recipe and inside its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"assets/lofi.mp3")]
+    pub file: Option<String>,
+    /// A folder of music files (`.mp3`, `.m4a`, `.aac`, `.wav`, `.ogg`, `.opus`,
+    /// `.flac`; not subfolders, hidden files skipped), relative to the recipe and inside
+    /// its directory. Each job picks one by its id, always the same one while the
+    /// folder's file names stay the same; `factory jobs show` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"music/")]
+    pub dir: Option<String>,
+    /// The music's gain before ducking, 0–1 (0.3, the default, sits about 10 dB under
+    /// the voice).
+    #[serde(default = "default_music_volume")]
+    #[schemars(range(min = 0.0, max = 1.0), example = 0.15)]
+    pub volume: f64,
+}
+
+pub fn default_music_volume() -> f64 {
+    0.3
+}
+
 fn default_hook_seconds() -> f64 {
     2.5
 }
@@ -484,7 +515,8 @@ pub struct VideoDef {
     #[schemars(range(min = 3, max = 600))]
     pub max_seconds: u32,
     /// Background music file, relative to the recipe and inside its directory; ducked
-    /// under the narration.
+    /// under the narration. Short for the template's `music: { file: … }`, which also
+    /// takes a folder and a volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = &"assets/lofi.mp3")]
     pub music: Option<String>,

@@ -1,6 +1,6 @@
 //! Render: one ffmpeg process per video; the output is checked before it counts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -66,6 +66,12 @@ pub fn inputs(
         .part("captions_key", json!(captions_key))
         .part("music", json!(music))
         .part("tools", json!({ "ffmpeg": versions.ffmpeg }));
+    // Only a job with a `music` setting has the part, so recipes using `video.music`
+    // keep their keys; the chosen file is in `music` (its digest).
+    let inputs = match &spec.music {
+        Some(def) => inputs.part("music_def", json!(def)),
+        None => inputs,
+    };
     // Only a job with a hook has the part, so the others keep their keys.
     match &spec.hook {
         Some(hook) => inputs.part(
@@ -80,6 +86,93 @@ pub fn inputs(
         ),
         None => inputs,
     }
+}
+
+/// What a folder's music files are named: the formats ffmpeg reads that music comes in.
+const MUSIC_EXTENSIONS: [&str; 7] = ["mp3", "m4a", "aac", "wav", "ogg", "opus", "flac"];
+
+/// The music a job is rendered with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Music {
+    /// As the recipe would name it, relative to its directory (`music/b.mp3`).
+    pub name: String,
+    pub path: PathBuf,
+    pub volume: f64,
+}
+
+/// Whether the job has music at all (before any folder is read).
+pub fn has_music(spec: &JobSpec) -> bool {
+    spec.music.is_some() || spec.video.music.is_some()
+}
+
+/// The job's music: the template's `music` file, or one file of its folder picked by
+/// the job's id, or `video.music`. `Err` says why a folder has nothing to pick.
+pub fn music(spec: &JobSpec, job_id: &str, recipe_dir: &Path) -> Result<Option<Music>, String> {
+    let volume = spec
+        .music
+        .as_ref()
+        .map_or_else(crate::recipe::default_music_volume, |m| m.volume);
+    let file = |name: &str| Music {
+        name: name.to_owned(),
+        path: recipe_dir.join(name),
+        volume,
+    };
+    let Some(def) = &spec.music else {
+        return Ok(spec.video.music.as_deref().map(file));
+    };
+    if let Some(name) = &def.file {
+        return Ok(Some(file(name)));
+    }
+    let Some(dir) = &def.dir else {
+        return Ok(None);
+    };
+    let files = music_files(&recipe_dir.join(dir))
+        .map_err(|e| format!("cannot read the music folder `{dir}`: {e}"))?;
+    if files.is_empty() {
+        return Err(format!(
+            "the music folder `{dir}` holds no music files ({})",
+            MUSIC_EXTENSIONS
+                .iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let chosen = &files[pick(job_id, files.len())];
+    Ok(Some(file(&format!(
+        "{}/{chosen}",
+        dir.trim_end_matches('/')
+    ))))
+}
+
+/// The music files directly in `dir` (hidden files skipped), sorted by name.
+pub fn music_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let music = Path::new(&name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| MUSIC_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if music && !name.starts_with('.') && entry.path().is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Which of `count` files a job plays: its id hashed, so the pick is the same on every
+/// machine and every run, and spread evenly over a batch.
+pub fn pick(job_id: &str, count: usize) -> usize {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("tiktok-factory/music/{job_id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    (u64::from_be_bytes(first) % count.max(1) as u64) as usize
 }
 
 /// The hook title's look (`media::hook_ass`): change it when the hook is drawn
@@ -141,11 +234,13 @@ pub struct Inputs<'a> {
 pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, String, i64), Halt> {
     let spec = job.spec();
     let services = job.services();
-    let music = match &spec.video.music {
+    let chosen =
+        music(spec, &job.id(), job.recipe_dir()).map_err(|e| Halt::failed(Stage::Render, e))?;
+    let music = match &chosen {
         Some(m) => Some(
             services
                 .digests()
-                .file(&job.recipe_dir().join(m))
+                .file(&m.path)
                 .await
                 .map_err(|e| Halt::failed(Stage::Render, e))?,
         ),
@@ -170,7 +265,6 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
             ),
         ));
     }
-    let dir = job.recipe_dir();
     let store_dir = job.artifacts_dir();
     let needed = expected_bytes(spec, narration.duration);
     let clips = &inputs.footage.clips;
@@ -179,6 +273,7 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
     let hit = job
         .cached(Stage::Render, &key, Some(expires), |work| {
             let captions = captions.clone();
+            let chosen = chosen.clone();
             let cuts = cuts.clone();
             async move {
                 // A render that cannot fit fails now, named, not as a short write of
@@ -216,7 +311,10 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                     fps: spec.video.fps,
                 });
                 r.captions = captions;
-                r.music = spec.video.music.as_ref().map(|m| dir.join(m));
+                if let Some(m) = &chosen {
+                    r.music = Some(m.path.clone());
+                    r.music_volume = m.volume;
+                }
                 r.fps = spec.video.fps;
                 // The frame the spec asks for: a recipe's is always 1080x1920, a preview's
                 // smaller.
@@ -258,9 +356,14 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                     })
                     .collect();
                 services.renderer().render(&r).await?;
+                let mut output =
+                    json!({ "file": FILE, "seconds": narration.duration, "clips": plan });
+                if let Some(m) = &chosen {
+                    output["music"] = json!(m.name);
+                }
                 Ok::<_, ProviderError>(Built {
                     main: FILE.to_owned(),
-                    output: json!({ "file": FILE, "seconds": narration.duration, "clips": plan }),
+                    output,
                     cost: None,
                 })
             }
@@ -327,6 +430,74 @@ mod tests {
         };
         assert_ne!(key_of(&hooked, &versions), key_of(&hooked, &other_font));
         assert_eq!(key_of(&plain, &versions), key_of(&plain, &other_font));
+    }
+
+    #[test]
+    fn the_music_is_the_file_the_folders_pick_or_the_shorthand() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("music")).unwrap();
+        for name in ["b.mp3", "a.MP3", ".c.mp3", "cover.jpg"] {
+            std::fs::write(dir.path().join("music").join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("music/sub.mp3")).unwrap();
+        assert_eq!(
+            music_files(&dir.path().join("music")).unwrap(),
+            ["a.MP3", "b.mp3"]
+        );
+        let mut spec = spec_with("");
+        assert!(!has_music(&spec));
+        assert_eq!(music(&spec, "id", dir.path()), Ok(None));
+        spec.video.music = Some("lofi.mp3".into());
+        let shorthand = music(&spec, "id", dir.path()).unwrap().unwrap();
+        assert_eq!(shorthand.name, "lofi.mp3");
+        assert_eq!(shorthand.path, dir.path().join("lofi.mp3"));
+        assert!((shorthand.volume - 0.3).abs() < 1e-9);
+        spec.video.music = None;
+        spec.music = Some(crate::recipe::MusicDef {
+            file: None,
+            dir: Some("music/".into()),
+            volume: 0.15,
+        });
+        assert!(has_music(&spec));
+        for id in ["0000000000000001", "fedcba9876543210", "3f2a9c1b7d04e5f6"] {
+            let chosen = music(&spec, id, dir.path()).unwrap().unwrap();
+            let expected = ["music/a.MP3", "music/b.mp3"][pick(id, 2)];
+            assert_eq!(chosen.name, expected);
+            assert_eq!(chosen.path, dir.path().join(expected));
+            assert!((chosen.volume - 0.15).abs() < 1e-9);
+        }
+        // The folder is in the key through `music_def`; the shorthand adds no part.
+        let names = |spec: &JobSpec| -> Vec<String> {
+            inputs(
+                spec,
+                "f",
+                "v",
+                "c",
+                Some("digest"),
+                &ToolVersions::default(),
+            )
+            .parts
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+        };
+        assert!(names(&spec).contains(&"music_def".to_owned()));
+        spec.music = None;
+        spec.video.music = Some("lofi.mp3".into());
+        assert!(!names(&spec).contains(&"music_def".to_owned()));
+        std::fs::remove_file(dir.path().join("music/a.MP3")).unwrap();
+        std::fs::remove_file(dir.path().join("music/b.mp3")).unwrap();
+        spec.video.music = None;
+        spec.music = Some(crate::recipe::MusicDef {
+            file: None,
+            dir: Some("music".into()),
+            volume: 0.3,
+        });
+        let error = music(&spec, "id", dir.path()).unwrap_err();
+        assert!(
+            error.starts_with("the music folder `music` holds no music files"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod init;
 mod job_id;
 mod lengths;
 mod looks;
+mod music;
 mod outputs;
 mod pg;
 mod pipeline;

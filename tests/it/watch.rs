@@ -307,6 +307,29 @@ fn music_footage_and_project_files_are_inputs_of_the_recipes_that_use_them() {
     assert_eq!(plan_headers(&got, "uses"), 0, "{got:?}");
 }
 
+#[test]
+fn a_music_folder_is_an_input_of_the_recipe_that_picks_from_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let uses = recipe("uses", "Comets").replace(
+        "footage: { provider: generated, clips: 1 }",
+        "footage: { provider: generated, clips: 1 }\n    music: { dir: music, volume: 0.15 }",
+    );
+    write(tmp.path(), "recipes/uses.yaml", &uses);
+    write(
+        tmp.path(),
+        "recipes/other/plain.yaml",
+        &recipe("plain", "Owls"),
+    );
+    write(tmp.path(), "recipes/music/a.mp3", "not really music");
+    let mut w = Watch::start(tmp.path(), &["--plan-only"]);
+    w.drain(Duration::from_secs(1));
+    // A new file in the folder can change the pick: the recipe is planned again.
+    write(tmp.path(), "recipes/music/b.mp3", "more music");
+    let got = w.drain(Duration::from_secs(3));
+    assert_eq!(plan_headers(&got, "uses"), 1, "{got:?}");
+    assert_eq!(plan_headers(&got, "plain"), 0, "{got:?}");
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .current_dir(dir)
