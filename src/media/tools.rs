@@ -114,15 +114,46 @@ impl Tools {
                 })
                 .unwrap_or_default()
         }
-        let font = std::fs::metadata(CAPTION_FONT_FILE)
+        let mut font = std::fs::metadata(CAPTION_FONT_FILE)
             .map(|m| format!("DejaVuSans-Bold.ttf {}", m.len()))
             .unwrap_or_default();
+        font.push_str(&fallback_fonts().await);
         crate::keys::ToolVersions {
             ffmpeg: first_line(&self.ffmpeg, "-version").await,
             espeak: first_line(&self.espeak, "--version").await,
             font,
         }
     }
+}
+
+/// Languages whose letters the caption font lacks, so libass draws them from another
+/// font that fontconfig finds: which one is part of how a caption looks.
+const FALLBACK_LANGUAGES: [&str; 6] = ["ja", "zh-cn", "ko", "ar", "hi", "th"];
+
+/// The fonts fontconfig falls back to for [`FALLBACK_LANGUAGES`], by file name and size,
+/// each after `; `. Empty when fontconfig's tools are missing or only the caption font
+/// answers, so a machine without fallback fonts keeps the keys it had.
+async fn fallback_fonts() -> String {
+    let mut files = std::collections::BTreeSet::new();
+    for language in FALLBACK_LANGUAGES {
+        let pattern = format!(":bold:lang={language}");
+        if let Ok(out) = run(Path::new("fc-match"), ["-f", "%{file}", pattern.as_str()]).await {
+            let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !file.is_empty() && file != CAPTION_FONT_FILE {
+                files.insert(file);
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+            let name = Path::new(&file)
+                .file_name()
+                .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+            format!("; {name} {size}")
+        })
+        .collect()
 }
 
 /// The font `scripts/install-deps` installs for captions.
@@ -235,6 +266,26 @@ pub(crate) fn media_url(path: &Path) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `scripts/install-deps` installs the Noto fonts captions in other scripts fall
+    /// back to; which ones are in the caption keys, so installing or updating them
+    /// draws captions again instead of reusing ones drawn with missing glyphs.
+    #[tokio::test]
+    async fn the_fallback_fonts_are_part_of_the_caption_font_version() {
+        let font = super::super::testing::tools().versions().await.font;
+        assert!(font.starts_with("DejaVuSans-Bold.ttf "), "{font}");
+        assert!(font.contains("; NotoSansCJK-Bold.ttc "), "{font}");
+        assert!(font.contains("; NotoSansDevanagari-Bold.ttf "), "{font}");
+        assert_eq!(
+            font,
+            fallback_free(&font) + &fallback_fonts().await,
+            "stable"
+        );
+    }
+
+    fn fallback_free(font: &str) -> String {
+        font.split("; ").next().unwrap_or_default().to_owned()
+    }
 
     fn env_from(pairs: Vec<(&'static str, OsString)>) -> impl Fn(&str) -> Option<OsString> {
         move |key| {

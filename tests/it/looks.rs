@@ -294,3 +294,144 @@ async fn the_hook_title_shows_above_the_captions_for_its_seconds_then_goes() {
         "the hook is still there at 1.3 s"
     );
 }
+
+/// Pixels that differ from the background in an RGB frame.
+fn caption_pixels(rgb: &[u8]) -> usize {
+    rgb.chunks_exact(3)
+        .filter(|p| p.iter().zip(BACKGROUND).any(|(a, b)| a.abs_diff(b) > 48))
+        .count()
+}
+
+/// Pixels where two frames differ clearly.
+fn differing(first: &[u8], second: &[u8]) -> usize {
+    first
+        .chunks_exact(3)
+        .zip(second.chunks_exact(3))
+        .filter(|(p, q)| p.iter().zip(*q).any(|(a, b)| a.abs_diff(*b) > 48))
+        .count()
+}
+
+/// Words spoken one after another over the first 1.6 seconds.
+fn timed(text: &str) -> Vec<WordTiming> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let each = 1.6 / words.len() as f64;
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| WordTiming {
+            word: (*word).to_owned(),
+            start: i as f64 * each,
+            end: (i + 1) as f64 * each,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn captions_in_other_scripts_are_drawn_with_real_glyphs() {
+    let tools = Tools::detect().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let def = CaptionsDef {
+        highlight: Highlight::None,
+        ..CaptionsDef::default()
+    };
+    // Each text, and the same text with every word's letters reversed: real glyphs
+    // differ, while boxes for missing glyphs would be the same boxes in the same places.
+    let scripts = [
+        ("cyrillic", "Совы видят ночью"),
+        ("greek", "Οι κουκουβάγιες βλέπουν"),
+        ("arabic", "البوم يرى ليلا"),
+        ("devanagari", "उल्लू रात में देखते"),
+        ("japanese", "フクロウ は 夜に 見える"),
+        ("chinese", "猫头鹰 在 夜里 看见"),
+    ];
+    for (name, text) in scripts {
+        let reversed: Vec<String> = text
+            .split_whitespace()
+            .map(|w| w.chars().rev().collect())
+            .collect();
+        let mut frames = Vec::new();
+        for (i, text) in [text.to_owned(), reversed.join(" ")].iter().enumerate() {
+            let ass = captions::ass(&def, &timed(text));
+            let video = render(&tools, dir.path(), &format!("{name}-{i}"), Some(&ass), None).await;
+            frames.push(frame(
+                &video,
+                0.2,
+                &dir.path().join(format!("{name}-{i}.png")),
+            ));
+        }
+        for (i, rgb) in frames.iter().enumerate() {
+            let drawn = caption_pixels(rgb);
+            // Three words of 92-pixel letters with their outline: tens of thousands.
+            assert!(drawn > 8_000, "{name} {i}: only {drawn} caption pixels");
+        }
+        // Boxes would differ in no pixel at all; a swapped pair of real glyphs in
+        // thousands.
+        let apart = differing(&frames[0], &frames[1]);
+        assert!(
+            apart > 1_000,
+            "{name}: a text and its reverse differ in only {apart} pixels, as boxes for missing glyphs would"
+        );
+    }
+}
+
+#[test]
+fn a_text_script_in_japanese_and_in_russian_renders_real_glyphs() {
+    use crate::support::{Factory, write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A plain moving background (noise well under the caption threshold, and no frozen
+    // picture for the quality gate).
+    std::fs::create_dir(d.join("clips")).unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x206040:size=1080x1920:rate=30:duration=4,noise=alls=8:allf=t",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        d.join("clips/plain.mp4").to_str().unwrap(),
+    ]);
+    write(
+        d,
+        "scripts.yaml",
+        "version: 1\nname: scripts\nvoices:\n  ja: { provider: espeak, voice: ja }\n  ru: { provider: espeak, voice: ru }\n\
+         templates:\n  t:\n    script: { provider: text, seconds: 5 }\n    footage: { provider: local, dir: clips, clips: 1 }\n\
+         \x20   captions: { style: bold-center, highlight: none }\n    title: \"{{ topic }}\"\n\
+         batch:\n  template: t\n  matrix:\n    topic: [cats]\n    voice: [ja]\n    include:\n\
+         \x20     - { topic: owls, voice: ja, vars: { script: \"フクロウは夜によく見ます。\" } }\n\
+         \x20     - { topic: mice, voice: ru, vars: { script: \"Кошки спят почти весь день, а ночью они охотятся на мышей.\" } }\n\
+         \x20 vars: { script: \"猫は昼にたくさん眠ります。\" }\n",
+    );
+    let run = Factory::new()
+        .args(["--state-dir", "state", "run", "scripts.yaml"])
+        .current_dir(d)
+        .run();
+    assert_eq!(run.code, 0, "{run:?}");
+    let draft = |topic: &str| {
+        std::fs::read_dir(d.join("state/drafts/scripts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&format!("{topic}-")) && name.ends_with(".mp4")
+            })
+            .unwrap_or_else(|| panic!("no draft for {topic}"))
+    };
+    let frames: Vec<Vec<u8>> = ["cats", "owls", "mice"]
+        .iter()
+        .map(|topic| frame(&draft(topic), 1.0, &d.join(format!("{topic}.png"))))
+        .collect();
+    for (topic, rgb) in ["cats", "owls", "mice"].iter().zip(&frames) {
+        let drawn = caption_pixels(rgb);
+        assert!(drawn > 8_000, "{topic}: only {drawn} caption pixels");
+    }
+    let apart = differing(&frames[0], &frames[1]);
+    assert!(
+        apart > 5_000,
+        "two Japanese sentences differ in only {apart} pixels, as boxes for missing glyphs would"
+    );
+}
