@@ -437,16 +437,33 @@ fn word_width(word: &str, style: &CaptionStyle) -> f64 {
                 0.78
             } else if c.is_ascii_punctuation() || c == 'i' || c == 'l' || c == 'j' {
                 0.36
-            } else if c.is_ascii() {
+            } else if c.is_ascii() || is_alphabet(c) {
                 0.64
+            } else if is_wide(c) {
+                // CJK comes from Noto Sans CJK, whose tall line box makes its full-width
+                // glyphs about 0.7 of the font size.
+                0.72
             } else {
-                // CJK and other wide scripts run a full em.
+                // Other scripts: a full em.
                 1.0
             }
         })
         .sum::<f64>()
         * em
         * if style.pop { 1.25 } else { 1.0 }
+}
+
+/// Latin with accents, Greek and Cyrillic: `DejaVu Sans` draws them as wide as plain Latin.
+fn is_alphabet(c: char) -> bool {
+    matches!(u32::from(c), 0x00C0..=0x024F | 0x0370..=0x03FF | 0x0400..=0x052F)
+}
+
+/// Hangul, kana, CJK ideographs and full-width forms.
+fn is_wide(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x1100..=0x11FF | 0x2E80..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0xFF00..=0xFFEF
+    )
 }
 
 fn line(words: &[Word], group: &Group, highlight: Option<usize>, style: &CaptionStyle) -> String {
@@ -727,6 +744,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn words_in_other_scripts_shrink_only_as_much_as_they_need() {
+        let style = CaptionStyle::default();
+        let scale = |word: &str| {
+            let words = timed(word, 0.5, &[]);
+            let events = events(&words, &style);
+            let text = &events[0].text;
+            text.strip_prefix("{\\fscx")
+                .and_then(|rest| rest.split('\\').next())
+                .map_or(100, |n| n.parse::<u32>().unwrap())
+        };
+        // A thirteen-character Japanese sentence (one "word": no spaces) fits at about
+        // 0.7 of the size per character, so it is drawn far larger than a full em each.
+        assert!(scale("猫は昼にたくさん眠ります。") >= 75);
+        // Cyrillic and accented Latin run as wide as plain Latin.
+        assert_eq!(scale("поворачивают"), scale("turningaroun"));
+        assert_eq!(scale("ééééééééééé"), scale("eeeeeeeeeee"));
+        // Still shrunk when too long for the line.
+        assert!(scale("猫は昼にたくさん眠ります猫は昼にたくさん眠ります。") < 60);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::providers::{Narration, WordTiming};
 use crate::recipe::{CaptionPlace, CaptionStyleName, CaptionsDef, Highlight};
 
 /// 2: the presets' positions come from the safe area; `pop` and `clean`.
-pub const VERSION: u32 = 2;
+/// 3: words in Cyrillic, Greek, accented Latin and CJK are measured as drawn, so they
+/// shrink only as much as their line needs.
+pub const VERSION: u32 = 3;
 const FILE: &str = "captions.ass";
 
 /// The caption settings, the narration (by its key) and the font.

@@ -343,6 +343,11 @@ async fn captions_in_other_scripts_are_drawn_with_real_glyphs() {
         ("devanagari", "उल्लू रात में देखते"),
         ("japanese", "フクロウ は 夜に 見える"),
         ("chinese", "猫头鹰 在 夜里 看见"),
+        // No spaces: one long word, shrunk to fit its line.
+        (
+            "japanese-long",
+            "猫は昼にたくさん眠ります、そして夜になると狩りに出かけます。",
+        ),
     ];
     for (name, text) in scripts {
         let reversed: Vec<String> = text
@@ -360,6 +365,14 @@ async fn captions_in_other_scripts_are_drawn_with_real_glyphs() {
             ));
         }
         for (i, rgb) in frames.iter().enumerate() {
+            let (left, top, right, bottom) = caption_box(rgb, 1080).unwrap();
+            assert!(
+                left >= SAFE_AREA.left
+                    && top >= SAFE_AREA.top
+                    && right <= SAFE_AREA.right
+                    && bottom <= SAFE_AREA.bottom,
+                "{name} {i}: captions at x {left}–{right}, y {top}–{bottom}, outside {SAFE_AREA:?}"
+            );
             let drawn = caption_pixels(rgb);
             // Three words of 92-pixel letters with their outline: tens of thousands.
             assert!(drawn > 8_000, "{name} {i}: only {drawn} caption pixels");
@@ -425,6 +438,14 @@ fn a_text_script_in_japanese_and_in_russian_renders_real_glyphs() {
         .iter()
         .map(|topic| frame(&draft(topic), 1.0, &d.join(format!("{topic}.png"))))
         .collect();
+    if let Some(out) = std::env::var_os("FACTORY_SCREENSHOTS") {
+        for (topic, file) in [
+            ("owls", "captions-japanese.png"),
+            ("mice", "captions-russian.png"),
+        ] {
+            std::fs::copy(d.join(format!("{topic}.png")), Path::new(&out).join(file)).unwrap();
+        }
+    }
     for (topic, rgb) in ["cats", "owls", "mice"].iter().zip(&frames) {
         let drawn = caption_pixels(rgb);
         assert!(drawn > 8_000, "{topic}: only {drawn} caption pixels");
