@@ -207,6 +207,46 @@ pub fn ass(words: &[WordTiming], style: &CaptionStyle, width: u32, height: u32) 
     script
 }
 
+/// The file fontconfig gives for a bold or regular `family`, by name and size (what a
+/// caption drawn in it depends on), asked once per family and process; empty without
+/// fontconfig's tools.
+pub fn font_file(family: &str, bold: bool) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FILES: OnceLock<Mutex<HashMap<(String, bool), String>>> = OnceLock::new();
+    let files = FILES.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (family.to_owned(), bold);
+    if let Some(known) = files.lock().ok().and_then(|f| f.get(&key).cloned()) {
+        return known;
+    }
+    let pattern = format!(
+        "{}:{}",
+        family.replace([':', '-', ','], " "),
+        if bold { "bold" } else { "regular" }
+    );
+    let file = std::process::Command::new("fc-match")
+        .args(["-f", "%{file}", &pattern])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let found = if file.is_empty() {
+        String::new()
+    } else {
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+        let name = std::path::Path::new(&file)
+            .file_name()
+            .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+        format!("{name} {size}")
+    };
+    if let Ok(mut f) = files.lock() {
+        f.insert(key, found.clone());
+    }
+    found
+}
+
 /// The hook title's size and box padding, in pixels of a 1080×1920 frame. Three lines
 /// of it end above y 560, clear of the captions, which at their largest start below
 /// y 700 when centred and far lower otherwise.

@@ -12,7 +12,8 @@ pub(crate) mod testing;
 mod tools;
 
 pub use captions::{
-    CaptionPosition, CaptionStyle, FontFamilies, HOOK_AREA, Rect, Rgb, SAFE_AREA, ass, hook_ass,
+    CaptionPosition, CaptionStyle, FontFamilies, HOOK_AREA, Rect, Rgb, SAFE_AREA, ass, font_file,
+    hook_ass,
 };
 pub use error::MediaError;
 pub use gates::{Gate, GateFailure, GateSpec};

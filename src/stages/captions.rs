@@ -23,10 +23,22 @@ pub fn key(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> String {
 
 /// What [`key`] hashes, by name.
 pub fn inputs(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> Inputs {
-    Inputs::new(Stage::Captions, VERSION)
+    let inputs = Inputs::new(Stage::Captions, VERSION)
         .part("captions", json!(spec.captions))
         .part("voice_key", json!(voice_key))
-        .part("tools", json!({ "font": versions.font }))
+        .part("tools", json!({ "font": versions.font }));
+    // A font of the recipe's own: the file it is drawn from, so a new version of it draws
+    // the captions again. Only such jobs have the part; the others keep their keys.
+    match &spec.captions.font {
+        Some(family) => {
+            let look = style(&spec.captions);
+            inputs.part(
+                "font_file",
+                json!(crate::media::font_file(family, look.bold)),
+            )
+        }
+        None => inputs,
+    }
 }
 
 /// The preset's look, with the recipe's words per line, highlight and overrides.
@@ -194,6 +206,17 @@ mod tests {
             key_of("{ style: pop, max_words: 3, highlight: word }")
         );
         assert_ne!(plain, key_of("{ style: pop, size: 120 }"));
+        // The recipe's font is keyed by the file fontconfig draws it from.
+        assert!(
+            crate::media::font_file("Liberation Sans", true)
+                .starts_with("LiberationSans-Bold.ttf "),
+            "{}",
+            crate::media::font_file("Liberation Sans", true)
+        );
+        assert_ne!(
+            key_of("{ style: pop, font: Liberation Sans }"),
+            key_of("{ style: pop, font: DejaVu Sans }")
+        );
         assert_ne!(
             key_of("{ style: pop, size: 120 }"),
             key_of("{ style: pop, size: 121 }")
