@@ -290,7 +290,8 @@ impl<'a> JobRun<'a> {
         let mut attempt = 1;
         loop {
             let record = match e.artifacts.effect(key).await {
-                Ok(record) => record,
+                Ok(Some(record)) => Some(record),
+                Ok(None) => self.unfinished_elsewhere(stage, key).await?,
                 Err(err) => {
                     return Err(self
                         .halt_for(stage, key, artifact_error("ledger", &err))
@@ -430,6 +431,47 @@ impl<'a> JobRun<'a> {
                 .as_deref()
                 .and_then(|d| serde_json::from_str(d).ok())
                 .unwrap_or_default()
+        }))
+    }
+
+    /// The store's row of an effect this artifact store has no ledger entry for. A shared
+    /// store (another machine, or a runner whose artifacts were lost) may know of an attempt
+    /// that was sent and never confirmed: that attempt is adopted, so it is reconciled with
+    /// the service (or reported unconfirmed) instead of being sent anew. Only the service's
+    /// id survives in the store, so the phase says to ask the service.
+    async fn unfinished_elsewhere(
+        &self,
+        stage: Stage,
+        key: &str,
+    ) -> Result<Option<EffectRecord>, Halt> {
+        let e = self.engine;
+        let Some(row) = e
+            .store
+            .effect(key)
+            .await
+            .map_err(|err| store_halt(e, stage, &err))?
+        else {
+            return Ok(None);
+        };
+        let status = match row.status.parse::<EffectStatus>() {
+            Ok(EffectStatus::Intent) => EffectStatus::Intent,
+            Ok(EffectStatus::Unknown | EffectStatus::Started) => EffectStatus::Unknown,
+            _ => return Ok(None),
+        };
+        Ok(Some(EffectRecord {
+            key: key.to_owned(),
+            kind: row.kind,
+            job: row.job_id,
+            status,
+            attempts: 1,
+            progress: Some(EffectProgress {
+                external_id: row.external_id,
+                phase: EffectProgress::UNRECORDED.to_owned(),
+                data: Value::Null,
+            }),
+            result: None,
+            error: None,
+            updated_at: crate::clock::now(),
         }))
     }
 

@@ -288,6 +288,12 @@ pub struct EffectProgress {
     pub data: serde_json::Value,
 }
 
+impl EffectProgress {
+    /// The phase of an attempt known only from the store's row (its service id, if any):
+    /// how far it got was not kept here, so the provider asks the service.
+    pub const UNRECORDED: &'static str = "unrecorded";
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DraftReceipt {
     pub external_id: String,
