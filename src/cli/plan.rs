@@ -227,7 +227,7 @@ impl<'a> Forecaster<'a> {
         };
         let script = match self
             .artifacts
-            .inspect(Stage::Script.as_str(), &keys::script_key(spec))
+            .fetch(Stage::Script.as_str(), &keys::script_key(spec))
             .await
         {
             Ok(Lookup::Hit(hit)) => hit.output::<Script>().ok(),
@@ -256,7 +256,7 @@ impl<'a> Forecaster<'a> {
                 .ok()
                 .flatten()
                 .is_some_and(|r| r.status == EffectStatus::Done),
-            _ => self.artifacts.contains(stage.as_str(), key),
+            _ => self.artifacts.holds(stage.as_str(), key).await,
         }
     }
 
@@ -344,7 +344,7 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         if (paid_script || paid_voice || paid_footage)
             && !cached.keys.contains(&script_key)
             && let Ok(crate::artifacts::Lookup::Hit(hit)) =
-                artifacts.inspect("script", &script_key).await
+                artifacts.fetch("script", &script_key).await
         {
             cached.keys.insert(script_key.clone());
             if let Ok(script) = hit.output::<Script>() {
@@ -358,14 +358,14 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         // Paid stages' keys do not depend on tool versions.
         let footage_key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
         if spec.footage.provider == FootageProvider::Pexels
-            && artifacts.contains("footage", &footage_key)
+            && artifacts.holds("footage", &footage_key).await
         {
             cached.keys.insert(footage_key);
         }
         if paid_voice && let Some(lines) = cached.scripts.get(&script_key) {
             let spoken: Vec<&str> = lines.iter().map(String::as_str).collect();
             let voice_key = keys::voice_key(spec, &spoken, &none);
-            if artifacts.contains("voice", &voice_key) {
+            if artifacts.holds("voice", &voice_key).await {
                 cached.keys.insert(voice_key);
             }
         }

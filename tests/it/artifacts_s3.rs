@@ -208,6 +208,44 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plan_on_a_runner_with_only_the_bucket_sees_the_stages_the_bucket_holds() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path());
+    let root = dir.path().to_owned();
+    let first =
+        tokio::task::block_in_place(|| runner(&root, &moto, "runner-1", &["run", "tiny.yaml"]));
+    assert_eq!(first.code, 0, "{first:?}");
+    // Without the finished-job records, the plan must find each stage by its key.
+    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+        delete(&moto, &key).await;
+    }
+    // The plan of a runner with nothing but the bucket sees what the bucket holds.
+    let planned = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-2", &["--json", "plan", "tiny.yaml"])
+    });
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let stages = planned.json()["recipes"][0]["jobs"].clone();
+    let actions: Vec<String> = stages
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["stages"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["stage"].as_str().unwrap_or("?"),
+                s["action"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a.ends_with("=reuse")),
+        "every stage is reused from the bucket: {actions:?} {planned:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_object_in_the_bucket_is_never_used() {
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
