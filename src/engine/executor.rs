@@ -65,6 +65,10 @@ fn store_halt(e: &Engine, stage: Stage, err: &crate::store::StoreError) -> Halt 
 }
 
 /// An artifact store failure as a provider error: a full disk is named as such.
+/// How long a job waits for another runner that claimed one of its side effects: longer
+/// than a run waits in place, so the job is deferred and says why.
+const CLAIMED_WAIT_SECS: i64 = 300;
+
 fn artifact_error(service: &'static str, err: &ArtifactError) -> ProviderError {
     match err {
         ArtifactError::Io { path, source } if crate::disk::is_full(source) => {
@@ -487,6 +491,12 @@ impl<'a> JobRun<'a> {
     async fn write_effect(&mut self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
         let e = self.engine;
         if let Err(err) = e.artifacts.put_effect(record).await {
+            if let ArtifactError::Claimed { .. } = err {
+                // Another runner sharing the bucket sends it at this moment: its outcome
+                // decides, so the job waits for it instead of failing or sending too.
+                let until = crate::clock::now() + CLAIMED_WAIT_SECS;
+                return Err(self.defer(stage, &record.key, until, err.to_string()).await);
+            }
             return Err(match artifact_error("ledger", &err) {
                 full @ ProviderError::NoSpace { .. } => {
                     self.halt_for(stage, &record.key, full).await

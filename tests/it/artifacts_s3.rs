@@ -246,6 +246,36 @@ async fn a_plan_on_a_runner_with_only_the_bucket_sees_the_stages_the_bucket_hold
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_runners_at_once_on_one_bucket_send_each_draft_and_notice_once() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path());
+    let root = dir.path().to_owned();
+    let (one, two) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let one = s.spawn(|| runner(&root, &moto, "runner-1", &["--json", "run", "tiny.yaml"]));
+            let two = s.spawn(|| runner(&root, &moto, "runner-2", &["--json", "run", "tiny.yaml"]));
+            (one.join().unwrap(), two.join().unwrap())
+        })
+    });
+    for out in [&one, &two] {
+        let summary: serde_json::Value = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "summary")
+            .unwrap_or_else(|| panic!("no summary: {out:?}"));
+        assert_eq!(
+            summary["summary"]["failed"], 0,
+            "a side effect the other runner claimed defers, never fails: {out:?}"
+        );
+    }
+    let sent = |f: fn(&Path) -> usize| f(&root.join("runner-1")) + f(&root.join("runner-2"));
+    assert_eq!(sent(drafts), 2, "{one:?} {two:?}");
+    assert_eq!(sent(notices), 2, "{one:?} {two:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_object_in_the_bucket_is_never_used() {
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
