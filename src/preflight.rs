@@ -216,6 +216,10 @@ pub async fn check(selected: &[Selected], env: &Environment<'_>) -> Report {
         if s.footage.provider == FootageProvider::Pexels {
             need("pexels");
         }
+        let stills = s.footage.provider == FootageProvider::Image || s.footage.fallback.is_some();
+        if stills && !crate::providers::images::is_offline(s.footage.model.as_deref()) {
+            need("openrouter");
+        }
         if s.voice.provider == VoiceProvider::Elevenlabs {
             need("elevenlabs");
         }

@@ -452,7 +452,45 @@ fn template(
                 );
             }
         }
-        FootageProvider::Generated => {}
+        FootageProvider::Generated | FootageProvider::Image => {}
+    }
+    let stills = f.provider == FootageProvider::Image || f.fallback.is_some();
+    match &f.model {
+        Some(_) if !stills => out.push(
+            r.diag_key(
+                origin,
+                &format!("{footage_at}/model"),
+                "wrong-provider-setting",
+                "`model` applies to `provider: image` and `fallback: image` only",
+            )
+            .with_hint("remove `model`, or add `fallback: image`"),
+        ),
+        Some(model)
+            if !crate::providers::images::is_offline(Some(model)) && !model.contains('/') =>
+        {
+            out.push(
+                r.diag(
+                    origin,
+                    &format!("{footage_at}/model"),
+                    "invalid-value",
+                    format!("image model `{model}` needs its organisation"),
+                )
+                .with_hint(
+                    "for example `google/gemini-2.5-flash-image`, or `offline` to draw stills locally",
+                ),
+            );
+        }
+        _ => {}
+    }
+    if f.fallback.is_some()
+        && !matches!(f.provider, FootageProvider::Pexels | FootageProvider::Local)
+    {
+        out.push(r.diag_key(
+            origin,
+            &format!("{footage_at}/fallback"),
+            "wrong-provider-setting",
+            "`fallback` applies to `provider: pexels` and `provider: local` only",
+        ));
     }
     if f.provider != FootageProvider::Local && f.dir.is_some() {
         out.push(r.diag_key(
@@ -462,12 +500,13 @@ fn template(
             "`dir` applies to `provider: local` only",
         ));
     }
-    if f.provider != FootageProvider::Pexels && f.query.is_some() {
+    if !matches!(f.provider, FootageProvider::Pexels | FootageProvider::Image) && f.query.is_some()
+    {
         out.push(r.diag_key(
             origin,
             &format!("{footage_at}/query"),
             "wrong-provider-setting",
-            "`query` applies to `provider: pexels` only",
+            "`query` applies to `provider: pexels` and `provider: image` only",
         ));
     }
     range_u(
