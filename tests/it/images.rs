@@ -316,3 +316,29 @@ async fn pictures_in_a_local_folder_are_footage_beside_videos() {
     let changed = differing(&frame(&video, start + 0.1), &frame(&video, end - 0.15));
     assert!(changed > 54 * 96 / 100, "only {changed} pixels differ");
 }
+
+#[test]
+fn plan_prices_the_stills_of_an_image_model_and_not_the_offline_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "{ provider: image, model: google/gemini-2.5-flash-image }";
+    write(dir.path(), "paid.yaml", &recipe(model, TWO_SCENES));
+    write(
+        dir.path(),
+        "free.yaml",
+        &recipe("{ provider: image }", TWO_SCENES).replace("name: stills", "name: free"),
+    );
+    let out = factory(dir.path()).args(["plan", "paid.yaml"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Two scenes would be known from a written script; before it, the length sizes
+    // the estimate: 6 s is 15 words, three lines at least.
+    assert!(out.stdout.contains(", 3 images"), "{}", out.stdout);
+    assert!(out.stdout.contains("~$0.1170"), "{}", out.stdout);
+    let out = factory(dir.path())
+        .args(["--json", "plan", "paid.yaml"])
+        .run();
+    assert!(out.stdout.contains("\"images\": 3"), "{}", out.stdout);
+    let out = factory(dir.path()).args(["plan", "free.yaml"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("images"), "{}", out.stdout);
+    assert!(!out.stdout.contains("spend"), "{}", out.stdout);
+}
