@@ -14,6 +14,7 @@ use crate::expand::{FootageSpec, ScriptSpec};
 use crate::keys::ToolVersions;
 use crate::media::{RenderSpec, Tools};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
+use crate::providers::images::{ImageMaker, OfflineImages};
 use crate::providers::local::{LocalDrafts, LocalHost, LogNotifier};
 use crate::providers::offline::{
     Espeak, GeneratedFootage, LocalFootage, OfflineWriter, TextWriter,
@@ -43,6 +44,13 @@ pub trait Services: Send + Sync {
         recipe_dir: &Path,
     ) -> Result<Arc<dyn FootageSource>, ProviderError>;
     fn voice(&self, def: &VoiceDef) -> Result<Arc<dyn Voice>, ProviderError>;
+    /// What draws stills for `provider: image` and `fallback: image`.
+    fn image_maker(&self, _spec: &FootageSpec) -> Result<Arc<dyn ImageMaker>, ProviderError> {
+        Err(ProviderError::permanent(
+            "images",
+            "these services draw no stills",
+        ))
+    }
     fn renderer(&self) -> Arc<dyn Renderer>;
     fn host(&self, publish: &Publish) -> Result<Arc<dyn Host>, ProviderError>;
     fn drafts(&self, publish: &Publish) -> Result<Arc<dyn Drafts>, ProviderError>;
@@ -222,6 +230,13 @@ impl Services for Registry {
                 self.tools.clone(),
                 recipe_dir.join(spec.dir.as_deref().unwrap_or(".")),
             )),
+            // Stills are drawn per scene by the footage stage, through `image_maker`.
+            FootageProvider::Image => {
+                return Err(ProviderError::permanent(
+                    "footage",
+                    "image footage is drawn by `image_maker`, not fetched",
+                ));
+            }
             FootageProvider::Pexels => Arc::new(
                 self.pexels
                     .get_or_init(|| {
@@ -250,6 +265,22 @@ impl Services for Registry {
                     .map_err(|e| setup("elevenlabs")(e.to_string()))?,
             ),
         })
+    }
+
+    fn image_maker(&self, spec: &FootageSpec) -> Result<Arc<dyn ImageMaker>, ProviderError> {
+        if crate::providers::images::is_offline(spec.model.as_deref()) {
+            return Ok(Arc::new(OfflineImages {
+                tools: self.tools.clone(),
+            }));
+        }
+        Ok(self
+            .openrouter
+            .get_or_init(|| {
+                OpenRouter::from_env()
+                    .map(Arc::new)
+                    .map_err(|e| setup("openrouter")(e.to_string()))
+            })
+            .clone()?)
     }
 
     fn renderer(&self) -> Arc<dyn Renderer> {

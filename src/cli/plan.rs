@@ -340,7 +340,9 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         let paid_script = spec.script.provider == ScriptProvider::Openrouter;
         let paid_voice = spec.voice.provider == VoiceProvider::Elevenlabs;
         let script_key = keys::script_key(spec);
-        let paid_footage = spec.footage.provider == FootageProvider::Pexels;
+        let paid_stills = spec.footage.provider == FootageProvider::Image
+            && !crate::providers::images::is_offline(spec.footage.model.as_deref());
+        let paid_footage = spec.footage.provider == FootageProvider::Pexels || paid_stills;
         if (paid_script || paid_voice || paid_footage)
             && !cached.keys.contains(&script_key)
             && let Ok(crate::artifacts::Lookup::Hit(hit)) =
@@ -357,9 +359,7 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         }
         // Paid stages' keys do not depend on tool versions.
         let footage_key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
-        if spec.footage.provider == FootageProvider::Pexels
-            && artifacts.holds("footage", &footage_key).await
-        {
+        if paid_footage && artifacts.holds("footage", &footage_key).await {
             cached.keys.insert(footage_key);
         }
         if paid_voice && let Some(lines) = cached.scripts.get(&script_key) {

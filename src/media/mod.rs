@@ -7,6 +7,7 @@ pub mod gates;
 mod loudness;
 mod probe;
 mod render;
+pub mod still;
 #[cfg(test)]
 pub(crate) mod testing;
 mod tools;
@@ -19,7 +20,7 @@ pub use probe::{
     AudioStream, Limits, MediaInfo, TIKTOK_MAX_SECONDS, VideoStream, check, check_tiktok, probe,
     verify_media,
 };
-pub use render::{RenderSpec, TARGET_LUFS, frame_shares, render, render_args};
+pub use render::{RenderSpec, TARGET_LUFS, frame_shares, render, render_args, still_spans};
 pub use tools::{INSTALL_HINT, MissingTool, MissingTools, Tools};
 
 pub(crate) use tools::{media_url, run};

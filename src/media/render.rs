@@ -182,6 +182,10 @@ pub async fn render(tools: &Tools, spec: &RenderSpec) -> Result<MediaInfo, Media
         problems,
     })?;
     if let Some(gates) = &spec.gates {
+        // A still stands still by design, however it moves: the frozen gate skips it.
+        let mut gates = gates.clone();
+        gates.stills.extend(still_spans(spec));
+        let gates = &gates;
         let log = String::from_utf8_lossy(&rendered.stderr);
         let analysis = analyze(tools, temp.path(), &log, info.duration).await?;
         let captions =
@@ -231,6 +235,11 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     .map(OsString::from)
     .to_vec();
     for (clip, frames) in &used {
+        // A still is decoded once; its move makes the frames (see `still::Move`).
+        if super::still::is_still(clip) {
+            args.extend(["-i".into(), media_url(clip)]);
+            continue;
+        }
         // Looping every clip costs nothing when it is long enough; `-t` on the input
         // stops the demuxer a couple of frames past its share (`trim` cuts exactly), so
         // no clip is read beyond what is shown.
@@ -294,6 +303,20 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     args
 }
 
+/// Where the video shows stills: (start, end) in seconds of every still clip's share.
+pub fn still_spans(spec: &RenderSpec) -> Vec<(f64, f64)> {
+    let fps = f64::from(spec.fps);
+    let mut start = 0;
+    let mut spans = Vec::new();
+    for (clip, frames) in spec.clips.iter().zip(frame_shares(spec)) {
+        if frames > 0 && super::still::is_still(clip) {
+            spans.push((start as f64 / fps, (start + frames) as f64 / fps));
+        }
+        start += frames;
+    }
+    spans
+}
+
 /// Frames per clip, adding up to the narration's frame count so the joined video is
 /// exactly as long as the narration: split at the cuts (each on its nearest frame), or
 /// as evenly as whole frames allow when there are none.
@@ -320,7 +343,12 @@ pub fn frame_shares(spec: &RenderSpec) -> Vec<u64> {
 fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
     let (w, h, fps) = (spec.width, spec.height, spec.fps);
     let mut graph = String::new();
-    for (i, (_, frames)) in clips.iter().enumerate() {
+    for (i, (clip, frames)) in clips.iter().enumerate() {
+        if super::still::is_still(clip) {
+            let chain = super::still::Move::of(clip, i).filter(w, h, fps, *frames);
+            let _ = write!(graph, "[{i}:v]{chain}[v{i}];");
+            continue;
+        }
         // Frame rate first, so frames that would be dropped are never scaled; fill the
         // frame and crop the overflow, never letterbox.
         let _ = write!(
@@ -381,7 +409,7 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
 /// Quotes a value for a filter option inside a filter graph: once for the option
 /// parser (`\ ' :`), then once more for the graph parser (`\ ' [ ] , ;`), as the
 /// ffmpeg-filters manual describes under "Notes on filtergraph escaping".
-fn filter_value(value: &str) -> String {
+pub(super) fn filter_value(value: &str) -> String {
     let escape = |text: &str, special: &[char]| {
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {
@@ -651,6 +679,110 @@ mod tests {
         assert!(
             !spec.out.exists(),
             "a render that failed a gate is not kept"
+        );
+    }
+
+    /// A spec of one 3 s clip at 270×480 with every gate but the captions.
+    fn gated(clip: PathBuf, narration: PathBuf, out: PathBuf) -> RenderSpec {
+        let mut spec = RenderSpec::new(vec![clip], narration, 3.0, out);
+        (spec.width, spec.height, spec.preset) = (270, 480, "ultrafast".into());
+        spec.gates = Some(GateSpec {
+            stills: Vec::new(),
+            captions: None,
+            target_lufs: TARGET_LUFS,
+            seconds: 3.0,
+            max_seconds: 60.0,
+            fps: 30,
+        });
+        spec
+    }
+
+    #[tokio::test]
+    async fn a_still_moves_and_never_fails_the_frozen_gate() {
+        let tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let narration = dir.path().join("voice.wav");
+        testing::audio(&tools, "sine=f=220:r=44100", 3.0, &narration).await;
+        // The offline still: its words move with the picture.
+        let words = dir.path().join("words.png");
+        crate::media::still::draw(&tools, "owl at night", 1, 540, 960, &words)
+            .await
+            .unwrap();
+        let spec = gated(words, narration.clone(), dir.path().join("moving.mp4"));
+        let args: Vec<String> = render_args(&spec)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            !joined.contains("-stream_loop -1 -t 3.067 -i file:"),
+            "{joined}"
+        );
+        assert!(joined.contains("zoompan="), "{joined}");
+        render(&tools, &spec).await.unwrap();
+        let first = testing::frame(&tools, &spec.out, 0.1, 270, 480).await;
+        let last = testing::frame(&tools, &spec.out, 2.9, 270, 480).await;
+        let changed = testing::differing_pixels(&first, &last);
+        assert!(changed > 270 * 480 / 200, "only {changed} pixels differ");
+
+        // A flat still does not change at all as it moves: frozen, and still it passes,
+        // where the same picture as a video clip fails the gate.
+        let flat = dir.path().join("flat.png");
+        let flat_video = dir.path().join("flat.mp4");
+        testing::clip(
+            &tools,
+            "color=c=0x336699:s=270x480:rate=30",
+            3.0,
+            &flat_video,
+        )
+        .await;
+        run(
+            &tools.ffmpeg,
+            [
+                "-v".into(),
+                "error".into(),
+                "-i".into(),
+                media_url(&flat_video),
+                "-frames:v".into(),
+                "1".into(),
+                "-y".into(),
+                media_url(&flat),
+            ],
+        )
+        .await
+        .unwrap();
+        let still = gated(flat, narration.clone(), dir.path().join("still.mp4"));
+        assert_eq!(still_spans(&still), [(0.0, 3.0)]);
+        render(&tools, &still).await.unwrap();
+        let clip = gated(flat_video, narration, dir.path().join("clip.mp4"));
+        assert!(still_spans(&clip).is_empty());
+        let error = render(&tools, &clip).await.unwrap_err();
+        let MediaError::Gates(failed) = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(failed[0].gate, crate::media::Gate::Frozen, "{error}");
+    }
+
+    #[test]
+    fn stills_between_clips_are_spanned_by_their_frames() {
+        let mut spec = spec(3, 6.0);
+        spec.clips[1] = "/in/picture.JPG".into();
+        spec.cuts = vec![1.0, 4.5];
+        assert_eq!(still_spans(&spec), [(1.0, 4.5)]);
+        let args: Vec<String> = render_args(&spec)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-t 1.067 -i file:/in/clip0.mp4 -i file:/in/picture.JPG -stream_loop"),
+            "{joined}"
+        );
+        let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
+        assert!(graph.contains("[1:v]scale=1620:2880"), "{graph}");
+        assert!(
+            graph.contains(":d=105:s=1080x1920:fps=30,trim=end_frame=105,setsar=1[v1]"),
+            "{graph}"
         );
     }
 

@@ -6,6 +6,7 @@ pub mod budgets;
 pub mod elevenlabs;
 mod error;
 mod http;
+pub mod images;
 pub mod local;
 pub mod offline;
 pub mod openrouter;
@@ -187,6 +188,12 @@ pub trait FootageSource: Send + Sync {
     /// Writes the clips into `dir` (which exists and is empty) and returns them.
     async fn fetch(&self, request: &FootageRequest, dir: &Path)
     -> Result<Vec<Clip>, ProviderError>;
+
+    /// Like [`FootageSource::fetch`], but a search that finds nothing usable answers no
+    /// clips instead of an error, for a caller that has something else to show.
+    async fn find(&self, request: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
+        self.fetch(request, dir).await
+    }
 }
 
 /// What the voice stage asks for: the spoken lines in order.

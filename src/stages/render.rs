@@ -301,11 +301,12 @@ mod tests {
         let footage = Footage {
             clips: vec![clip("a"), clip("b"), clip("d")],
             scenes: vec![0, 1, 3],
+            ..Footage::default()
         };
         assert_eq!(cuts(&footage, &script, &narration), [1.0, 3.5]);
         let even = Footage {
             clips: footage.clips.clone(),
-            scenes: Vec::new(),
+            ..Footage::default()
         };
         assert!(cuts(&even, &script, &narration).is_empty());
     }

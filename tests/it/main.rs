@@ -11,6 +11,7 @@ mod exactly_once;
 mod fakes;
 mod gates;
 mod hardening;
+mod images;
 mod init;
 mod job_id;
 mod lengths;
