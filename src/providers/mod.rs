@@ -203,6 +203,10 @@ pub struct Narration {
     pub words: Vec<WordTiming>,
     /// Characters billed, for TTS services that bill by character.
     pub characters: u64,
+    /// Integrated loudness of the audio (EBU R128, LUFS), measured once by the voice
+    /// stage and applied by the render as a gain; `None` until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lufs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
