@@ -273,6 +273,12 @@ pub struct DraftRequest {
     pub caption: String,
     pub hashtags: Vec<String>,
     pub credits: Vec<Credit>,
+    /// A frame of the video to offer as its cover; a drafts folder keeps it beside the
+    /// draft as `<name>.jpg`.
+    pub cover: Option<PathBuf>,
+    /// What the creator does by hand before posting (what the upload cannot set); a
+    /// drafts folder writes it into the sidecar.
+    pub checklist: Vec<String>,
 }
 
 /// A step of a side effect, recorded in the ledger the moment it happens. What a provider
