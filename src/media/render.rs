@@ -773,6 +773,18 @@ mod tests {
             (out - TARGET_LUFS).abs() <= 1.0,
             "integrated loudness {out}"
         );
+
+        // Without a measurement the render still measures nothing: it applies no gain.
+        let mut unmeasured = spec.clone();
+        unmeasured.narration_lufs = None;
+        unmeasured.gates = None;
+        unmeasured.out = dir.path().join("unmeasured.mp4");
+        render(&tools, &unmeasured).await.unwrap();
+        let log = std::fs::read_to_string(dir.path().join("ffmpeg.log")).unwrap();
+        let reading: Vec<&str> = log.lines().filter(|r| r.contains(voice)).collect();
+        assert_eq!(reading.len(), 2, "the two renders alone: {log}");
+        assert!(reading[1].contains("volume=0.00dB"), "{log}");
+        assert!(!reading.iter().any(|r| r.contains("ebur128")), "{log}");
     }
 
     #[tokio::test]
