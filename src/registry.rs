@@ -33,6 +33,11 @@ use crate::recipe::{
 #[async_trait]
 pub trait Renderer: Send + Sync {
     async fn render(&self, spec: &RenderSpec) -> Result<(), ProviderError>;
+    /// The integrated loudness (EBU R128, LUFS) of an audio file: measured once, when
+    /// the narration is made, so no render measures it again.
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError>;
+    /// A frame of a finished video at `at` seconds, as a JPEG at `out`.
+    async fn cover(&self, video: &Path, at: f64, out: &Path) -> Result<(), ProviderError>;
 }
 
 /// Every service a stage may ask for.
@@ -354,6 +359,18 @@ impl Renderer for Ffmpeg {
             .await
             .map(|_| ())
             .map_err(|e| ProviderError::permanent("render", e.to_string()))
+    }
+
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError> {
+        crate::media::integrated_lufs(&self.0, audio)
+            .await
+            .map_err(|e| ProviderError::permanent("loudness", e.to_string()))
+    }
+
+    async fn cover(&self, video: &Path, at: f64, out: &Path) -> Result<(), ProviderError> {
+        crate::media::cover(&self.0, video, at, out)
+            .await
+            .map_err(|e| ProviderError::permanent("cover", e.to_string()))
     }
 }
 

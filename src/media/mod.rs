@@ -2,6 +2,7 @@
 //! and espeak-ng, probing and verifying media, ASS captions, loudness, and the render.
 
 mod captions;
+mod cover;
 mod error;
 pub mod gates;
 mod loudness;
@@ -13,6 +14,7 @@ pub(crate) mod testing;
 mod tools;
 
 pub use captions::{CaptionPosition, CaptionStyle, Rect, Rgb, SAFE_AREA, ass};
+pub use cover::{COVER_SECONDS, cover};
 pub use error::MediaError;
 pub use gates::{Gate, GateFailure, GateSpec};
 pub use loudness::integrated_lufs;

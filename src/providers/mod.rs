@@ -210,6 +210,10 @@ pub struct Narration {
     pub words: Vec<WordTiming>,
     /// Characters billed, for TTS services that bill by character.
     pub characters: u64,
+    /// Integrated loudness of the audio (EBU R128, LUFS), measured once by the voice
+    /// stage and applied by the render as a gain; `None` until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lufs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -276,6 +280,12 @@ pub struct DraftRequest {
     pub caption: String,
     pub hashtags: Vec<String>,
     pub credits: Vec<Credit>,
+    /// A frame of the video to offer as its cover; a drafts folder keeps it beside the
+    /// draft as `<name>.jpg`.
+    pub cover: Option<PathBuf>,
+    /// What the creator does by hand before posting (what the upload cannot set); a
+    /// drafts folder writes it into the sidecar.
+    pub checklist: Vec<String>,
 }
 
 /// A step of a side effect, recorded in the ledger the moment it happens. What a provider

@@ -69,6 +69,27 @@ fn slug(text: &str, max: usize) -> String {
     out.into_iter().collect()
 }
 
+/// What the creator does by hand before posting. TikTok's inbox upload cannot set a
+/// cover or the "AI-generated content" label (both are Direct Post fields), and a draft
+/// from the drafts folder is uploaded by hand anyway. A local draft's cover is named:
+/// `<draft-name>.jpg` beside it.
+pub fn checklist(spec: &JobSpec, job_id: &str) -> Vec<String> {
+    let at = crate::media::COVER_SECONDS;
+    let cover = if spec.publish.tiktok.is_none() {
+        format!(
+            "Pick the cover: upload `{}.jpg` (beside the draft), or pick the frame at {at} s.",
+            file_name(spec, job_id)
+        )
+    } else {
+        format!("Pick the cover: the frame at {at} s, on the hook.")
+    };
+    vec![
+        "Paste the caption and its hashtags.".to_owned(),
+        cover,
+        "Turn on \"AI-generated content\" (under More options) before posting.".to_owned(),
+    ]
+}
+
 /// What goes with a draft: the post text the creator pastes.
 pub struct Words<'a> {
     pub title: &'a str,
@@ -91,7 +112,7 @@ pub async fn run(
     let request = DraftRequest {
         video: video.to_owned(),
         name: file_name(spec, &id),
-        job_id: id,
+        job_id: id.clone(),
         recipe: spec.recipe.clone(),
         account: spec
             .publish
@@ -103,6 +124,9 @@ pub async fn run(
         caption: words.caption.to_owned(),
         hashtags: words.hashtags.to_vec(),
         credits: words.credits.to_vec(),
+        // The frame the render kept beside the video; a render from before covers has none.
+        cover: Some(video.with_file_name(super::render::COVER)).filter(|c| c.exists()),
+        checklist: checklist(spec, &id),
     };
     let request = &request;
     // A draft delivered earlier is checked where it can be: a local draft truncated or

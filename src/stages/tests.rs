@@ -190,6 +190,7 @@ impl Voice for Speaker {
                 end: 0.5,
             }],
             characters: 10,
+            lufs: None,
         })
     }
 }
@@ -199,6 +200,8 @@ struct Render(Arc<Fakes>);
 impl Renderer for Render {
     async fn render(&self, spec: &RenderSpec) -> Result<(), ProviderError> {
         fail_or_ok(self.0.render.next().await)?;
+        // The loudness measured with the narration, never measured again here.
+        assert_eq!(spec.narration_lufs, Some(NARRATION_LUFS));
         // The inputs must be readable where the stage says they are.
         let mut bytes = std::fs::read(&spec.narration).unwrap();
         for clip in &spec.clips {
@@ -207,7 +210,23 @@ impl Renderer for Render {
         std::fs::write(&spec.out, bytes).unwrap();
         Ok(())
     }
+
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError> {
+        assert!(
+            audio.exists(),
+            "the narration is measured where it was written"
+        );
+        Ok(NARRATION_LUFS)
+    }
+
+    async fn cover(&self, video: &Path, _at: f64, out: &Path) -> Result<(), ProviderError> {
+        std::fs::copy(video, out).unwrap();
+        Ok(())
+    }
 }
+
+/// What the fake renderer measures every narration at.
+const NARRATION_LUFS: f64 = -21.5;
 
 struct Hoster(Arc<Fakes>);
 #[async_trait]

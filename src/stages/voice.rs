@@ -10,7 +10,9 @@ use crate::keys::{Inputs, ToolVersions};
 use crate::providers::{Narration, Script, VoiceRequest};
 use crate::recipe::{ScriptProvider, VoiceProvider};
 
-pub const VERSION: u32 = 1;
+/// 2: the narration's integrated loudness is measured here, once, and recorded in the
+/// output (`lufs`); the render applies it as a gain instead of measuring again.
+pub const VERSION: u32 = 2;
 
 /// The voice settings and the lines it speaks; espeak-ng by its version too.
 pub fn key(spec: &JobSpec, spoken: &[&str], versions: &ToolVersions) -> String {
@@ -40,7 +42,8 @@ pub async fn run(job: &mut JobRun<'_>, script: &Script) -> Result<(Narration, St
             let request = VoiceRequest {
                 lines: script.spoken().into_iter().map(str::to_owned).collect(),
             };
-            let narration = voice.speak(&request, &work).await?;
+            let mut narration = voice.speak(&request, &work).await?;
+            narration.lufs = Some(services.renderer().loudness(&narration.audio).await?);
             let main = narration
                 .audio
                 .file_name()

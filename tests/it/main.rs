@@ -6,6 +6,7 @@ mod auth;
 mod ci_mode;
 mod cli;
 mod completions;
+mod cover;
 mod doctor;
 mod exactly_once;
 mod fakes;

@@ -102,6 +102,8 @@ fn request(video: PathBuf) -> DraftRequest {
         caption: "They bend light.".to_owned(),
         hashtags: vec!["space".to_owned()],
         credits: Vec::new(),
+        cover: None,
+        checklist: Vec::new(),
     }
 }
 
