@@ -342,3 +342,15 @@ fn plan_prices_the_stills_of_an_image_model_and_not_the_offline_ones() {
     assert!(!out.stdout.contains("images"), "{}", out.stdout);
     assert!(!out.stdout.contains("spend"), "{}", out.stdout);
 }
+
+#[test]
+fn an_image_model_without_a_key_stops_the_run_before_anything_is_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "{ provider: image, model: google/gemini-2.5-flash-image }";
+    write(dir.path(), "stills.yaml", &recipe(model, TWO_SCENES));
+    let out = factory(dir.path()).args(["run", "stills.yaml"]).run();
+    assert_ne!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("OPENROUTER_API_KEY"), "{all}");
+    assert!(!dir.path().join("cache/footage").exists(), "{all}");
+}
