@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use tiktok_factory::providers::ProviderError;
+use tiktok_factory::providers::images::{ImageMaker, ImageRequest};
+
 use crate::fakes::{self, openrouter::Scenario};
 use crate::support::{Factory, Output, write};
 
@@ -353,4 +356,55 @@ fn an_image_model_without_a_key_stops_the_run_before_anything_is_drawn() {
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("OPENROUTER_API_KEY"), "{all}");
     assert!(!dir.path().join("cache/footage").exists(), "{all}");
+}
+
+#[tokio::test]
+async fn the_image_client_reads_the_fakes_answers_and_classes_its_errors() {
+    let fake = fakes::openrouter::start().await;
+    let client = crate::providers_openrouter::client_with_key(&fake, fakes::openrouter::KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let request = ImageRequest::new(Some("google/gemini-2.5-flash-image"), "owl at night", 1);
+    let still = client.draw(&request, dir.path(), "a").await.unwrap();
+    assert_eq!(still.path, dir.path().join("a.png"));
+    assert_eq!(size(&still.path), (90, 160));
+    let usage = still.usage.unwrap();
+    assert_eq!(usage.model, "google/gemini-2.5-flash-image");
+    assert_eq!(usage.cost, Some(0.0387));
+
+    fake.push(Scenario::TextOnly);
+    let error = client.draw(&request, dir.path(), "b").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Permanent { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("answered without an image"),
+        "{error}"
+    );
+
+    fake.push(Scenario::ErrorIn200 { code: 502 });
+    let error = client.draw(&request, dir.path(), "c").await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+
+    fake.push(Scenario::status(402));
+    let error = client.draw(&request, dir.path(), "d").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Permanent { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("credits"), "{error}");
+
+    fake.push(Scenario::Error {
+        status: 429,
+        metadata: serde_json::json!({}),
+        retry_after: Some("7".into()),
+    });
+    let error = client.draw(&request, dir.path(), "e").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Retryable { retry_after: Some(wait), .. } if wait.as_secs() == 7),
+        "{error:?}"
+    );
+    // Only the first answer left a file.
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1);
 }
