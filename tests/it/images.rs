@@ -208,6 +208,25 @@ async fn an_image_model_draws_9_16_stills_and_a_text_answer_is_a_named_error() {
     let (video, _) = rendered(&cache);
     assert_eq!(size(&video), (1080, 1920));
 
+    // A changed last line redraws its own still only: the first scene's is found in the
+    // store and linked, not asked for (and paid) again.
+    write(
+        dir.path(),
+        "stills.yaml",
+        &recipe(
+            model,
+            "Owls can turn their heads almost all the way around. Listen for forest birds tonight.",
+        ),
+    );
+    let out = run(paid(factory(dir.path())).arg("run").arg("stills.yaml")).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let images = openrouter
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v1/chat/completions")
+        .count();
+    assert_eq!(images, 4, "one more picture, for the changed line");
+
     // A model that answers in words only fails the footage, named, and nothing renders.
     let other = tempfile::tempdir().unwrap();
     write(other.path(), "stills.yaml", &recipe(model, TWO_SCENES));
