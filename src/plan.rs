@@ -848,6 +848,9 @@ pub struct Spend {
     pub saved: Usage,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unpriced_models: Vec<String>,
+    /// Image models among them (priced per picture, by `OPENROUTER_IMAGE_PRICE`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_image_models: Vec<String>,
 }
 
 impl Spend {
@@ -870,6 +873,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             ..Usage::default()
         },
         unpriced_models: Vec::new(),
+        unpriced_image_models: Vec::new(),
     };
     let mut seen: HashSet<String> = HashSet::new();
     for spec in jobs {
@@ -939,7 +943,8 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
                     None => {
                         usage.llm_cost_usd = None;
                         if !out.unpriced_models.contains(&model) {
-                            out.unpriced_models.push(model);
+                            out.unpriced_models.push(model.clone());
+                            out.unpriced_image_models.push(model);
                         }
                     }
                 }
@@ -973,6 +978,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
         }
     }
     out.unpriced_models.sort();
+    out.unpriced_image_models.sort();
     out
 }
 
@@ -1019,23 +1025,40 @@ impl Spend {
         }
         format!(
             "  spend (estimate): {}\n  cache saves:      {}\n",
-            usage_line(&self.spend, &self.unpriced_models),
-            usage_line(&self.saved, &self.unpriced_models)
+            usage_line(&self.spend, self),
+            usage_line(&self.saved, self)
         )
     }
 }
 
-fn usage_line(u: &Usage, unpriced: &[String]) -> String {
+fn usage_line(u: &Usage, spend: &Spend) -> String {
+    let listed = |models: &mut dyn Iterator<Item = &String>| {
+        models
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text: Vec<&String> = spend
+        .unpriced_models
+        .iter()
+        .filter(|m| !spend.unpriced_image_models.contains(m))
+        .collect();
+    let mut unknown = Vec::new();
+    if !text.is_empty() {
+        unknown.push(format!(
+            "no price for {}; set `OPENROUTER_PRICE_PER_1K`",
+            listed(&mut text.into_iter())
+        ));
+    }
+    if !spend.unpriced_image_models.is_empty() {
+        unknown.push(format!(
+            "no price for image model {}; set `OPENROUTER_IMAGE_PRICE`",
+            listed(&mut spend.unpriced_image_models.iter())
+        ));
+    }
     let cost = match u.llm_cost_usd {
         Some(c) => format!("~${c:.4}"),
-        None => format!(
-            "cost unknown (no price for {}; set `OPENROUTER_PRICE_PER_1K`)",
-            unpriced
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => format!("cost unknown ({})", unknown.join("; ")),
     };
     let images = match u.images {
         0 => String::new(),
@@ -1155,6 +1178,13 @@ mod tests {
         let spend = super::spend(&[&unknown], &Cached::default(), &prices);
         assert_eq!(spend.spend.llm_cost_usd, None);
         assert_eq!(spend.unpriced_models, ["acme/painter"]);
+        assert!(
+            spend
+                .render()
+                .contains("no price for image model `acme/painter`; set `OPENROUTER_IMAGE_PRICE`"),
+            "{}",
+            spend.render()
+        );
         let priced = Prices {
             per_image_override: Some(0.01),
             ..Prices::default()

@@ -494,7 +494,7 @@ async fn openrouter(selected: &[Selected], env: &Environment<'_>) -> Findings {
             format!("; the jobs to run need about ${c:.4}")
         }
         None => format!(
-            "; the cost of {} is unknown (set `OPENROUTER_PRICE_PER_1K`)",
+            "; the cost of {} is unknown (set `OPENROUTER_PRICE_PER_1K`, or `OPENROUTER_IMAGE_PRICE` for an image model)",
             spend
                 .unpriced_models
                 .iter()

@@ -94,10 +94,11 @@ pub trait ImageMaker: Send + Sync {
     ) -> Result<Still, ProviderError>;
 }
 
-/// The source id of a still: the model and a digest of what it was asked.
+/// The source id of a still: the model and a digest of what it was asked (model,
+/// prompt, aspect, seed and [`VERSION`]), which is also what finds it again.
 pub fn source_id(request: &ImageRequest) -> String {
     let digest = crate::media::still::text_hash(&format!(
-        "{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{VERSION}",
         request.model, request.prompt, request.aspect, request.seed
     ));
     format!("image:{}:{digest:016x}", request.model)

@@ -492,6 +492,17 @@ fn template(
             "`fallback` applies to `provider: pexels` and `provider: local` only",
         ));
     }
+    if f.fallback.is_some() && f.per == crate::recipe::FootagePer::Video {
+        out.push(
+            r.diag_key(
+                origin,
+                &format!("{footage_at}/fallback"),
+                "wrong-provider-setting",
+                "`fallback` applies to footage per scene; this footage is `per: video`",
+            )
+            .with_hint("remove `per: video`, or use `provider: image` for stills throughout"),
+        );
+    }
     if f.provider != FootageProvider::Local && f.dir.is_some() {
         out.push(r.diag_key(
             origin,
@@ -1109,6 +1120,12 @@ mod tests {
         assert!(d[0].message.contains("`fallback` applies to"), "{d:?}");
         let d = load(&footage("{ provider: image, fallback: image }"), &[]);
         assert_eq!(d.len(), 1, "{d:?}");
+        let d = load(
+            &footage("{ provider: pexels, query: owls, fallback: image, per: video }"),
+            &[],
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("footage per scene"), "{d:?}");
         let d = load(
             &footage("{ provider: pexels, query: owls, fallback: video }"),
             &[],

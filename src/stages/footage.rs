@@ -182,6 +182,45 @@ impl Fallback {
 pub struct Stills<'a> {
     pub maker: &'a dyn ImageMaker,
     pub model: Option<&'a str>,
+    /// Stills drawn before, found instead of drawn (and paid for) again.
+    pub drawn: &'a Drawn,
+}
+
+/// Stills already in the artifact store's footage entries, by source id (which digests
+/// model, prompt, aspect and seed): a scene whose still was drawn for an earlier
+/// version of the job links it rather than drawing it again. Best effort: a still not
+/// found, or not linkable, is drawn.
+#[derive(Debug, Default)]
+pub struct Drawn(std::collections::HashMap<String, std::path::PathBuf>);
+
+impl Drawn {
+    /// Reads the footage entries under the artifact store's `root`.
+    pub fn scan(root: &Path) -> Self {
+        let mut found = std::collections::HashMap::new();
+        let Ok(entries) = std::fs::read_dir(root.join(Stage::Footage.as_str())) else {
+            return Self(found);
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Ok(bytes) = std::fs::read(dir.join("manifest.json")) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            let Ok(footage) = serde_json::from_value::<Footage>(manifest["output"].clone()) else {
+                continue;
+            };
+            for clip in footage.clips {
+                if clip.source_id.starts_with("image:") {
+                    found
+                        .entry(clip.source_id)
+                        .or_insert_with(|| dir.join(&clip.path));
+                }
+            }
+        }
+        Self(found)
+    }
 }
 
 /// The footage and the key it was made under.
@@ -202,6 +241,7 @@ pub async fn run(job: &mut JobRun<'_>, script: &Script) -> Result<(Footage, Stri
     let plan = scenes(spec, script);
     let key = key(spec, &plan, folder.as_deref(), services.versions());
     let used = services.used_clips();
+    let store_dir = job.artifacts_dir();
     let hit = job
         .cached(Stage::Footage, &key, None, |work| {
             let plan = plan.clone();
@@ -215,9 +255,19 @@ pub async fn run(job: &mut JobRun<'_>, script: &Script) -> Result<(Footage, Stri
                 } else {
                     None
                 };
+                let drawn = match &maker {
+                    Some(_) => {
+                        let root = store_dir.to_owned();
+                        tokio::task::spawn_blocking(move || Drawn::scan(&root))
+                            .await
+                            .unwrap_or_default()
+                    }
+                    None => Drawn::default(),
+                };
                 let stills = maker.as_deref().map(|maker| Stills {
                     maker,
                     model: spec.footage.model.as_deref(),
+                    drawn: &drawn,
                 });
                 let avoid = used.map(|u| u.of(&spec.recipe)).unwrap_or_default();
                 let footage = if let (None, Some(stills), true) =
@@ -337,9 +387,33 @@ async fn draw(
         .await
         .map_err(|e| ProviderError::io("footage", &folder, &e))?;
     let request = ImageRequest::new(stills.model, query, seed);
+    let id = images::source_id(&request);
+    if let Some(found) = stills.drawn.0.get(&id) {
+        let extension = found.extension().unwrap_or_default().to_string_lossy();
+        let path = folder.join(format!("image.{extension}"));
+        let linked = tokio::fs::hard_link(found, &path).await.is_ok()
+            || tokio::fs::copy(found, &path).await.is_ok();
+        if linked {
+            let still = images::Still {
+                path,
+                source_id: id,
+                usage: None,
+            };
+            return Ok((images::still_clip(still), None));
+        }
+    }
     let still = stills.maker.draw(&request, &folder, "image").await?;
     let cost = still.usage.as_ref().and_then(|u| u.cost);
     Ok((images::still_clip(still), cost))
+}
+
+/// How many scenes before `scene` have its query: two scenes of one query get two
+/// stills, and a scene keeps its still when scenes of other queries come and go.
+fn nth(plan: &[ScenePlan], scene: usize) -> u64 {
+    plan[..scene]
+        .iter()
+        .filter(|s| s.query == plan[scene].query)
+        .count() as u64
 }
 
 fn add_cost(total: Option<f64>, cost: Option<f64>) -> Option<f64> {
@@ -377,7 +451,8 @@ pub async fn fetch_scenes_with(
         };
         for (i, scene) in plan.iter().enumerate() {
             let query = scene.query.as_deref().unwrap_or_default();
-            let (clip, cost) = draw(stills, query, variant.wrapping_add(i as u64), dir, i).await?;
+            let seed = variant.wrapping_add(nth(plan, i));
+            let (clip, cost) = draw(stills, query, seed, dir, i).await?;
             footage.clips.push(clip);
             footage.scenes.push(i);
             footage.cost = add_cost(footage.cost, cost);
@@ -448,7 +523,7 @@ pub async fn fetch_scenes_with(
             footage.scenes.push(scene);
         } else if let Some(stills) = stills {
             let query = plan[scene].query.as_deref().unwrap_or_default();
-            let seed = variant.wrapping_add(scene as u64);
+            let seed = variant.wrapping_add(nth(plan, scene));
             let (clip, cost) = draw(stills, query, seed, dir, scene).await?;
             footage.fallbacks.push(Fallback {
                 scene,
@@ -730,9 +805,11 @@ mod tests {
     async fn a_scene_with_no_stock_clip_gets_a_still_and_says_so() {
         let stock = Sparse(Stock::default());
         let painter = Painter::default();
+        let drawn = Drawn::default();
         let stills = Stills {
             maker: &painter,
             model: Some("google/gemini-2.5-flash-image"),
+            drawn: &drawn,
         };
         let dir = tempfile::tempdir().unwrap();
         let queries = plan(&["owl", "nothing like it", "moon"]);
@@ -779,9 +856,11 @@ mod tests {
     #[tokio::test]
     async fn image_footage_draws_a_still_per_scene() {
         let painter = Painter::default();
+        let drawn = Drawn::default();
         let stills = Stills {
             maker: &painter,
             model: None,
+            drawn: &drawn,
         };
         let dir = tempfile::tempdir().unwrap();
         let footage = fetch_scenes_with(
@@ -800,8 +879,56 @@ mod tests {
         let asked = painter.0.lock().unwrap();
         let seeds: Vec<u64> = asked.iter().map(|r| r.seed).collect();
         // Two scenes of one query still get two different stills.
-        assert_eq!(seeds, [5, 6, 7]);
+        assert_eq!(seeds, [5, 6, 5]);
         assert!(asked.iter().all(|r| r.model == "offline"));
+    }
+
+    #[tokio::test]
+    async fn a_still_drawn_for_an_earlier_version_is_linked_not_drawn_again() {
+        // An earlier footage entry in the store holds the still of scene `owl`.
+        let root = tempfile::tempdir().unwrap();
+        let entry = root.path().join("footage/0123abcd");
+        std::fs::create_dir_all(entry.join("s00")).unwrap();
+        std::fs::write(entry.join("s00/image.png"), "earlier still").unwrap();
+        let model = Some("google/gemini-2.5-flash-image");
+        let earlier = images::source_id(&ImageRequest::new(model, "owl", 9));
+        let manifest = json!({ "output": {
+            "clips": [{ "path": "s00/image.png", "source_id": earlier, "duration": 0.0, "credit": null }],
+            "scenes": [0],
+        }});
+        std::fs::write(entry.join("manifest.json"), manifest.to_string()).unwrap();
+
+        let drawn = Drawn::scan(root.path());
+        let painter = Painter::default();
+        let stills = Stills {
+            maker: &painter,
+            model,
+            drawn: &drawn,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // A scene was added before `owl`: it keeps its still all the same.
+        let footage = fetch_scenes_with(
+            None,
+            Some(&stills),
+            &plan(&["moon", "owl"]),
+            6.0,
+            9,
+            &[],
+            dir.path(),
+        )
+        .await
+        .unwrap();
+        let asked = painter.0.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert_eq!(asked[0].subject, "moon");
+        assert_eq!(footage.clips[1].source_id, earlier);
+        assert_eq!(
+            std::fs::read_to_string(&footage.clips[1].path).unwrap(),
+            "earlier still"
+        );
+        assert!(footage.clips[1].path.starts_with(dir.path()));
+        // Only the still drawn now is paid for.
+        assert_eq!(footage.cost, Some(0.04));
     }
 
     #[test]

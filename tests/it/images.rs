@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use tiktok_factory::providers::ProviderError;
+use tiktok_factory::providers::images::{ImageMaker, ImageRequest};
+
 use crate::fakes::{self, openrouter::Scenario};
 use crate::support::{Factory, Output, write};
 
@@ -205,6 +208,25 @@ async fn an_image_model_draws_9_16_stills_and_a_text_answer_is_a_named_error() {
     let (video, _) = rendered(&cache);
     assert_eq!(size(&video), (1080, 1920));
 
+    // A changed last line redraws its own still only: the first scene's is found in the
+    // store and linked, not asked for (and paid) again.
+    write(
+        dir.path(),
+        "stills.yaml",
+        &recipe(
+            model,
+            "Owls can turn their heads almost all the way around. Listen for forest birds tonight.",
+        ),
+    );
+    let out = run(paid(factory(dir.path())).arg("run").arg("stills.yaml")).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let images = openrouter
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/api/v1/chat/completions")
+        .count();
+    assert_eq!(images, 4, "one more picture, for the changed line");
+
     // A model that answers in words only fails the footage, named, and nothing renders.
     let other = tempfile::tempdir().unwrap();
     write(other.path(), "stills.yaml", &recipe(model, TWO_SCENES));
@@ -341,4 +363,67 @@ fn plan_prices_the_stills_of_an_image_model_and_not_the_offline_ones() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("images"), "{}", out.stdout);
     assert!(!out.stdout.contains("spend"), "{}", out.stdout);
+}
+
+#[test]
+fn an_image_model_without_a_key_stops_the_run_before_anything_is_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "{ provider: image, model: google/gemini-2.5-flash-image }";
+    write(dir.path(), "stills.yaml", &recipe(model, TWO_SCENES));
+    let out = factory(dir.path()).args(["run", "stills.yaml"]).run();
+    assert_ne!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("OPENROUTER_API_KEY"), "{all}");
+    assert!(!dir.path().join("cache/footage").exists(), "{all}");
+}
+
+#[tokio::test]
+async fn the_image_client_reads_the_fakes_answers_and_classes_its_errors() {
+    let fake = fakes::openrouter::start().await;
+    let client = crate::providers_openrouter::client_with_key(&fake, fakes::openrouter::KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let request = ImageRequest::new(Some("google/gemini-2.5-flash-image"), "owl at night", 1);
+    let still = client.draw(&request, dir.path(), "a").await.unwrap();
+    assert_eq!(still.path, dir.path().join("a.png"));
+    assert_eq!(size(&still.path), (90, 160));
+    let usage = still.usage.unwrap();
+    assert_eq!(usage.model, "google/gemini-2.5-flash-image");
+    assert_eq!(usage.cost, Some(0.0387));
+
+    fake.push(Scenario::TextOnly);
+    let error = client.draw(&request, dir.path(), "b").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Permanent { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("answered without an image"),
+        "{error}"
+    );
+
+    fake.push(Scenario::ErrorIn200 { code: 502 });
+    let error = client.draw(&request, dir.path(), "c").await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+
+    fake.push(Scenario::status(402));
+    let error = client.draw(&request, dir.path(), "d").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Permanent { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("credits"), "{error}");
+
+    fake.push(Scenario::Error {
+        status: 429,
+        metadata: serde_json::json!({}),
+        retry_after: Some("7".into()),
+    });
+    let error = client.draw(&request, dir.path(), "e").await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Retryable { retry_after: Some(wait), .. } if wait.as_secs() == 7),
+        "{error:?}"
+    );
+    // Only the first answer left a file.
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1);
 }
