@@ -164,7 +164,41 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::slug;
+    use super::{checklist, slug};
+
+    fn spec(publish: &str) -> crate::expand::JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: c\nvoices:\n  a: {{ provider: espeak, voice: en-us }}\ntemplates:\n  t:\n    script: {{ provider: offline, seconds: 8 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [a] }}\n{publish}"
+            ),
+        )
+        .unwrap();
+        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        recipes[0].jobs[0].spec.clone()
+    }
+
+    #[test]
+    fn the_checklist_names_a_local_cover_and_the_frame_for_an_inbox_draft() {
+        let local = checklist(&spec(""), "0123456789abcdef");
+        assert_eq!(
+            local,
+            [
+                "Paste the caption and its hashtags.",
+                "Pick the cover: upload `owls-a-01234567.jpg` (beside the draft), or pick the frame at 0.7 s.",
+                "Turn on \"AI-generated content\" (under More options) before posting.",
+            ]
+        );
+        let inbox = checklist(
+            &spec("publish: { tiktok: { account: main } }\n"),
+            "0123456789abcdef",
+        );
+        assert_eq!(inbox[1], "Pick the cover: the frame at 0.7 s, on the hook.");
+        assert_eq!(inbox[2], local[2]);
+    }
 
     #[test]
     fn slugs_are_short_lowercase_and_dashed() {

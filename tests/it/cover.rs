@@ -212,3 +212,22 @@ async fn the_cover_goes_with_its_draft_when_superseded_and_at_retention() {
     assert_eq!(gc.code, 0, "{gc:?}");
     assert!(drafts(d).is_empty(), "{:?}", drafts(d));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purging_a_recipe_removes_its_covers() {
+    let telegram = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    recipe(d, "{{ topic }} facts");
+    let first = factory(d, &telegram, T0, &["run", "cover.yaml"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(drafts(d).len(), 3);
+    let purged = factory(
+        d,
+        &telegram,
+        T0 + 60,
+        &["purge", "--recipe", "cover", "--yes"],
+    );
+    assert_eq!(purged.code, 0, "{purged:?}");
+    assert!(drafts(d).is_empty(), "{:?}", drafts(d));
+}
