@@ -764,6 +764,46 @@ async fn a_draft_unknown_on_a_shared_store_is_reconciled_not_sent_again_from_oth
 }
 
 #[tokio::test]
+async fn a_narration_cached_before_its_loudness_was_kept_is_measured_not_paid_again() {
+    let mut w = World::new("a");
+    w.run().await;
+    let voices = w.fakes.voice.calls();
+    // An entry as the voice stage wrote it before `lufs` was recorded.
+    let dir = w.root.join("cache").join("voice");
+    let mut stripped = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path().join("manifest.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if manifest["output"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lufs")
+            .is_some()
+        {
+            stripped += 1;
+        }
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    assert_eq!(stripped, 1);
+    // A new title: the job runs again over the kept narration.
+    w.edit(
+        &RECIPE
+            .replace("VOICES", "a")
+            .replace("\"{{ topic }}\"", "\"{{ topic }}!\""),
+    );
+    let summary = w.run().await;
+    assert_eq!(summary.done, 1, "{summary:?}");
+    assert_eq!(
+        w.fakes.voice.calls(),
+        voices,
+        "the narration is not made again"
+    );
+}
+
+#[tokio::test]
 async fn a_fresh_state_directory_over_a_kept_artifact_store_executes_nothing_and_sends_nothing() {
     let w = World::new("a, b");
     w.run().await;
