@@ -1,7 +1,9 @@
 //! Our render against a hand-written ffmpeg command with the same encoder settings on the
-//! same inputs, runs alternating: the graph we build, plus the loudness measurement, the
-//! verification and the quality gates we run after, should cost next to nothing over what
-//! a person would type. Then the per-scene render of 8 scenes (8 clips cut on the
+//! same inputs, runs alternating: the graph we build, plus the verification, the quality
+//! gates and the cover frame we take after, should cost next to nothing over what a
+//! person would type (who normalizes with a one-pass `loudnorm`). The narration's loudness
+//! is measured once beforehand, as the voice stage does, and every clip is entered where
+//! the render stage enters it. Then the per-scene render of 8 scenes (8 clips cut on the
 //! narration's scene starts) against the 5-clip render of the same length. Prints wall
 //! and CPU times and the ratios. Run with `cargo bench --bench render`.
 
@@ -17,6 +19,7 @@ use tiktok_factory::providers::offline::{Espeak, GeneratedFootage, OfflineWriter
 use tiktok_factory::providers::{
     FootageRequest, FootageSource, ScriptRequest, ScriptWriter, Voice, VoiceRequest,
 };
+use tiktok_factory::stages::render::clip_starts;
 
 const RUNS: usize = 3;
 const CLIPS: u32 = 5;
@@ -86,6 +89,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.join("ours.mp4"),
     );
     spec.captions = Some(captions.clone());
+    // Measured once with the narration (the voice stage's work, not the render's).
+    spec.narration_lufs = Some(media::integrated_lufs(&tools, &narration.audio).await?);
+    let durations: Vec<f64> = clips.iter().map(|clip| clip.duration).collect();
+    spec.starts = clip_starts(
+        &durations[..CLIPS as usize],
+        &media::frame_shares(&spec),
+        spec.fps,
+    );
     let mut hand = hand_written(&tools, &spec, &dir.join("hand.mp4"));
     // What the render stage asks for: the gates, the captions checked against the words.
     spec.gates = Some(GateSpec {
@@ -108,7 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     scenes.cuts = (1..SCENES)
         .map(|i| starts[i * starts.len() / SCENES])
         .collect();
+    scenes.starts = clip_starts(&durations, &media::frame_shares(&scenes), scenes.fps);
     scenes.out = dir.join("scenes.mp4");
+    let cover = dir.join("cover.jpg");
 
     eprintln!(
         "narration {:.1} s, {} words, {} lines; rendering 1080×1920 at {} fps, preset {}, crf {}",
@@ -122,7 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("run   ours: wall     cpu      hand-written: wall     cpu");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for run in 1..=RUNS {
-        ours.push(measure(media::render(&tools, &spec)).await?);
+        ours.push(measure(render(&tools, &spec, &cover)).await?);
         theirs.push(measure(async { run_hand_written(&mut hand) }).await?);
         let (a, b) = (ours[run - 1], theirs[run - 1]);
         println!(
@@ -157,8 +170,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("run   5 clips: wall  cpu      8 scenes: wall     cpu");
     let (mut five, mut eight) = (Vec::new(), Vec::new());
     for run in 1..=RUNS {
-        five.push(measure(media::render(&tools, &spec)).await?);
-        eight.push(measure(media::render(&tools, &scenes)).await?);
+        five.push(measure(render(&tools, &spec, &cover)).await?);
+        eight.push(measure(render(&tools, &scenes, &cover)).await?);
         let (a, b) = (five[run - 1], eight[run - 1]);
         println!(
             "{run:<5} {:>8.2} s {:>8.2} s       {:>8.2} s {:>8.2} s",
@@ -182,6 +195,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu_eight / cpu_five
     );
     Ok(())
+}
+
+/// What the render stage runs: the render (verified and gated), then the cover frame.
+async fn render(tools: &Tools, spec: &RenderSpec, cover: &Path) -> Result<(), media::MediaError> {
+    media::render(tools, spec).await?;
+    media::cover(tools, &spec.out, media::COVER_SECONDS, cover).await
 }
 
 /// The command a person would write for the same job: the usual scale/crop/fps chain per

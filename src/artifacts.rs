@@ -237,6 +237,33 @@ impl ArtifactStore {
         }
     }
 
+    /// Whether an entry for `key` is here or, with a remote, in the bucket: what `plan`
+    /// asks. Nothing is downloaded, verified or removed; a bucket that cannot be asked
+    /// counts as not holding it, so the plan errs towards work.
+    pub async fn holds(&self, stage: &str, key: &str) -> bool {
+        if self.contains(stage, key) {
+            return true;
+        }
+        match &self.remote {
+            Some(remote) => remote
+                .exists(&Self::remote_entry(stage, key))
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// The entry for `key` for a reader: verified here, or downloaded from the remote
+    /// and verified when it is not here. Unlike [`Self::get`] it never removes a corrupt
+    /// local entry, so a reader holding no lock can call it.
+    pub async fn fetch(&self, stage: &str, key: &str) -> Result<Lookup, ArtifactError> {
+        let found = self.inspect(stage, key).await?;
+        match (&found, &self.remote) {
+            (Lookup::Miss, Some(remote)) => self.download(remote, stage, key).await,
+            _ => Ok(found),
+        }
+    }
+
     fn remote_entry(stage: &str, key: &str) -> String {
         format!("{stage}/{key}/{MANIFEST}")
     }

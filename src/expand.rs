@@ -197,6 +197,12 @@ pub struct FootageSpec {
     /// Per scene (the default) or per video; left out of the spec's JSON when per scene.
     #[serde(default, skip_serializing_if = "crate::recipe::FootagePer::is_scene")]
     pub per: crate::recipe::FootagePer,
+    /// The image model of stills (`provider: image`, `fallback: image`); left out when
+    /// not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::recipe::FootageFallback>,
 }
 
 /// One job of a recipe.
@@ -921,6 +927,8 @@ fn render_job(
             dir: def.footage.dir.clone(),
             clips: def.footage.clips,
             per: def.footage.per,
+            model: def.footage.model.clone(),
+            fallback: def.footage.fallback,
         },
         voice: voice_def,
         captions: def.captions.clone(),

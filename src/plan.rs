@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::expand::{Job, JobSpec};
 use crate::keys::{self, Inputs, ToolVersions};
-use crate::providers::Script;
+use crate::providers::{Script, images};
 use crate::recipe::{FootageProvider, ScriptProvider, VoiceProvider};
 use crate::stages::Stage;
 use crate::store::{Status, StoredJob};
@@ -733,21 +733,47 @@ const PRICES_PER_1K: &[(&str, f64, f64)] = &[
     ("google/gemini-flash-1.5", 0.000_075, 0.000_3),
 ];
 
+/// Prices of OpenRouter image models in US dollars per picture, as listed when this
+/// table was written (a picture is billed as about 1,290 output tokens).
+/// `OPENROUTER_IMAGE_PRICE` overrides it with one price for every model.
+const IMAGE_PRICES: &[(&str, f64)] = &[("google/gemini-2.5-flash-image", 0.039)];
+
 /// How model prices are known: the table, or one override for every model.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Prices {
     pub per_1k_override: Option<f64>,
+    /// Dollars per picture, for every image model.
+    pub per_image_override: Option<f64>,
 }
 
 impl Prices {
     /// The table, overridden by `OPENROUTER_PRICE_PER_1K` when it holds a number.
     pub fn from_env() -> Self {
-        Self {
-            per_1k_override: std::env::var("OPENROUTER_PRICE_PER_1K")
+        let price = |name: &str| {
+            std::env::var(name)
                 .ok()
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|p| p.is_finite() && *p >= 0.0),
+                .filter(|p| p.is_finite() && *p >= 0.0)
+        };
+        Self {
+            per_1k_override: price("OPENROUTER_PRICE_PER_1K"),
+            per_image_override: price("OPENROUTER_IMAGE_PRICE"),
         }
+    }
+
+    /// Dollars per picture of an image model; `None` for a model not in the table. The
+    /// offline stills are free.
+    pub fn per_image(&self, model: &str) -> Option<f64> {
+        if crate::providers::images::is_offline(Some(model)) || model.ends_with(":free") {
+            return Some(0.0);
+        }
+        if let Some(p) = self.per_image_override {
+            return Some(p);
+        }
+        IMAGE_PRICES
+            .iter()
+            .find(|(m, _)| *m == model)
+            .map(|&(_, price)| price)
     }
 
     /// Dollars per 1,000 prompt and completion tokens; `None` for a model not in the table.
@@ -790,11 +816,25 @@ pub struct Usage {
     pub tts_characters: u64,
     /// Pexels searches (a second page is searched when the first lacks clips).
     pub footage_searches: u64,
+    /// Stills from an OpenRouter image model, priced into `llm_cost_usd`. Stills drawn
+    /// only where stock has no clip (`fallback: image`) are not known before the run and
+    /// not counted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub images: u64,
+}
+
+/// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
     pub fn is_zero(&self) -> bool {
-        self.llm_requests == 0 && self.tts_characters == 0 && self.footage_searches == 0
+        self.llm_requests == 0
+            && self.tts_characters == 0
+            && self.footage_searches == 0
+            && self.images == 0
     }
 }
 
@@ -808,6 +848,9 @@ pub struct Spend {
     pub saved: Usage,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unpriced_models: Vec<String>,
+    /// Image models among them (priced per picture, by `OPENROUTER_IMAGE_PRICE`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_image_models: Vec<String>,
 }
 
 impl Spend {
@@ -830,6 +873,7 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
             ..Usage::default()
         },
         unpriced_models: Vec::new(),
+        unpriced_image_models: Vec::new(),
     };
     let mut seen: HashSet<String> = HashSet::new();
     for spec in jobs {
@@ -876,6 +920,36 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
                 }
             }
         }
+        if spec.footage.provider == FootageProvider::Image
+            && !crate::providers::images::is_offline(spec.footage.model.as_deref())
+        {
+            let script = cached.documents.get(&script_key);
+            let key = keys::planned_footage_key(spec, script);
+            if seen.insert(key.clone()) {
+                let usage = if cached.keys.contains(&key) {
+                    &mut out.saved
+                } else {
+                    &mut out.spend
+                };
+                let images = planned_stills(spec, script);
+                usage.images += images;
+                let model = images::model_name(spec.footage.model.as_deref()).to_owned();
+                match prices.per_image(&model) {
+                    Some(price) => {
+                        if let Some(cost) = usage.llm_cost_usd.as_mut() {
+                            *cost += images as f64 * price;
+                        }
+                    }
+                    None => {
+                        usage.llm_cost_usd = None;
+                        if !out.unpriced_models.contains(&model) {
+                            out.unpriced_models.push(model.clone());
+                            out.unpriced_image_models.push(model);
+                        }
+                    }
+                }
+            }
+        }
         if spec.voice.provider == VoiceProvider::Elevenlabs {
             // The voice key needs the script's words; until the script exists, the script
             // key and the voice settings stand in for it.
@@ -904,11 +978,29 @@ pub fn spend(jobs: &[&JobSpec], cached: &Cached, prices: &Prices) -> Spend {
         }
     }
     out.unpriced_models.sort();
+    out.unpriced_image_models.sort();
     out
 }
 
 fn words(seconds: u32) -> f64 {
     f64::from(seconds) * WORDS_PER_SECOND
+}
+
+/// How many stills image footage draws: one per scene of the cached script, else one per
+/// line the length asks for (lines of about [`Pace::LINE_WORDS`] words, at least a hook,
+/// a sentence and a call to action); `clips` for footage per video.
+///
+/// [`Pace::LINE_WORDS`]: crate::providers::Pace::LINE_WORDS
+fn planned_stills(spec: &JobSpec, script: Option<&Script>) -> u64 {
+    if spec.footage.per == crate::recipe::FootagePer::Video {
+        return u64::from(spec.footage.clips.max(1));
+    }
+    match script {
+        Some(script) => script.spoken().len() as u64,
+        None => {
+            ((words(spec.script.seconds) / crate::providers::Pace::LINE_WORDS).ceil() as u64).max(3)
+        }
+    }
 }
 
 fn chars(text: &str) -> u64 {
@@ -933,26 +1025,48 @@ impl Spend {
         }
         format!(
             "  spend (estimate): {}\n  cache saves:      {}\n",
-            usage_line(&self.spend, &self.unpriced_models),
-            usage_line(&self.saved, &self.unpriced_models)
+            usage_line(&self.spend, self),
+            usage_line(&self.saved, self)
         )
     }
 }
 
-fn usage_line(u: &Usage, unpriced: &[String]) -> String {
+fn usage_line(u: &Usage, spend: &Spend) -> String {
+    let listed = |models: &mut dyn Iterator<Item = &String>| {
+        models
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text: Vec<&String> = spend
+        .unpriced_models
+        .iter()
+        .filter(|m| !spend.unpriced_image_models.contains(m))
+        .collect();
+    let mut unknown = Vec::new();
+    if !text.is_empty() {
+        unknown.push(format!(
+            "no price for {}; set `OPENROUTER_PRICE_PER_1K`",
+            listed(&mut text.into_iter())
+        ));
+    }
+    if !spend.unpriced_image_models.is_empty() {
+        unknown.push(format!(
+            "no price for image model {}; set `OPENROUTER_IMAGE_PRICE`",
+            listed(&mut spend.unpriced_image_models.iter())
+        ));
+    }
     let cost = match u.llm_cost_usd {
         Some(c) => format!("~${c:.4}"),
-        None => format!(
-            "cost unknown (no price for {}; set `OPENROUTER_PRICE_PER_1K`)",
-            unpriced
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => format!("cost unknown ({})", unknown.join("; ")),
+    };
+    let images = match u.images {
+        0 => String::new(),
+        1 => ", 1 image".to_owned(),
+        n => format!(", {n} images"),
     };
     format!(
-        "{} LLM request{} (~{} tokens, {cost}), {} TTS characters, {} footage search{}",
+        "{} LLM request{} (~{} tokens, {cost}), {} TTS characters, {} footage search{}{images}",
         u.llm_requests,
         if u.llm_requests == 1 { "" } else { "s" },
         u.llm_tokens,
@@ -1001,6 +1115,82 @@ mod tests {
             shown_pair(&json!(30), &json!(24)),
             ("30".into(), "24".into())
         );
+    }
+
+    /// The one job of a recipe whose footage is `footage`.
+    fn spec_with(footage: &str) -> JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: r\nvoices:\n  v: {{ provider: espeak }}\ntemplates:\n  t:\n    \
+                 script: {{ provider: offline, seconds: 20 }}\n    footage: {footage}\n    title: x\n\
+                 batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
+            ),
+        )
+        .unwrap();
+        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        recipes[0].jobs[0].spec.clone()
+    }
+
+    #[test]
+    fn stills_from_an_image_model_are_priced_and_offline_ones_are_free() {
+        let prices = Prices::default();
+        let paid = spec_with("{ provider: image, model: google/gemini-2.5-flash-image }");
+        let spend = super::spend(&[&paid], &Cached::default(), &prices);
+        // 20 s at 2.5 words a second: 50 words, five lines of ten.
+        assert_eq!(spend.spend.images, 5);
+        let cost = spend.spend.llm_cost_usd.unwrap();
+        assert!((cost - 5.0 * 0.039).abs() < 1e-9, "{cost}");
+        assert!(spend.is_paid());
+        assert!(spend.render().contains(", 5 images"), "{}", spend.render());
+
+        // Once the script is known, one still per scene.
+        let mut cached = Cached::default();
+        let script = crate::providers::Script {
+            hook: "Owls turn heads.".into(),
+            sentences: vec!["They see at night.".into()],
+            cta: "Follow.".into(),
+            title: String::new(),
+            caption: String::new(),
+            hashtags: Vec::new(),
+            visuals: vec!["owl".into(), "night".into(), "moon".into()],
+            usage: None,
+        };
+        cached
+            .documents
+            .insert(keys::script_key(&paid), script.clone());
+        assert_eq!(super::spend(&[&paid], &cached, &prices).spend.images, 3);
+        // Cached footage is saved, not spent.
+        cached
+            .keys
+            .insert(keys::planned_footage_key(&paid, Some(&script)));
+        let spend = super::spend(&[&paid], &cached, &prices);
+        assert_eq!((spend.spend.images, spend.saved.images), (0, 3));
+
+        let offline = spec_with("{ provider: image }");
+        let spend = super::spend(&[&offline], &Cached::default(), &prices);
+        assert!(!spend.is_paid(), "{spend:?}");
+
+        let unknown = spec_with("{ provider: image, model: acme/painter }");
+        let spend = super::spend(&[&unknown], &Cached::default(), &prices);
+        assert_eq!(spend.spend.llm_cost_usd, None);
+        assert_eq!(spend.unpriced_models, ["acme/painter"]);
+        assert!(
+            spend
+                .render()
+                .contains("no price for image model `acme/painter`; set `OPENROUTER_IMAGE_PRICE`"),
+            "{}",
+            spend.render()
+        );
+        let priced = Prices {
+            per_image_override: Some(0.01),
+            ..Prices::default()
+        };
+        let spend = super::spend(&[&unknown], &Cached::default(), &priced);
+        assert!((spend.spend.llm_cost_usd.unwrap() - 0.05).abs() < 1e-9);
     }
 
     #[test]

@@ -216,6 +216,10 @@ pub async fn check(selected: &[Selected], env: &Environment<'_>) -> Report {
         if s.footage.provider == FootageProvider::Pexels {
             need("pexels");
         }
+        let stills = s.footage.provider == FootageProvider::Image || s.footage.fallback.is_some();
+        if stills && !crate::providers::images::is_offline(s.footage.model.as_deref()) {
+            need("openrouter");
+        }
         if s.voice.provider == VoiceProvider::Elevenlabs {
             need("elevenlabs");
         }
@@ -470,7 +474,7 @@ async fn openrouter(selected: &[Selected], env: &Environment<'_>) -> Findings {
         }
     }
     let spend = plan::spend(&specs, &cached, &Prices::from_env());
-    if spend.spend.llm_requests == 0 && !env.unneeded {
+    if spend.spend.llm_requests == 0 && spend.spend.images == 0 && !env.unneeded {
         // Every script is written: nothing will be asked of OpenRouter.
         return Findings::ok("key set; every script is cached");
     }
@@ -486,11 +490,11 @@ async fn openrouter(selected: &[Selected], env: &Environment<'_>) -> Findings {
         _ => "no credit limit on the key".to_owned(),
     };
     let need = match cost {
-        Some(c) if spend.spend.llm_requests > 0 => {
+        Some(c) if spend.spend.llm_requests > 0 || spend.spend.images > 0 => {
             format!("; the jobs to run need about ${c:.4}")
         }
         None => format!(
-            "; the cost of {} is unknown (set `OPENROUTER_PRICE_PER_1K`)",
+            "; the cost of {} is unknown (set `OPENROUTER_PRICE_PER_1K`, or `OPENROUTER_IMAGE_PRICE` for an image model)",
             spend
                 .unpriced_models
                 .iter()

@@ -14,6 +14,7 @@ use crate::expand::{FootageSpec, ScriptSpec};
 use crate::keys::ToolVersions;
 use crate::media::{RenderSpec, Tools};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
+use crate::providers::images::{ImageMaker, OfflineImages};
 use crate::providers::local::{LocalDrafts, LocalHost, LogNotifier};
 use crate::providers::offline::{
     Espeak, GeneratedFootage, LocalFootage, OfflineWriter, TextWriter,
@@ -32,6 +33,11 @@ use crate::recipe::{
 #[async_trait]
 pub trait Renderer: Send + Sync {
     async fn render(&self, spec: &RenderSpec) -> Result<(), ProviderError>;
+    /// The integrated loudness (EBU R128, LUFS) of an audio file: measured once, when
+    /// the narration is made, so no render measures it again.
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError>;
+    /// A frame of a finished video at `at` seconds, as a JPEG at `out`.
+    async fn cover(&self, video: &Path, at: f64, out: &Path) -> Result<(), ProviderError>;
 }
 
 /// Every service a stage may ask for.
@@ -43,6 +49,13 @@ pub trait Services: Send + Sync {
         recipe_dir: &Path,
     ) -> Result<Arc<dyn FootageSource>, ProviderError>;
     fn voice(&self, def: &VoiceDef) -> Result<Arc<dyn Voice>, ProviderError>;
+    /// What draws stills for `provider: image` and `fallback: image`.
+    fn image_maker(&self, _spec: &FootageSpec) -> Result<Arc<dyn ImageMaker>, ProviderError> {
+        Err(ProviderError::permanent(
+            "images",
+            "these services draw no stills",
+        ))
+    }
     fn renderer(&self) -> Arc<dyn Renderer>;
     fn host(&self, publish: &Publish) -> Result<Arc<dyn Host>, ProviderError>;
     fn drafts(&self, publish: &Publish) -> Result<Arc<dyn Drafts>, ProviderError>;
@@ -222,6 +235,13 @@ impl Services for Registry {
                 self.tools.clone(),
                 recipe_dir.join(spec.dir.as_deref().unwrap_or(".")),
             )),
+            // Stills are drawn per scene by the footage stage, through `image_maker`.
+            FootageProvider::Image => {
+                return Err(ProviderError::permanent(
+                    "footage",
+                    "image footage is drawn by `image_maker`, not fetched",
+                ));
+            }
             FootageProvider::Pexels => Arc::new(
                 self.pexels
                     .get_or_init(|| {
@@ -250,6 +270,22 @@ impl Services for Registry {
                     .map_err(|e| setup("elevenlabs")(e.to_string()))?,
             ),
         })
+    }
+
+    fn image_maker(&self, spec: &FootageSpec) -> Result<Arc<dyn ImageMaker>, ProviderError> {
+        if crate::providers::images::is_offline(spec.model.as_deref()) {
+            return Ok(Arc::new(OfflineImages {
+                tools: self.tools.clone(),
+            }));
+        }
+        Ok(self
+            .openrouter
+            .get_or_init(|| {
+                OpenRouter::from_env()
+                    .map(Arc::new)
+                    .map_err(|e| setup("openrouter")(e.to_string()))
+            })
+            .clone()?)
     }
 
     fn renderer(&self) -> Arc<dyn Renderer> {
@@ -323,6 +359,18 @@ impl Renderer for Ffmpeg {
             .await
             .map(|_| ())
             .map_err(|e| ProviderError::permanent("render", e.to_string()))
+    }
+
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError> {
+        crate::media::integrated_lufs(&self.0, audio)
+            .await
+            .map_err(|e| ProviderError::permanent("loudness", e.to_string()))
+    }
+
+    async fn cover(&self, video: &Path, at: f64, out: &Path) -> Result<(), ProviderError> {
+        crate::media::cover(&self.0, video, at, out)
+            .await
+            .map_err(|e| ProviderError::permanent("cover", e.to_string()))
     }
 }
 

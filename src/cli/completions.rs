@@ -131,8 +131,8 @@ The artifact store; default \fISTATE_DIR/cache\fR. Same as \fB\-\-cache\-dir\fR.
 \fBCI\fR
 When set (not \fIfalse\fR or \fI0\fR), CI mode: plain lines, annotations, summary and JUnit files.
 .TP
-\fBOPENROUTER_API_KEY\fR, \fBOPENROUTER_BASE_URL\fR, \fBOPENROUTER_PRICE_PER_1K\fR
-Scripts written by OpenRouter (\fBprovider: openrouter\fR).
+\fBOPENROUTER_API_KEY\fR, \fBOPENROUTER_BASE_URL\fR, \fBOPENROUTER_PRICE_PER_1K\fR, \fBOPENROUTER_IMAGE_PRICE\fR
+Scripts written by OpenRouter (\fBprovider: openrouter\fR), and stills drawn by its image models (\fBfootage.model\fR); the image price is US dollars per picture.
 .TP
 \fBPEXELS_API_KEY\fR, \fBPEXELS_BASE_URL\fR
 Stock footage from Pexels (\fBprovider: pexels\fR).

@@ -227,7 +227,7 @@ impl<'a> Forecaster<'a> {
         };
         let script = match self
             .artifacts
-            .inspect(Stage::Script.as_str(), &keys::script_key(spec))
+            .fetch(Stage::Script.as_str(), &keys::script_key(spec))
             .await
         {
             Ok(Lookup::Hit(hit)) => hit.output::<Script>().ok(),
@@ -256,7 +256,7 @@ impl<'a> Forecaster<'a> {
                 .ok()
                 .flatten()
                 .is_some_and(|r| r.status == EffectStatus::Done),
-            _ => self.artifacts.contains(stage.as_str(), key),
+            _ => self.artifacts.holds(stage.as_str(), key).await,
         }
     }
 
@@ -340,11 +340,13 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         let paid_script = spec.script.provider == ScriptProvider::Openrouter;
         let paid_voice = spec.voice.provider == VoiceProvider::Elevenlabs;
         let script_key = keys::script_key(spec);
-        let paid_footage = spec.footage.provider == FootageProvider::Pexels;
+        let paid_stills = spec.footage.provider == FootageProvider::Image
+            && !crate::providers::images::is_offline(spec.footage.model.as_deref());
+        let paid_footage = spec.footage.provider == FootageProvider::Pexels || paid_stills;
         if (paid_script || paid_voice || paid_footage)
             && !cached.keys.contains(&script_key)
             && let Ok(crate::artifacts::Lookup::Hit(hit)) =
-                artifacts.inspect("script", &script_key).await
+                artifacts.fetch("script", &script_key).await
         {
             cached.keys.insert(script_key.clone());
             if let Ok(script) = hit.output::<Script>() {
@@ -357,15 +359,13 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         }
         // Paid stages' keys do not depend on tool versions.
         let footage_key = keys::planned_footage_key(spec, cached.documents.get(&script_key));
-        if spec.footage.provider == FootageProvider::Pexels
-            && artifacts.contains("footage", &footage_key)
-        {
+        if paid_footage && artifacts.holds("footage", &footage_key).await {
             cached.keys.insert(footage_key);
         }
         if paid_voice && let Some(lines) = cached.scripts.get(&script_key) {
             let spoken: Vec<&str> = lines.iter().map(String::as_str).collect();
             let voice_key = keys::voice_key(spec, &spoken, &none);
-            if artifacts.contains("voice", &voice_key) {
+            if artifacts.holds("voice", &voice_key).await {
                 cached.keys.insert(voice_key);
             }
         }

@@ -65,6 +65,10 @@ fn store_halt(e: &Engine, stage: Stage, err: &crate::store::StoreError) -> Halt 
 }
 
 /// An artifact store failure as a provider error: a full disk is named as such.
+/// How long a job waits for another runner that claimed one of its side effects: longer
+/// than a run waits in place, so the job is deferred and says why.
+const CLAIMED_WAIT_SECS: i64 = 300;
+
 fn artifact_error(service: &'static str, err: &ArtifactError) -> ProviderError {
     match err {
         ArtifactError::Io { path, source } if crate::disk::is_full(source) => {
@@ -290,7 +294,8 @@ impl<'a> JobRun<'a> {
         let mut attempt = 1;
         loop {
             let record = match e.artifacts.effect(key).await {
-                Ok(record) => record,
+                Ok(Some(record)) => Some(record),
+                Ok(None) => self.unfinished_elsewhere(stage, key).await?,
                 Err(err) => {
                     return Err(self
                         .halt_for(stage, key, artifact_error("ledger", &err))
@@ -433,6 +438,47 @@ impl<'a> JobRun<'a> {
         }))
     }
 
+    /// The store's row of an effect this artifact store has no ledger entry for. A shared
+    /// store (another machine, or a runner whose artifacts were lost) may know of an attempt
+    /// that was sent and never confirmed: that attempt is adopted, so it is reconciled with
+    /// the service (or reported unconfirmed) instead of being sent anew. Only the service's
+    /// id survives in the store, so the phase says to ask the service.
+    async fn unfinished_elsewhere(
+        &self,
+        stage: Stage,
+        key: &str,
+    ) -> Result<Option<EffectRecord>, Halt> {
+        let e = self.engine;
+        let Some(row) = e
+            .store
+            .effect(key)
+            .await
+            .map_err(|err| store_halt(e, stage, &err))?
+        else {
+            return Ok(None);
+        };
+        let status = match row.status.parse::<EffectStatus>() {
+            Ok(EffectStatus::Intent) => EffectStatus::Intent,
+            Ok(EffectStatus::Unknown | EffectStatus::Started) => EffectStatus::Unknown,
+            _ => return Ok(None),
+        };
+        Ok(Some(EffectRecord {
+            key: key.to_owned(),
+            kind: row.kind,
+            job: row.job_id,
+            status,
+            attempts: 1,
+            progress: Some(EffectProgress {
+                external_id: row.external_id,
+                phase: EffectProgress::UNRECORDED.to_owned(),
+                data: Value::Null,
+            }),
+            result: None,
+            error: None,
+            updated_at: crate::clock::now(),
+        }))
+    }
+
     async fn unconfirmed(&mut self, stage: Stage, key: &str) -> Result<Effected, Halt> {
         self.unconfirmed += 1;
         let message =
@@ -445,6 +491,12 @@ impl<'a> JobRun<'a> {
     async fn write_effect(&mut self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
         let e = self.engine;
         if let Err(err) = e.artifacts.put_effect(record).await {
+            if let ArtifactError::Claimed { .. } = err {
+                // Another runner sharing the bucket sends it at this moment: its outcome
+                // decides, so the job waits for it instead of failing or sending too.
+                let until = crate::clock::now() + CLAIMED_WAIT_SECS;
+                return Err(self.defer(stage, &record.key, until, err.to_string()).await);
+            }
             return Err(match artifact_error("ledger", &err) {
                 full @ ProviderError::NoSpace { .. } => {
                     self.halt_for(stage, &record.key, full).await

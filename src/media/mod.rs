@@ -2,11 +2,13 @@
 //! and espeak-ng, probing and verifying media, ASS captions, loudness, and the render.
 
 mod captions;
+mod cover;
 mod error;
 pub mod gates;
 mod loudness;
 mod probe;
 mod render;
+pub mod still;
 #[cfg(test)]
 pub(crate) mod testing;
 mod tools;
@@ -15,6 +17,7 @@ pub use captions::{
     CaptionPosition, CaptionStyle, FontFamilies, HOOK_AREA, Rect, Rgb, SAFE_AREA, ass, font_file,
     hook_ass,
 };
+pub use cover::{COVER_SECONDS, cover};
 pub use error::MediaError;
 pub use gates::{Gate, GateFailure, GateSpec};
 pub use loudness::integrated_lufs;
@@ -22,7 +25,7 @@ pub use probe::{
     AudioStream, Limits, MediaInfo, TIKTOK_MAX_SECONDS, VideoStream, check, check_tiktok, probe,
     verify_media,
 };
-pub use render::{RenderSpec, TARGET_LUFS, frame_shares, render, render_args};
+pub use render::{RenderSpec, TARGET_LUFS, frame_shares, render, render_args, still_spans};
 pub use tools::{INSTALL_HINT, MissingTool, MissingTools, Tools};
 
 pub(crate) use tools::{media_url, run};

@@ -34,6 +34,11 @@ pub struct RenderSpec {
     /// narration): one per clip but the first, rounded to the nearest frame. Empty for
     /// equal shares.
     pub cuts: Vec<f64>,
+    /// Where each clip is entered, in seconds from its beginning: one per clip, or empty
+    /// to start every clip at its beginning. Applied as input seeking (`-ss` before the
+    /// clip's `-i`), so ffmpeg seeks to the keyframe before it instead of decoding from
+    /// the start.
+    pub starts: Vec<f64>,
     pub narration: PathBuf,
     /// The video's length.
     pub narration_seconds: f64,
@@ -41,8 +46,10 @@ pub struct RenderSpec {
     pub captions: Option<PathBuf>,
     /// An ASS script of the hook title, burned in over the captions.
     pub hook: Option<PathBuf>,
-    /// The narration's integrated loudness (LUFS), measured once; the render applies the
-    /// gain that brings it to the target. Measured by the render when `None`.
+    /// The narration's integrated loudness (LUFS), measured once where the narration is
+    /// made; the render applies the gain that brings it to the target and never measures
+    /// it itself. `None` takes the narration as it is (the loudness gate still judges
+    /// the output).
     pub narration_lufs: Option<f64>,
     /// Looped under the narration and ducked while the voice speaks.
     pub music: Option<PathBuf>,
@@ -71,6 +78,7 @@ impl RenderSpec {
         Self {
             clips,
             cuts: Vec::new(),
+            starts: Vec::new(),
             narration,
             narration_seconds,
             captions: None,
@@ -102,6 +110,16 @@ impl RenderSpec {
         }
         if self.cuts.iter().any(|c| !c.is_finite()) {
             return invalid("a cut time is not a number".into());
+        }
+        if !self.starts.is_empty() && self.starts.len() != self.clips.len() {
+            return invalid(format!(
+                "{} start times for {} clips; each clip has one",
+                self.starts.len(),
+                self.clips.len()
+            ));
+        }
+        if self.starts.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+            return invalid("a clip's start time is negative or not a number".into());
         }
         if !(self.narration_seconds > 0.0 && self.narration_seconds.is_finite()) {
             return invalid(format!(
@@ -158,14 +176,6 @@ pub fn render_args(spec: &RenderSpec) -> Vec<OsString> {
 /// the future (which kills ffmpeg), never leaves a file at `spec.out`.
 pub async fn render(tools: &Tools, spec: &RenderSpec) -> Result<MediaInfo, MediaError> {
     spec.validate()?;
-    let mut measured;
-    let spec = if spec.narration_lufs.is_none() {
-        measured = spec.clone();
-        measured.narration_lufs = Some(super::integrated_lufs(tools, &spec.narration).await?);
-        &measured
-    } else {
-        spec
-    };
     let dir = match spec.out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -186,6 +196,10 @@ pub async fn render(tools: &Tools, spec: &RenderSpec) -> Result<MediaInfo, Media
         problems,
     })?;
     if let Some(gates) = &spec.gates {
+        // A still stands still by design, however it moves: the frozen gate skips it.
+        let mut gates = gates.clone();
+        gates.stills.extend(still_spans(spec));
+        let gates = &gates;
         let log = String::from_utf8_lossy(&rendered.stderr);
         let analysis = analyze(tools, temp.path(), &log, info.duration).await?;
         let captions =
@@ -215,8 +229,14 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     let used: Vec<(&PathBuf, u64)> = spec
         .clips
         .iter()
-        .zip(frames)
+        .zip(frames.iter().copied())
         .filter(|(_, frames)| *frames > 0)
+        .collect();
+    let starts: Vec<f64> = frames
+        .iter()
+        .enumerate()
+        .filter(|(_, frames)| **frames > 0)
+        .map(|(i, _)| spec.starts.get(i).copied().unwrap_or(0.0))
         .collect();
     // The picture detectors log at `info`.
     let level = if spec.gates.is_some() {
@@ -234,11 +254,20 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     ]
     .map(OsString::from)
     .to_vec();
-    for (clip, frames) in &used {
+    for ((clip, frames), start) in used.iter().zip(&starts) {
+        // A still is decoded once; its move makes the frames (see `still::Move`).
+        if super::still::is_still(clip) {
+            args.extend(["-i".into(), media_url(clip)]);
+            continue;
+        }
         // Looping every clip costs nothing when it is long enough; `-t` on the input
         // stops the demuxer a couple of frames past its share (`trim` cuts exactly), so
-        // no clip is read beyond what is shown.
+        // no clip is read beyond what is shown, and `-ss` before it seeks to where the
+        // share begins, so nothing before it is decoded either.
         let seconds = (*frames + 2) as f64 / f64::from(spec.fps);
+        if *start > 0.0 {
+            args.extend(["-ss".into(), format!("{start:.3}").into()]);
+        }
         args.extend([
             "-stream_loop".into(),
             "-1".into(),
@@ -298,6 +327,20 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     args
 }
 
+/// Where the video shows stills: (start, end) in seconds of every still clip's share.
+pub fn still_spans(spec: &RenderSpec) -> Vec<(f64, f64)> {
+    let fps = f64::from(spec.fps);
+    let mut start = 0;
+    let mut spans = Vec::new();
+    for (clip, frames) in spec.clips.iter().zip(frame_shares(spec)) {
+        if frames > 0 && super::still::is_still(clip) {
+            spans.push((start as f64 / fps, (start + frames) as f64 / fps));
+        }
+        start += frames;
+    }
+    spans
+}
+
 /// Frames per clip, adding up to the narration's frame count so the joined video is
 /// exactly as long as the narration: split at the cuts (each on its nearest frame), or
 /// as evenly as whole frames allow when there are none.
@@ -324,7 +367,12 @@ pub fn frame_shares(spec: &RenderSpec) -> Vec<u64> {
 fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
     let (w, h, fps) = (spec.width, spec.height, spec.fps);
     let mut graph = String::new();
-    for (i, (_, frames)) in clips.iter().enumerate() {
+    for (i, (clip, frames)) in clips.iter().enumerate() {
+        if super::still::is_still(clip) {
+            let chain = super::still::Move::of(clip, i).filter(w, h, fps, *frames);
+            let _ = write!(graph, "[{i}:v]{chain}[v{i}];");
+            continue;
+        }
         // Frame rate first, so frames that would be dropped are never scaled; fill the
         // frame and crop the overflow, never letterbox.
         let _ = write!(
@@ -393,7 +441,7 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
 /// Quotes a value for a filter option inside a filter graph: once for the option
 /// parser (`\ ' :`), then once more for the graph parser (`\ ' [ ] , ;`), as the
 /// ffmpeg-filters manual describes under "Notes on filtergraph escaping".
-fn filter_value(value: &str) -> String {
+pub(super) fn filter_value(value: &str) -> String {
     let escape = |text: &str, special: &[char]| {
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {
@@ -462,18 +510,32 @@ mod tests {
         spec.captions = Some("/tmp/job 1/captions.ass".into());
         spec.music = Some("/in/music.mp3".into());
         spec.hook = Some("/in/hook.ass".into());
+        spec.narration_lufs = Some(-20.0);
+        spec.starts = vec![1.0, 0.0];
         let args: Vec<String> = render_args(&spec)
             .into_iter()
             .map(|arg| arg.into_string().unwrap())
             .collect();
         assert_eq!(args.iter().filter(|a| *a == "-filter_complex").count(), 1);
         assert_eq!(args.iter().filter(|a| *a == "-stream_loop").count(), 3);
-        // Each clip is read only for its share: 45 frames and two more at 30 fps.
+        // Each clip is read only for its share: 45 frames and two more at 30 fps, from
+        // where it is entered (input seeking, before its `-i`); one entered at its
+        // beginning seeks nowhere.
         let joined = args.join(" ");
         assert!(
-            joined.contains("-stream_loop -1 -t 1.567 -i file:/in/clip0.mp4"),
+            joined.contains("-ss 1.000 -stream_loop -1 -t 1.567 -i file:/in/clip0.mp4"),
             "{joined}"
         );
+        assert!(
+            joined.contains("-y -ss 1.000 -stream_loop")
+                && joined
+                    .contains("file:/in/clip0.mp4 -stream_loop -1 -t 1.567 -i file:/in/clip1.mp4"),
+            "{joined}"
+        );
+        // The loudness was measured with the narration: nothing in the render analyses it.
+        for analysis in ["loudnorm", "ebur128"] {
+            assert!(!joined.contains(analysis), "{analysis} in {joined}");
+        }
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
         assert!(graph.contains("[0:v]fps=30,setpts=PTS-STARTPTS,trim=end_frame=45,scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920,setsar=1[v0]"), "{graph}");
         assert!(graph.contains("[v0][v1]concat=n=2:v=1:a=0,ass=filename=/tmp/job 1/captions.ass,ass=filename=/in/hook.ass,format=yuv420p[vout]"), "{graph}");
@@ -488,8 +550,7 @@ mod tests {
             "{graph}"
         );
         // No loudnorm: the measured narration gets a linear gain, then a peak limiter.
-        assert!(!graph.contains("loudnorm"), "{graph}");
-        assert!(graph.contains("volume=0.00dB,asplit=2"), "{graph}");
+        assert!(graph.contains("volume=6.00dB,asplit=2"), "{graph}");
         assert!(graph.contains("alimiter=limit=0.84"), "{graph}");
         let joined = args.join(" ");
         for expected in [
@@ -531,6 +592,16 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("23–60"));
         bad = spec(1, 3.0);
         bad.preset = "fast -x".into();
+        assert!(bad.validate().is_err());
+        bad = spec(2, 3.0);
+        bad.starts = vec![1.0];
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("1 start times for 2 clips")
+        );
+        bad.starts = vec![1.0, -0.5];
         assert!(bad.validate().is_err());
         assert!(spec(1, 3.0).validate().is_ok());
     }
@@ -580,6 +651,8 @@ mod tests {
         std::fs::write(&captions, ass(&words, &CaptionStyle::default(), 1080, 1920)).unwrap();
 
         let mut plain = RenderSpec::new(clips, narration, 3.0, dir.join("plain.mp4"));
+        // Measured once, as the voice stage does; the render only applies it.
+        plain.narration_lufs = Some(integrated_lufs(&tools, &plain.narration).await.unwrap());
         let mut captioned = plain.clone();
         captioned.captions = Some(captions);
         captioned.out = dir.join("captioned.mp4");
@@ -642,6 +715,7 @@ mod tests {
         std::fs::write(&captions, ass(&shown, &CaptionStyle::default(), 540, 960)).unwrap();
         let mut spec = RenderSpec::new(clips, narration, 2.5, dir.path().join("out.mp4"));
         (spec.width, spec.height, spec.preset) = (540, 960, "ultrafast".into());
+        spec.narration_lufs = Some(integrated_lufs(&tools, &spec.narration).await.unwrap());
         spec.captions = Some(captions.clone());
         spec.gates = Some(GateSpec {
             stills: Vec::new(),
@@ -665,6 +739,202 @@ mod tests {
             !spec.out.exists(),
             "a render that failed a gate is not kept"
         );
+    }
+
+    /// A spec of one 3 s clip at 270×480 with every gate but the captions.
+    fn gated(clip: PathBuf, narration: PathBuf, out: PathBuf) -> RenderSpec {
+        let mut spec = RenderSpec::new(vec![clip], narration, 3.0, out);
+        (spec.width, spec.height, spec.preset) = (270, 480, "ultrafast".into());
+        spec.gates = Some(GateSpec {
+            stills: Vec::new(),
+            captions: None,
+            target_lufs: TARGET_LUFS,
+            seconds: 3.0,
+            max_seconds: 60.0,
+            fps: 30,
+        });
+        spec
+    }
+
+    #[tokio::test]
+    async fn a_still_moves_and_never_fails_the_frozen_gate() {
+        let tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let narration = dir.path().join("voice.wav");
+        testing::audio(&tools, "sine=f=220:r=44100", 3.0, &narration).await;
+        // The offline still: its words move with the picture.
+        let words = dir.path().join("words.png");
+        crate::media::still::draw(&tools, "owl at night", 1, 540, 960, &words)
+            .await
+            .unwrap();
+        // The voice stage measures the narration; the render applies it.
+        let lufs = integrated_lufs(&tools, &narration).await.unwrap();
+        let mut spec = gated(words, narration.clone(), dir.path().join("moving.mp4"));
+        spec.narration_lufs = Some(lufs);
+        let args: Vec<String> = render_args(&spec)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            !joined.contains("-stream_loop -1 -t 3.067 -i file:"),
+            "{joined}"
+        );
+        assert!(joined.contains("zoompan="), "{joined}");
+        render(&tools, &spec).await.unwrap();
+        let first = testing::frame(&tools, &spec.out, 0.1, 270, 480).await;
+        let last = testing::frame(&tools, &spec.out, 2.9, 270, 480).await;
+        let changed = testing::differing_pixels(&first, &last);
+        assert!(changed > 270 * 480 / 200, "only {changed} pixels differ");
+
+        // A flat still does not change at all as it moves: frozen, and still it passes,
+        // where the same picture as a video clip fails the gate.
+        let flat = dir.path().join("flat.png");
+        let flat_video = dir.path().join("flat.mp4");
+        testing::clip(
+            &tools,
+            "color=c=0x336699:s=270x480:rate=30",
+            3.0,
+            &flat_video,
+        )
+        .await;
+        run(
+            &tools.ffmpeg,
+            [
+                "-v".into(),
+                "error".into(),
+                "-i".into(),
+                media_url(&flat_video),
+                "-frames:v".into(),
+                "1".into(),
+                "-y".into(),
+                media_url(&flat),
+            ],
+        )
+        .await
+        .unwrap();
+        let mut still = gated(flat, narration.clone(), dir.path().join("still.mp4"));
+        still.narration_lufs = Some(lufs);
+        assert_eq!(still_spans(&still), [(0.0, 3.0)]);
+        render(&tools, &still).await.unwrap();
+        let mut clip = gated(flat_video, narration, dir.path().join("clip.mp4"));
+        clip.narration_lufs = Some(lufs);
+        assert!(still_spans(&clip).is_empty());
+        let error = render(&tools, &clip).await.unwrap_err();
+        let MediaError::Gates(failed) = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(failed[0].gate, crate::media::Gate::Frozen, "{error}");
+    }
+
+    #[test]
+    fn stills_between_clips_are_spanned_by_their_frames() {
+        let mut spec = spec(3, 6.0);
+        spec.clips[1] = "/in/picture.JPG".into();
+        spec.cuts = vec![1.0, 4.5];
+        assert_eq!(still_spans(&spec), [(1.0, 4.5)]);
+        let args: Vec<String> = render_args(&spec)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-t 1.067 -i file:/in/clip0.mp4 -i file:/in/picture.JPG -stream_loop"),
+            "{joined}"
+        );
+        let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
+        assert!(graph.contains("[1:v]scale=1620:2880"), "{graph}");
+        assert!(
+            graph.contains(":d=105:s=1080x1920:fps=30,trim=end_frame=105,setsar=1[v1]"),
+            "{graph}"
+        );
+    }
+
+    /// The regression behind "a loudness measurement in every render": the narration is
+    /// measured once, where it is made, and the render neither measures it again nor runs
+    /// `loudnorm`; the output still meets the loudness gate. Every ffmpeg the render
+    /// starts is logged through a wrapper.
+    #[tokio::test]
+    async fn the_render_runs_no_loudness_measurement_of_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, narration) = inputs(&tools, dir.path()).await;
+        let lufs = integrated_lufs(&tools, &narration).await.unwrap();
+        assert!(lufs < TARGET_LUFS - 10.0, "the tone needs gain: {lufs}");
+        let log = dir.path().join("ffmpeg.log");
+        let wrapper = dir.path().join("ffmpeg-logged");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                tools.ffmpeg.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        tools.ffmpeg = wrapper;
+
+        let mut spec = RenderSpec::new(clips, narration, 2.5, dir.path().join("out.mp4"));
+        (spec.width, spec.height, spec.preset) = (540, 960, "ultrafast".into());
+        spec.narration_lufs = Some(lufs);
+        spec.starts = vec![0.0, 0.5];
+        spec.gates = Some(GateSpec {
+            stills: Vec::new(),
+            captions: None,
+            target_lufs: TARGET_LUFS,
+            seconds: 2.5,
+            max_seconds: 60.0,
+            fps: 30,
+        });
+        render(&tools, &spec).await.unwrap();
+
+        let log = std::fs::read_to_string(&log).unwrap();
+        let runs: Vec<&str> = log.lines().collect();
+        let render_run: Vec<&&str> = runs
+            .iter()
+            .filter(|r| r.contains("-filter_complex"))
+            .collect();
+        assert_eq!(render_run.len(), 1, "{log}");
+        assert!(render_run[0].contains("-ss 0.500 -stream_loop -1"), "{log}");
+        for analysis in ["loudnorm", "ebur128"] {
+            assert!(
+                !render_run[0].contains(analysis),
+                "{analysis} in the render: {log}"
+            );
+        }
+        // The narration is read by the render alone; loudness is analysed only on the
+        // output, by the gate.
+        let voice = spec.narration.to_str().unwrap();
+        assert_eq!(
+            runs.iter().filter(|r| r.contains(voice)).count(),
+            1,
+            "{log}"
+        );
+        assert!(
+            runs.iter()
+                .filter(|r| r.contains("ebur128"))
+                .all(|r| r.contains(".render-") && !r.contains(voice)),
+            "{log}"
+        );
+        let out = integrated_lufs(&testing::tools(), &spec.out).await.unwrap();
+        assert!(
+            (out - TARGET_LUFS).abs() <= 1.0,
+            "integrated loudness {out}"
+        );
+
+        // Without a measurement the render still measures nothing: it applies no gain.
+        let mut unmeasured = spec.clone();
+        unmeasured.narration_lufs = None;
+        unmeasured.gates = None;
+        unmeasured.out = dir.path().join("unmeasured.mp4");
+        render(&tools, &unmeasured).await.unwrap();
+        let log = std::fs::read_to_string(dir.path().join("ffmpeg.log")).unwrap();
+        let reading: Vec<&str> = log.lines().filter(|r| r.contains(voice)).collect();
+        assert_eq!(reading.len(), 2, "the two renders alone: {log}");
+        assert!(reading[1].contains("volume=0.00dB"), "{log}");
+        assert!(!reading.iter().any(|r| r.contains("ebur128")), "{log}");
     }
 
     #[tokio::test]

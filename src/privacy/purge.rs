@@ -62,7 +62,7 @@ pub async fn purge(
                     }
                 }
                 "draft" => {
-                    // Local drafts are files (and a sidecar); TikTok drafts live in the
+                    // Local drafts are files (a sidecar, a cover); TikTok drafts live in the
                     // creator's inbox, which only the creator can clear.
                     if let Some(video) = local_draft(places, effect.external_id.as_deref()) {
                         if delete_file(places, &video, &mut purged.kept).await? {
@@ -70,6 +70,8 @@ pub async fn purge(
                         }
                         delete_file(places, &video.with_extension("json"), &mut purged.kept)
                             .await?;
+                        // The cover is a frame of the video: it goes with it.
+                        delete_file(places, &video.with_extension("jpg"), &mut purged.kept).await?;
                     }
                 }
                 _ => {}

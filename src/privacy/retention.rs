@@ -94,6 +94,7 @@ pub async fn collect(
                         delete_file(places, &video, &mut report.kept).await?;
                         delete_file(places, &video.with_extension("json"), &mut report.kept)
                             .await?;
+                        delete_file(places, &video.with_extension("jpg"), &mut report.kept).await?;
                     }
                     report.drafts.push(video.display().to_string());
                 }
@@ -194,6 +195,7 @@ pub async fn superseded(
                 if !dry_run {
                     delete_file(places, video, &mut report.kept).await?;
                     delete_file(places, &video.with_extension("json"), &mut report.kept).await?;
+                    delete_file(places, &video.with_extension("jpg"), &mut report.kept).await?;
                 }
                 report.drafts.push(video.display().to_string());
                 removed = true;

@@ -497,6 +497,7 @@ impl Voice for ElevenLabs {
             duration,
             words,
             characters,
+            lufs: None,
         })
     }
 }

@@ -90,7 +90,12 @@ impl Drafts for LocalDrafts {
             external_id: video.to_string_lossy().into_owned(),
             status: "SAVED_LOCALLY".into(),
         };
+        let cover = dir.join(format!("{}.jpg", r.name));
         if same_content(&r.video, &video).await? && sidecar_ok(&sidecar, &r.job_id).await {
+            // A draft delivered before covers existed gets its cover, and nothing else.
+            if !tokio::fs::try_exists(&cover).await.unwrap_or(false) {
+                place_cover(r, &dir, &cover).await?;
+            }
             return Ok(receipt);
         }
         log.record(&EffectProgress {
@@ -111,6 +116,8 @@ impl Drafts for LocalDrafts {
             "caption_text": format!("{} {}", r.caption, hashtags.join(" ")).trim().to_owned(),
             "credits": r.credits,
             "video": video.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "cover": r.cover.as_ref().and(cover.file_name()).map(|n| n.to_string_lossy().into_owned()),
+            "checklist": r.checklist,
         });
         let side_tmp = dir.join(format!(".{}.json.part", r.name));
         tokio::fs::write(
@@ -121,6 +128,7 @@ impl Drafts for LocalDrafts {
         .map_err(|e| io(&e, &side_tmp))?;
         restrict(&tmp);
         restrict(&side_tmp);
+        place_cover(r, &dir, &cover).await?;
         tokio::fs::rename(&side_tmp, &sidecar)
             .await
             .map_err(|e| io(&e, &sidecar))?;
@@ -155,6 +163,20 @@ impl Drafts for LocalDrafts {
             )
         }))
     }
+}
+
+/// Puts the request's cover, if it has one, at `cover` (linked like the video), through
+/// a part file so a stopped attempt leaves no half cover.
+async fn place_cover(r: &DraftRequest, dir: &Path, cover: &Path) -> Result<(), ProviderError> {
+    let Some(from) = &r.cover else {
+        return Ok(());
+    };
+    let tmp = dir.join(format!(".{}.jpg.part", r.name));
+    link_or_copy(from, &tmp).await?;
+    restrict(&tmp);
+    tokio::fs::rename(&tmp, cover)
+        .await
+        .map_err(|e| io(&e, cover))
 }
 
 /// Puts `from`'s bytes at `to` as a hard link (one copy on disk), or as a copy where no
@@ -372,6 +394,8 @@ mod tests {
             caption: "c".to_owned(),
             hashtags: Vec::new(),
             credits: Vec::new(),
+            cover: None,
+            checklist: Vec::new(),
         };
         let receipt = drafts.send(&draft, &NoLog).await.unwrap();
         let stamp = std::fs::metadata(&receipt.external_id)
@@ -421,6 +445,8 @@ mod tests {
                 caption: "c".to_owned(),
                 hashtags: Vec::new(),
                 credits: Vec::new(),
+                cover: None,
+                checklist: Vec::new(),
             },
             &NoLog,
         )

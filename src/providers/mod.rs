@@ -6,6 +6,7 @@ pub mod budgets;
 pub mod elevenlabs;
 mod error;
 mod http;
+pub mod images;
 pub mod local;
 pub mod offline;
 pub mod openrouter;
@@ -187,6 +188,12 @@ pub trait FootageSource: Send + Sync {
     /// Writes the clips into `dir` (which exists and is empty) and returns them.
     async fn fetch(&self, request: &FootageRequest, dir: &Path)
     -> Result<Vec<Clip>, ProviderError>;
+
+    /// Like [`FootageSource::fetch`], but a search that finds nothing usable answers no
+    /// clips instead of an error, for a caller that has something else to show.
+    async fn find(&self, request: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
+        self.fetch(request, dir).await
+    }
 }
 
 /// What the voice stage asks for: the spoken lines in order.
@@ -203,6 +210,10 @@ pub struct Narration {
     pub words: Vec<WordTiming>,
     /// Characters billed, for TTS services that bill by character.
     pub characters: u64,
+    /// Integrated loudness of the audio (EBU R128, LUFS), measured once by the voice
+    /// stage and applied by the render as a gain; `None` until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lufs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -269,6 +280,12 @@ pub struct DraftRequest {
     pub caption: String,
     pub hashtags: Vec<String>,
     pub credits: Vec<Credit>,
+    /// A frame of the video to offer as its cover; a drafts folder keeps it beside the
+    /// draft as `<name>.jpg`.
+    pub cover: Option<PathBuf>,
+    /// What the creator does by hand before posting (what the upload cannot set); a
+    /// drafts folder writes it into the sidecar.
+    pub checklist: Vec<String>,
 }
 
 /// A step of a side effect, recorded in the ledger the moment it happens. What a provider
@@ -286,6 +303,12 @@ pub struct EffectProgress {
     /// init was made); never a credential.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub data: serde_json::Value,
+}
+
+impl EffectProgress {
+    /// The phase of an attempt known only from the store's row (its service id, if any):
+    /// how far it got was not kept here, so the provider asks the service.
+    pub const UNRECORDED: &'static str = "unrecorded";
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{self, SetupError, Timeouts};
+use super::images::{ImageMaker, ImageRequest, Still};
 use super::{ProviderError, Script, ScriptRequest, ScriptWriter, Usage};
 use crate::secret::Secret;
 
@@ -348,6 +349,196 @@ impl ScriptWriter for OpenRouter {
     }
 }
 
+/// Models that answer with an image only and refuse `"text"` among the modalities.
+const IMAGE_ONLY_PREFIXES: &[&str] = &["black-forest-labs/"];
+
+/// The largest still accepted, decoded: a 9:16 picture at 2K is a few megabytes.
+const MAX_IMAGE_BYTES: usize = 32 << 20;
+
+impl OpenRouter {
+    /// The chat completion that asks an image model for one still.
+    fn image_body(request: &ImageRequest) -> Value {
+        let modalities = if IMAGE_ONLY_PREFIXES
+            .iter()
+            .any(|p| request.model.starts_with(p))
+        {
+            json!(["image"])
+        } else {
+            json!(["image", "text"])
+        };
+        // No `max_tokens`: a picture is billed as output tokens, and a cap meant for text
+        // would cut it off.
+        json!({
+            "model": request.model,
+            "messages": [{ "role": "user", "content": request.prompt }],
+            "modalities": modalities,
+            "image_config": { "aspect_ratio": request.aspect },
+        })
+    }
+}
+
+#[async_trait]
+impl ImageMaker for OpenRouter {
+    async fn draw(
+        &self,
+        request: &ImageRequest,
+        dir: &std::path::Path,
+        stem: &str,
+    ) -> Result<Still, ProviderError> {
+        if !request.model.contains('/') {
+            return Err(ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "image model `{}` needs its organisation, e.g. `google/gemini-2.5-flash-image`",
+                    request.model
+                ),
+            ));
+        }
+        let mut call = self
+            .http
+            .post(format!("{}/chat/completions", self.options.base_url))
+            .header(AUTHORIZATION, self.authorization()?)
+            .header("X-OpenRouter-Title", &self.options.app_title)
+            .header("X-Title", &self.options.app_title)
+            .json(&Self::image_body(request));
+        if let Some(url) = &self.options.app_url {
+            call = call.header("HTTP-Referer", url);
+        }
+        let response = call
+            .send()
+            .await
+            .map_err(|e| http::classify_transport(SERVICE, "asking for an image", e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = http::read_body(SERVICE, response).await?;
+        if !status.is_success() {
+            return Err(self.error_from_body(status, &headers, &bytes));
+        }
+        let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::retryable(SERVICE, format!("the response is not valid JSON ({e})"))
+        })?;
+        if let Some(error) = &completion.error {
+            return Err(self.classify(status, &headers, error));
+        }
+        if let Some(error) = completion.choices.first().and_then(|c| c.error.as_ref()) {
+            return Err(self.classify(status, &headers, error));
+        }
+        let (extension, image) =
+            image_of(&completion, &request.model).map_err(|e| e.into_error())?;
+        let path = dir.join(format!("{stem}.{extension}"));
+        tokio::fs::write(&path, &image)
+            .await
+            .map_err(|e| ProviderError::io(SERVICE, dir, &e))?;
+        let usage = completion.usage.unwrap_or_default();
+        Ok(Still {
+            path,
+            source_id: super::images::source_id(request),
+            usage: Some(Usage {
+                model: completion.model.unwrap_or_else(|| request.model.clone()),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                cost: usage.cost,
+            }),
+        })
+    }
+}
+
+/// Why an answer holds no usable image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NoImage {
+    /// The model answered in words only: it cannot draw, or would not.
+    TextOnly {
+        model: String,
+        text: String,
+    },
+    /// Nothing at all came back (a cold start); worth another try.
+    Empty,
+    Filtered,
+    /// An image that is not a base64 data URL of a PNG, JPEG or WebP.
+    Unreadable(String),
+}
+
+impl NoImage {
+    fn into_error(self) -> ProviderError {
+        match self {
+            Self::TextOnly { model, text } => ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "model `{model}` answered without an image (text: \"{text}\"); choose a model \
+                     that draws (`image` among its output modalities), e.g. `google/gemini-2.5-flash-image`"
+                ),
+            ),
+            Self::Empty => ProviderError::retryable(SERVICE, "the model returned no image"),
+            Self::Filtered => ProviderError::permanent(
+                SERVICE,
+                "the model's content filter stopped the image; change the scene's visual query",
+            ),
+            Self::Unreadable(why) => {
+                ProviderError::retryable(SERVICE, format!("the model's image is unreadable: {why}"))
+            }
+        }
+    }
+}
+
+/// The first image of the answer, decoded, with the file extension of its format.
+fn image_of(completion: &Completion, model: &str) -> Result<(&'static str, Vec<u8>), NoImage> {
+    let choice = completion.choices.first().ok_or(NoImage::Empty)?;
+    let message = choice.message.as_ref();
+    let url = message
+        .and_then(|m| m.images.iter().find_map(|i| i.image_url.as_ref()))
+        .map(|u| u.url.trim())
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        if choice.finish_reason.as_deref() == Some("content_filter") {
+            return Err(NoImage::Filtered);
+        }
+        let text = message
+            .and_then(|m| m.content.as_deref())
+            .map(str::trim)
+            .unwrap_or_default();
+        if text.is_empty() {
+            return Err(NoImage::Empty);
+        }
+        return Err(NoImage::TextOnly {
+            model: completion.model.clone().unwrap_or_else(|| model.to_owned()),
+            text: text.chars().take(80).collect(),
+        });
+    };
+    decode_data_url(url).map_err(NoImage::Unreadable)
+}
+
+/// `data:image/png;base64,…` into the file extension and the bytes, which must be
+/// what the media type says.
+fn decode_data_url(url: &str) -> Result<(&'static str, Vec<u8>), String> {
+    use base64::Engine as _;
+    let rest = url
+        .strip_prefix("data:")
+        .ok_or_else(|| "not a data URL".to_owned())?;
+    let (header, data) = rest
+        .split_once(',')
+        .ok_or_else(|| "a data URL without data".to_owned())?;
+    let (media, encoding) = header.split_once(';').unwrap_or((header, ""));
+    if encoding != "base64" {
+        return Err(format!("a data URL in `{encoding}`, not base64"));
+    }
+    let (extension, magic): (&str, &[u8]) = match media.to_ascii_lowercase().as_str() {
+        "image/png" => ("png", b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" | "image/jpg" => ("jpg", b"\xff\xd8\xff"),
+        "image/webp" => ("webp", b"RIFF"),
+        other => return Err(format!("`{other}` is not a PNG, JPEG or WebP image")),
+    };
+    if data.len() / 4 * 3 > MAX_IMAGE_BYTES {
+        return Err(format!("larger than {} MB", MAX_IMAGE_BYTES >> 20));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("bad base64 ({e})"))?;
+    if !bytes.starts_with(magic) {
+        return Err(format!("the bytes are not {media}"));
+    }
+    Ok((extension, bytes))
+}
+
 fn system_prompt(request: &ScriptRequest) -> String {
     let words = request.pace.words_for(request.seconds);
     let cta = match &request.cta {
@@ -560,6 +751,21 @@ struct Choice {
 struct Message {
     #[serde(default)]
     content: Option<String>,
+    /// What an image model drew: data URLs.
+    #[serde(default)]
+    images: Vec<ImageOut>,
+}
+
+#[derive(Deserialize)]
+struct ImageOut {
+    #[serde(default)]
+    image_url: Option<ImageUrl>,
+}
+
+#[derive(Deserialize)]
+struct ImageUrl {
+    #[serde(default)]
+    url: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -704,6 +910,108 @@ mod tests {
                 .unwrap_err()
                 .contains("two words")
         );
+    }
+
+    fn image_completion(message: Value, finish: &str) -> Completion {
+        serde_json::from_value(json!({
+            "id": "gen-1", "model": "google/gemini-2.5-flash-image",
+            "choices": [{ "finish_reason": finish, "message": message }],
+            "usage": { "prompt_tokens": 12, "completion_tokens": 1290, "cost": 0.0387 },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_image_request_asks_for_a_9_16_picture_without_a_token_cap() {
+        let request = ImageRequest::new(Some("google/gemini-2.5-flash-image"), "owl at night", 1);
+        let body = OpenRouter::image_body(&request);
+        assert_eq!(body["model"], "google/gemini-2.5-flash-image");
+        assert_eq!(body["modalities"], json!(["image", "text"]));
+        assert_eq!(body["image_config"], json!({ "aspect_ratio": "9:16" }));
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert!(
+            body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("owl at night")
+        );
+        assert!(body.get("max_tokens").is_none() && body.get("response_format").is_none());
+        let flux = ImageRequest::new(Some("black-forest-labs/flux.2-pro"), "owl", 1);
+        assert_eq!(
+            OpenRouter::image_body(&flux)["modalities"],
+            json!(["image"])
+        );
+    }
+
+    #[test]
+    fn the_image_is_read_from_the_data_url_of_the_first_image() {
+        use base64::Engine as _;
+        let png = b"\x89PNG\r\n\x1a\nrest-of-file".to_vec();
+        let url = format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&png)
+        );
+        let completion = image_completion(
+            json!({ "role": "assistant", "content": "Here you go.",
+                    "images": [{ "type": "image_url", "image_url": { "url": url } }] }),
+            "stop",
+        );
+        let (extension, bytes) = image_of(&completion, "m/x").unwrap();
+        assert_eq!((extension, bytes), ("png", png));
+
+        let jpeg = base64::engine::general_purpose::STANDARD.encode(b"\xff\xd8\xff\xe0jfif");
+        assert_eq!(
+            decode_data_url(&format!("data:image/jpeg;base64,{jpeg}"))
+                .unwrap()
+                .0,
+            "jpg"
+        );
+        // The media type must match the bytes, and only pictures are taken.
+        assert!(decode_data_url(&format!("data:image/png;base64,{jpeg}")).is_err());
+        assert!(
+            decode_data_url("data:image/gif;base64,R0lG")
+                .unwrap_err()
+                .contains("image/gif")
+        );
+        assert!(
+            decode_data_url("https://example.com/a.png")
+                .unwrap_err()
+                .contains("not a data URL")
+        );
+        assert!(decode_data_url("data:image/png,rawbytes").is_err());
+    }
+
+    #[test]
+    fn an_answer_without_an_image_is_a_named_error() {
+        let text_only = image_completion(
+            json!({ "role": "assistant", "content": "I cannot draw, but imagine an owl." }),
+            "stop",
+        );
+        let error = image_of(&text_only, "m/x").unwrap_err();
+        assert!(
+            matches!(&error, NoImage::TextOnly { model, .. } if model == "google/gemini-2.5-flash-image")
+        );
+        let error = error.into_error();
+        assert!(
+            matches!(error, ProviderError::Permanent { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("answered without an image"),
+            "{error}"
+        );
+        let empty = image_completion(json!({ "role": "assistant", "content": null }), "stop");
+        assert!(
+            image_of(&empty, "m/x")
+                .unwrap_err()
+                .into_error()
+                .is_retryable()
+        );
+        let filtered = image_completion(
+            json!({ "role": "assistant", "content": "" }),
+            "content_filter",
+        );
+        assert_eq!(image_of(&filtered, "m/x").unwrap_err(), NoImage::Filtered);
     }
 
     #[test]

@@ -481,6 +481,21 @@ impl FootageSource for Pexels {
         request: &FootageRequest,
         dir: &Path,
     ) -> Result<Vec<Clip>, ProviderError> {
+        let clips = self.find(request, dir).await?;
+        if clips.is_empty() {
+            return Err(ProviderError::permanent(
+                SERVICE,
+                format!(
+                    "no portrait mp4 clip of at least {}s found for `{}`; try a broader `footage.query`",
+                    request.min_clip_seconds, request.query
+                ),
+            ));
+        }
+        Ok(clips)
+    }
+
+    /// Fewer clips than asked, or none, when the search has no more that fit.
+    async fn find(&self, request: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
         let wanted = usize::try_from(request.clips).unwrap_or(usize::MAX).max(1);
         let avoid: HashSet<&str> = request.avoid.iter().map(String::as_str).collect();
         let per_page = self.options.per_page.max(request.clips).min(MAX_PER_PAGE);
@@ -496,15 +511,6 @@ impl FootageSource for Pexels {
             picks.add(&next.videos, request.min_clip_seconds, &avoid);
         }
         let chosen = picks.take(wanted);
-        if chosen.is_empty() {
-            return Err(ProviderError::permanent(
-                SERVICE,
-                format!(
-                    "no portrait mp4 clip of at least {}s found for `{}`; try a broader `footage.query`",
-                    request.min_clip_seconds, request.query
-                ),
-            ));
-        }
         let mut clips = Vec::with_capacity(chosen.len());
         for pick in &chosen {
             clips.push(self.download(pick, dir).await?);

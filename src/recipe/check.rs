@@ -452,7 +452,56 @@ fn template(
                 );
             }
         }
-        FootageProvider::Generated => {}
+        FootageProvider::Generated | FootageProvider::Image => {}
+    }
+    let stills = f.provider == FootageProvider::Image || f.fallback.is_some();
+    match &f.model {
+        Some(_) if !stills => out.push(
+            r.diag_key(
+                origin,
+                &format!("{footage_at}/model"),
+                "wrong-provider-setting",
+                "`model` applies to `provider: image` and `fallback: image` only",
+            )
+            .with_hint("remove `model`, or add `fallback: image`"),
+        ),
+        Some(model)
+            if !crate::providers::images::is_offline(Some(model)) && !model.contains('/') =>
+        {
+            out.push(
+                r.diag(
+                    origin,
+                    &format!("{footage_at}/model"),
+                    "invalid-value",
+                    format!("image model `{model}` needs its organisation"),
+                )
+                .with_hint(
+                    "for example `google/gemini-2.5-flash-image`, or `offline` to draw stills locally",
+                ),
+            );
+        }
+        _ => {}
+    }
+    if f.fallback.is_some()
+        && !matches!(f.provider, FootageProvider::Pexels | FootageProvider::Local)
+    {
+        out.push(r.diag_key(
+            origin,
+            &format!("{footage_at}/fallback"),
+            "wrong-provider-setting",
+            "`fallback` applies to `provider: pexels` and `provider: local` only",
+        ));
+    }
+    if f.fallback.is_some() && f.per == crate::recipe::FootagePer::Video {
+        out.push(
+            r.diag_key(
+                origin,
+                &format!("{footage_at}/fallback"),
+                "wrong-provider-setting",
+                "`fallback` applies to footage per scene; this footage is `per: video`",
+            )
+            .with_hint("remove `per: video`, or use `provider: image` for stills throughout"),
+        );
     }
     if f.provider != FootageProvider::Local && f.dir.is_some() {
         out.push(r.diag_key(
@@ -462,12 +511,13 @@ fn template(
             "`dir` applies to `provider: local` only",
         ));
     }
-    if f.provider != FootageProvider::Pexels && f.query.is_some() {
+    if !matches!(f.provider, FootageProvider::Pexels | FootageProvider::Image) && f.query.is_some()
+    {
         out.push(r.diag_key(
             origin,
             &format!("{footage_at}/query"),
             "wrong-provider-setting",
-            "`query` applies to `provider: pexels` only",
+            "`query` applies to `provider: pexels` and `provider: image` only",
         ));
     }
     range_u(
@@ -1217,6 +1267,60 @@ mod tests {
         let d = load(&text, &[]);
         assert_eq!(d[0].code, "control-character", "{d:?}");
         assert_eq!(d[0].line, 8, "points at the title");
+    }
+
+    /// A recipe whose one template's footage is `footage` (a flow mapping on line 8).
+    fn footage(footage: &str) -> String {
+        format!(
+            "version: 1\nname: r\nvoices:\n  narrator: {{ provider: espeak, voice: en-us }}\ntemplates:\n  fact:\n    script: {{ provider: offline }}\n    footage: {footage}\n    title: x\nbatch:\n  template: fact\n  matrix:\n    topic: [Owls]\n    voice: [narrator]\n"
+        )
+    }
+
+    #[test]
+    fn image_settings_are_checked_where_they_are_written() {
+        for ok in [
+            "{ provider: image }",
+            "{ provider: image, model: offline, query: \"{{ topic }} at night\" }",
+            "{ provider: image, model: google/gemini-2.5-flash-image }",
+            "{ provider: pexels, query: owls, fallback: image }",
+            "{ provider: pexels, query: owls, fallback: image, model: google/gemini-2.5-flash-image }",
+        ] {
+            let d = load(&footage(ok), &[]);
+            assert!(d.is_empty(), "{ok}: {d:?}");
+        }
+        let d = load(
+            &footage("{ provider: pexels, query: owls, model: google/gemini-2.5-flash-image }"),
+            &[],
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, "wrong-provider-setting");
+        assert!(
+            d[0].message
+                .contains("`model` applies to `provider: image`"),
+            "{d:?}"
+        );
+        // file:line:col of the key `model`.
+        assert_eq!((d[0].line, d[0].column), (8, 47), "{d:?}");
+        let d = load(&footage("{ provider: image, model: gemini-flash }"), &[]);
+        assert_eq!(d[0].code, "invalid-value", "{d:?}");
+        assert!(d[0].message.contains("needs its organisation"), "{d:?}");
+        assert_eq!(d[0].line, 8);
+        let d = load(&footage("{ provider: generated, fallback: image }"), &[]);
+        assert_eq!(d[0].code, "wrong-provider-setting", "{d:?}");
+        assert!(d[0].message.contains("`fallback` applies to"), "{d:?}");
+        let d = load(&footage("{ provider: image, fallback: image }"), &[]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let d = load(
+            &footage("{ provider: pexels, query: owls, fallback: image, per: video }"),
+            &[],
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("footage per scene"), "{d:?}");
+        let d = load(
+            &footage("{ provider: pexels, query: owls, fallback: video }"),
+            &[],
+        );
+        assert!(!d.is_empty(), "an unknown fallback is refused");
     }
 
     const KEY: &str = "sk-or-v1-0123456789abcdef0123456789abcdef";

@@ -278,6 +278,19 @@ pub enum FootageProvider {
     Local,
     /// Pexels stock video search (needs `PEXELS_API_KEY`).
     Pexels,
+    /// A 9:16 still per scene, moved slowly (a Ken Burns zoom or pan): drawn by an
+    /// OpenRouter image model named in `model`, or offline (a gradient with the scene's
+    /// words) when `model` is left out or `offline`.
+    Image,
+}
+
+/// What a scene shows when its footage source has no usable clip for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FootageFallback {
+    /// A still made like `provider: image` (with `model`), moved the same way; the run
+    /// says which scenes got one.
+    Image,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -301,6 +314,17 @@ pub struct FootageDef {
     /// video, `clips` clips sharing it evenly.
     #[serde(default, skip_serializing_if = "FootagePer::is_scene")]
     pub per: FootagePer,
+    /// image (and `fallback: image`): the OpenRouter image model that draws the stills,
+    /// with its organisation (needs `OPENROUTER_API_KEY`); `offline` (the default) draws
+    /// them locally, free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"google/gemini-2.5-flash-image")]
+    pub model: Option<String>,
+    /// pexels, local: `image` gives a scene that found no usable clip a still instead
+    /// (see `provider: image`). Without it, such a scene fails the job (pexels) or keeps
+    /// the clip before it running (local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FootageFallback>,
 }
 
 /// How footage is chosen: per scene, or once for the whole video.
@@ -332,6 +356,8 @@ impl Default for FootageDef {
             dir: None,
             clips: default_clips(),
             per: FootagePer::Scene,
+            model: None,
+            fallback: None,
         }
     }
 }

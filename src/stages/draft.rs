@@ -69,6 +69,27 @@ fn slug(text: &str, max: usize) -> String {
     out.into_iter().collect()
 }
 
+/// What the creator does by hand before posting. TikTok's inbox upload cannot set a
+/// cover or the "AI-generated content" label (both are Direct Post fields), and a draft
+/// from the drafts folder is uploaded by hand anyway. A local draft's cover is named:
+/// `<draft-name>.jpg` beside it.
+pub fn checklist(spec: &JobSpec, job_id: &str) -> Vec<String> {
+    let at = crate::media::COVER_SECONDS;
+    let cover = if spec.publish.tiktok.is_none() {
+        format!(
+            "Pick the cover: upload `{}.jpg` (beside the draft), or pick the frame at {at} s.",
+            file_name(spec, job_id)
+        )
+    } else {
+        format!("Pick the cover: the frame at {at} s, on the hook.")
+    };
+    vec![
+        "Paste the caption and its hashtags.".to_owned(),
+        cover,
+        "Turn on \"AI-generated content\" (under More options) before posting.".to_owned(),
+    ]
+}
+
 /// What goes with a draft: the post text the creator pastes.
 pub struct Words<'a> {
     pub title: &'a str,
@@ -91,7 +112,7 @@ pub async fn run(
     let request = DraftRequest {
         video: video.to_owned(),
         name: file_name(spec, &id),
-        job_id: id,
+        job_id: id.clone(),
         recipe: spec.recipe.clone(),
         account: spec
             .publish
@@ -103,6 +124,9 @@ pub async fn run(
         caption: words.caption.to_owned(),
         hashtags: words.hashtags.to_vec(),
         credits: words.credits.to_vec(),
+        // The frame the render kept beside the video; a render from before covers has none.
+        cover: Some(video.with_file_name(super::render::COVER)).filter(|c| c.exists()),
+        checklist: checklist(spec, &id),
     };
     let request = &request;
     // A draft delivered earlier is checked where it can be: a local draft truncated or
@@ -140,7 +164,41 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::slug;
+    use super::{checklist, slug};
+
+    fn spec(publish: &str) -> crate::expand::JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: c\nvoices:\n  a: {{ provider: espeak, voice: en-us }}\ntemplates:\n  t:\n    script: {{ provider: offline, seconds: 8 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [a] }}\n{publish}"
+            ),
+        )
+        .unwrap();
+        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        recipes[0].jobs[0].spec.clone()
+    }
+
+    #[test]
+    fn the_checklist_names_a_local_cover_and_the_frame_for_an_inbox_draft() {
+        let local = checklist(&spec(""), "0123456789abcdef");
+        assert_eq!(
+            local,
+            [
+                "Paste the caption and its hashtags.",
+                "Pick the cover: upload `owls-a-01234567.jpg` (beside the draft), or pick the frame at 0.7 s.",
+                "Turn on \"AI-generated content\" (under More options) before posting.",
+            ]
+        );
+        let inbox = checklist(
+            &spec("publish: { tiktok: { account: main } }\n"),
+            "0123456789abcdef",
+        );
+        assert_eq!(inbox[1], "Pick the cover: the frame at 0.7 s, on the hook.");
+        assert_eq!(inbox[2], local[2]);
+    }
 
     #[test]
     fn slugs_are_short_lowercase_and_dashed() {

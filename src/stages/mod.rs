@@ -179,10 +179,8 @@ impl crate::engine::Pipeline for Pipeline {
         let receipt = draft::run(job, &video, &render_key, &words).await?;
         let draft_key = draft::key(spec, &job.id(), &render_key, &hashtags);
         let text = notify::text(
-            &spec.title,
-            &caption,
-            &hashtags,
-            &credits,
+            &words,
+            &draft::checklist(spec, &job.id()),
             hosted["url"].as_str().unwrap_or_default(),
             receipt["external_id"].as_str().unwrap_or_default(),
             hosted["expires_at"].as_i64().unwrap_or(expires),

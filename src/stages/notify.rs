@@ -8,7 +8,7 @@ use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
 use crate::keys::Inputs;
-use crate::providers::{Credit, Notice};
+use crate::providers::Notice;
 
 pub const VERSION: u32 = 1;
 
@@ -53,16 +53,22 @@ pub async fn run(job: &mut JobRun<'_>, draft_key: &str, text: String) -> Result<
     Ok(matches!(done, Effected::Done(_)))
 }
 
-/// The notice a creator reads: what to paste when posting the draft by hand.
+/// The notice a creator reads: what to paste when posting the draft by hand, and the
+/// checklist of what the upload could not set. Not part of the notice's key: a notice
+/// sent with an earlier wording is not sent again for a new one.
 pub fn text(
-    title: &str,
-    caption: &str,
-    hashtags: &[String],
-    credits: &[Credit],
+    words: &super::draft::Words<'_>,
+    checklist: &[String],
     link: &str,
     draft: &str,
     deleted_at: i64,
 ) -> String {
+    let super::draft::Words {
+        title,
+        caption,
+        hashtags,
+        credits,
+    } = *words;
     let mut text = format!("New draft: {title}\n\n{caption}");
     if !hashtags.is_empty() {
         text.push_str("\n\n");
@@ -84,6 +90,12 @@ pub fn text(
                 .join(", "),
         );
     }
+    if !checklist.is_empty() {
+        text.push_str("\n\nBefore posting:");
+        for (i, step) in checklist.iter().enumerate() {
+            text.push_str(&format!("\n{}. {step}", i + 1));
+        }
+    }
     text.push_str(&format!(
         "\n\nVideo: {link}\nDraft: {draft}\n{}",
         crate::privacy::retention::deletion_notice(deleted_at)
@@ -94,11 +106,40 @@ pub fn text(
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_notice_carries_the_checklist_before_the_links() {
+        let checklist = [
+            "Paste the caption.".to_owned(),
+            "Pick the cover.".to_owned(),
+        ];
+        let text = super::text(
+            &super::super::draft::Words {
+                title: "Owls",
+                caption: "They fly at night.",
+                hashtags: &[],
+                credits: &[],
+            },
+            &checklist,
+            "file:///v.mp4",
+            "/drafts/owls.mp4",
+            1_800_000_000,
+        );
+        assert!(
+            text.starts_with(
+                "New draft: Owls\n\nThey fly at night.\n\nBefore posting:\n1. Paste the caption.\n2. Pick the cover.\n\nVideo: file:///v.mp4\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_notice_says_when_the_local_files_are_deleted() {
         let text = super::text(
-            "Owls",
-            "They fly at night.",
-            &["owls".to_owned()],
+            &super::super::draft::Words {
+                title: "Owls",
+                caption: "They fly at night.",
+                hashtags: &["owls".to_owned()],
+                credits: &[],
+            },
             &[],
             "file:///v.mp4",
             "/drafts/owls-a-01234567.mp4",

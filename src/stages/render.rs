@@ -14,8 +14,16 @@ use crate::providers::{Narration, ProviderError, Script, WordTiming};
 
 /// 2: clips cut on the scenes' starts in the narration (the plan is in the output), the
 /// narration's measured loudness applied as a gain, and the quality gates.
-pub const VERSION: u32 = 2;
+/// 3: the loudness comes from the voice stage; each clip is entered past its first
+/// second where it has room (input seeking); a cover frame beside the video.
+pub const VERSION: u32 = 3;
 pub const FILE: &str = "video.mp4";
+/// The cover, a frame of the hook, beside the video in the render's artifact.
+pub const COVER: &str = "cover.jpg";
+
+/// How much of a clip's beginning is skipped when the clip is long enough: stock clips
+/// often open on a fade-in, a shaky start or a title.
+pub const SKIP_SECONDS: f64 = 1.0;
 
 /// The least bit rate a render is budgeted for; larger frames get more.
 const MIN_BITS_PER_SECOND: f64 = 10_000_000.0;
@@ -219,6 +227,27 @@ pub fn cuts(footage: &Footage, script: &Script, narration: &Narration) -> Vec<f6
         .collect()
 }
 
+/// Where each clip is entered, in seconds: past its first [`SKIP_SECONDS`] when it has
+/// room for its share (`frames`, at `fps`) after them, past what it can spare when it
+/// has less, and at its beginning when it is shorter than its share (it loops) or its
+/// length is unknown (0). Rounded to the millisecond the command line carries.
+pub fn clip_starts(durations: &[f64], frames: &[u64], fps: u32) -> Vec<f64> {
+    durations
+        .iter()
+        .zip(frames)
+        .map(|(&duration, &frames)| {
+            // The share, and the two frames the input is read past it.
+            let share = (frames + 2) as f64 / f64::from(fps);
+            let spare = if duration.is_finite() {
+                duration - share
+            } else {
+                0.0
+            };
+            (spare.clamp(0.0, SKIP_SECONDS) * 1000.0).floor() / 1000.0
+        })
+        .collect()
+}
+
 /// What a render stage gets from the stages before it.
 pub struct Inputs<'a> {
     pub footage: &'a Footage,
@@ -265,6 +294,12 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
             ),
         ));
     }
+    let Some(lufs) = narration.lufs else {
+        return Err(Halt::failed(
+            Stage::Render,
+            "the narration carries no loudness measurement (`lufs`); the voice stage records one",
+        ));
+    };
     let store_dir = job.artifacts_dir();
     let needed = expected_bytes(spec, narration.duration);
     let clips = &inputs.footage.clips;
@@ -298,6 +333,7 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                     out,
                 );
                 r.cuts = cuts;
+                r.narration_lufs = Some(lufs);
                 r.gates = Some(GateSpec {
                     stills: Vec::new(),
                     captions: captions.clone().map(|path| {
@@ -337,27 +373,41 @@ pub async fn run(job: &mut JobRun<'_>, inputs: Inputs<'_>) -> Result<(PathBuf, S
                         .map_err(|e| ProviderError::io("render", &path, &e))?;
                     r.hook = Some(path);
                 }
-                // The plan: on which frame each clip starts, and for which scene.
+                let shares = crate::media::frame_shares(&r);
+                let durations: Vec<f64> = clips.iter().map(|c| c.duration).collect();
+                r.starts = clip_starts(&durations, &shares, r.fps);
+                // The plan: on which frame each clip starts, for which scene, and from
+                // where in the clip.
                 let fps = f64::from(r.fps);
                 let mut frame = 0;
-                let plan: Vec<serde_json::Value> = crate::media::frame_shares(&r)
+                let plan: Vec<serde_json::Value> = shares
                     .into_iter()
                     .zip(clips)
+                    .zip(&r.starts)
                     .enumerate()
-                    .map(|(i, (frames, clip))| {
+                    .map(|(i, ((frames, clip), from))| {
                         let entry = json!({
                             "clip": clip.source_id,
                             "scene": inputs.footage.scenes.get(i),
                             "frame": frame,
                             "at": frame as f64 / fps,
+                            "from": from,
                         });
                         frame += frames;
                         entry
                     })
                     .collect();
-                services.renderer().render(&r).await?;
-                let mut output =
-                    json!({ "file": FILE, "seconds": narration.duration, "clips": plan });
+                let renderer = services.renderer();
+                renderer.render(&r).await?;
+                renderer
+                    .cover(&r.out, crate::media::COVER_SECONDS, &work.join(COVER))
+                    .await?;
+                let mut output = json!({
+                    "file": FILE,
+                    "cover": COVER,
+                    "seconds": narration.duration,
+                    "clips": plan,
+                });
                 if let Some(m) = &chosen {
                     output["music"] = json!(m.name);
                 }
@@ -501,6 +551,17 @@ mod tests {
     }
 
     #[test]
+    fn clips_are_entered_past_their_first_second_where_they_have_room() {
+        // 30 fps: a share of 58 frames reads 60, two seconds.
+        assert_eq!(
+            clip_starts(&[10.0, 2.5, 1.5, 0.0, f64::NAN], &[58; 5], 30),
+            [1.0, 0.5, 0.0, 0.0, 0.0]
+        );
+        // Deterministic, and never past what the clip can spare.
+        assert_eq!(clip_starts(&[2.7], &[58], 30), [0.7]);
+    }
+
+    #[test]
     fn scenes_start_where_their_first_word_is_spoken() {
         let lines = ["Owls turn heads.", "They see", "Follow."];
         let timed = words(&[
@@ -547,16 +608,18 @@ mod tests {
                 ("Six.", 3.5),
             ]),
             characters: 0,
+            lufs: None,
         };
         // The third scene had no clip of its own: the second clip runs on through it.
         let footage = Footage {
             clips: vec![clip("a"), clip("b"), clip("d")],
             scenes: vec![0, 1, 3],
+            ..Footage::default()
         };
         assert_eq!(cuts(&footage, &script, &narration), [1.0, 3.5]);
         let even = Footage {
             clips: footage.clips.clone(),
-            scenes: Vec::new(),
+            ..Footage::default()
         };
         assert!(cuts(&even, &script, &narration).is_empty());
     }

@@ -190,6 +190,7 @@ impl Voice for Speaker {
                 end: 0.5,
             }],
             characters: 10,
+            lufs: None,
         })
     }
 }
@@ -199,6 +200,8 @@ struct Render(Arc<Fakes>);
 impl Renderer for Render {
     async fn render(&self, spec: &RenderSpec) -> Result<(), ProviderError> {
         fail_or_ok(self.0.render.next().await)?;
+        // The loudness measured with the narration, never measured again here.
+        assert_eq!(spec.narration_lufs, Some(NARRATION_LUFS));
         // The inputs must be readable where the stage says they are.
         let mut bytes = std::fs::read(&spec.narration).unwrap();
         for clip in &spec.clips {
@@ -207,7 +210,23 @@ impl Renderer for Render {
         std::fs::write(&spec.out, bytes).unwrap();
         Ok(())
     }
+
+    async fn loudness(&self, audio: &Path) -> Result<f64, ProviderError> {
+        assert!(
+            audio.exists(),
+            "the narration is measured where it was written"
+        );
+        Ok(NARRATION_LUFS)
+    }
+
+    async fn cover(&self, video: &Path, _at: f64, out: &Path) -> Result<(), ProviderError> {
+        std::fs::copy(video, out).unwrap();
+        Ok(())
+    }
 }
+
+/// What the fake renderer measures every narration at.
+const NARRATION_LUFS: f64 = -21.5;
 
 struct Hoster(Arc<Fakes>);
 #[async_trait]
@@ -245,11 +264,14 @@ impl Drafts for Inbox {
         r: &DraftRequest,
         log: &dyn EffectLog,
     ) -> Result<DraftReceipt, ProviderError> {
+        // As TikTok's status fetch does: an upload the service holds is a draft already.
         if let Some(p) = log.progress().await?
-            && p.phase == "uploaded"
+            && let Some(id) = p.external_id
+            && (p.phase == "uploaded" || id == format!("publish-{}", r.job_id))
+            && self.0.inbox.lock().unwrap().contains(&r.job_id)
         {
             return Ok(DraftReceipt {
-                external_id: p.external_id.unwrap_or_default(),
+                external_id: id,
                 status: "SEND_TO_USER_INBOX".into(),
             });
         }
@@ -391,6 +413,23 @@ impl World {
                 max_wait_in_run: Duration::from_secs(2),
                 record_jobs: true,
             },
+            self.stop.subscribe(),
+        ))
+    }
+
+    /// An engine on the state directory `state` over the artifact store `cache`: another
+    /// machine on a shared store has the same store and artifacts of its own.
+    async fn engine_over(&self, state: &str, cache: &str) -> Arc<Engine> {
+        let store = Store::open(&self.root.join(state)).await.unwrap();
+        let artifacts = ArtifactStore::open(&self.root.join(cache)).unwrap();
+        Arc::new(Engine::new(
+            store,
+            artifacts,
+            Arc::new(Services_(Arc::clone(&self.fakes))),
+            Arc::new(crate::stages::Pipeline),
+            Arc::clone(&self.events) as Arc<dyn Sink>,
+            Budgets::default(),
+            Settings::default(),
             self.stop.subscribe(),
         ))
     }
@@ -670,6 +709,98 @@ async fn an_intent_left_by_a_crash_keeps_a_notice_from_going_out_twice() {
     let summary = fresh.run(w.inputs(), 0).await;
     assert_eq!(summary.unconfirmed, 1);
     assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_notice_unconfirmed_on_a_shared_store_is_not_sent_again_from_other_artifacts() {
+    let w = World::new("a");
+    w.fakes
+        .notify
+        .push(Step::DoThenFail(ProviderError::unconfirmed(
+            "telegram",
+            "answer cut off",
+        )));
+    let first = w.run().await;
+    assert_eq!(first.unconfirmed, 1, "{first:?}");
+    // Another machine: the same store, an artifact store of its own with no ledger.
+    let other = w.engine_over("state", "other-cache").await;
+    let summary = other.run(w.inputs(), 0).await;
+    assert_eq!(summary.unconfirmed, 1, "{summary:?}");
+    assert_eq!(w.fakes.notices.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_draft_unknown_on_a_shared_store_is_reconciled_not_sent_again_from_other_artifacts() {
+    let w = World::new("a");
+    w.run().await;
+    assert_eq!(w.fakes.inbox.lock().unwrap().len(), 1);
+    // The machine that sent it died before its answer: the store knows the publish id
+    // and that the outcome is unknown; its artifacts are gone with it.
+    let engine = w.engine().await;
+    let dir = engine.artifacts().root().join("effects");
+    let mut draft = None;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let r: EffectRecord =
+            serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+        if r.kind == "draft" {
+            draft = Some(r);
+        }
+    }
+    let draft = draft.expect("a draft ledger entry");
+    let id = draft.progress.and_then(|p| p.external_id).unwrap();
+    engine
+        .store()
+        .record_effect(&draft.key, &draft.job, "draft", "unknown", Some(&id), None)
+        .await
+        .unwrap();
+    let other = w.engine_over("state", "other-cache").await;
+    let summary = other.run(w.inputs(), 0).await;
+    assert_eq!(summary.done, 1, "{summary:?}");
+    assert_eq!(
+        w.fakes.inbox.lock().unwrap().len(),
+        1,
+        "the service was asked, not sent to again"
+    );
+}
+
+#[tokio::test]
+async fn a_narration_cached_before_its_loudness_was_kept_is_measured_not_paid_again() {
+    let mut w = World::new("a");
+    w.run().await;
+    let voices = w.fakes.voice.calls();
+    // An entry as the voice stage wrote it before `lufs` was recorded.
+    let dir = w.root.join("cache").join("voice");
+    let mut stripped = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path().join("manifest.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if manifest["output"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lufs")
+            .is_some()
+        {
+            stripped += 1;
+        }
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    assert_eq!(stripped, 1);
+    // A new title: the job runs again over the kept narration.
+    w.edit(
+        &RECIPE
+            .replace("VOICES", "a")
+            .replace("\"{{ topic }}\"", "\"{{ topic }}!\""),
+    );
+    let summary = w.run().await;
+    assert_eq!(summary.done, 1, "{summary:?}");
+    assert_eq!(
+        w.fakes.voice.calls(),
+        voices,
+        "the narration is not made again"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@ use crate::keys::{Inputs, ToolVersions};
 use crate::providers::{Narration, Script, VoiceRequest};
 use crate::recipe::{ScriptProvider, VoiceProvider};
 
+/// The narration's integrated loudness is measured here, once, and recorded in the output
+/// (`lufs`); the render applies it as a gain instead of measuring again. That added a field
+/// and changed no narration, so the version stays: an entry made before it is measured when
+/// used (free, local) rather than paid for again.
 pub const VERSION: u32 = 1;
 
 /// The voice settings and the lines it speaks; espeak-ng by its version too.
@@ -40,7 +44,8 @@ pub async fn run(job: &mut JobRun<'_>, script: &Script) -> Result<(Narration, St
             let request = VoiceRequest {
                 lines: script.spoken().into_iter().map(str::to_owned).collect(),
             };
-            let narration = voice.speak(&request, &work).await?;
+            let mut narration = voice.speak(&request, &work).await?;
+            narration.lufs = Some(services.renderer().loudness(&narration.audio).await?);
             let main = narration
                 .audio
                 .file_name()
@@ -57,6 +62,14 @@ pub async fn run(job: &mut JobRun<'_>, script: &Script) -> Result<(Narration, St
         .output()
         .map_err(|e| Halt::failed(Stage::Voice, e.to_string()))?;
     narration.audio = hit.path(&narration.audio);
+    if narration.lufs.is_none() {
+        let measured = services
+            .renderer()
+            .loudness(&narration.audio)
+            .await
+            .map_err(|e| Halt::failed(Stage::Voice, e.to_string()))?;
+        narration.lufs = Some(measured);
+    }
     if let Some(problem) = too_long(spec, script, narration.duration) {
         return Err(Halt::failed(Stage::Voice, problem));
     }

@@ -208,6 +208,74 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plan_on_a_runner_with_only_the_bucket_sees_the_stages_the_bucket_holds() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path());
+    let root = dir.path().to_owned();
+    let first =
+        tokio::task::block_in_place(|| runner(&root, &moto, "runner-1", &["run", "tiny.yaml"]));
+    assert_eq!(first.code, 0, "{first:?}");
+    // Without the finished-job records, the plan must find each stage by its key.
+    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+        delete(&moto, &key).await;
+    }
+    // The plan of a runner with nothing but the bucket sees what the bucket holds.
+    let planned = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-2", &["--json", "plan", "tiny.yaml"])
+    });
+    assert_eq!(planned.code, 0, "{planned:?}");
+    let stages = planned.json()["recipes"][0]["jobs"].clone();
+    let actions: Vec<String> = stages
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["stages"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["stage"].as_str().unwrap_or("?"),
+                s["action"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a.ends_with("=reuse")),
+        "every stage is reused from the bucket: {actions:?} {planned:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runners_at_once_on_one_bucket_send_each_draft_and_notice_once() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path());
+    let root = dir.path().to_owned();
+    let (one, two) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let one = s.spawn(|| runner(&root, &moto, "runner-1", &["--json", "run", "tiny.yaml"]));
+            let two = s.spawn(|| runner(&root, &moto, "runner-2", &["--json", "run", "tiny.yaml"]));
+            (one.join().unwrap(), two.join().unwrap())
+        })
+    });
+    for out in [&one, &two] {
+        let summary: serde_json::Value = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "summary")
+            .unwrap_or_else(|| panic!("no summary: {out:?}"));
+        assert_eq!(
+            summary["summary"]["failed"], 0,
+            "a side effect the other runner claimed defers, never fails: {out:?}"
+        );
+    }
+    let sent = |f: fn(&Path) -> usize| f(&root.join("runner-1")) + f(&root.join("runner-2"));
+    assert_eq!(sent(drafts), 2, "{one:?} {two:?}");
+    assert_eq!(sent(notices), 2, "{one:?} {two:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_object_in_the_bucket_is_never_used() {
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,9 @@ use tiktok_factory::providers::tiktok::{
     Account, AccountStore, DraftSettings, LoginOptions, OAuth, OAuthError, TikTokDrafts,
     inits_budget, is_pending_draft_cap, pending_budget,
 };
-use tiktok_factory::providers::{DraftReceipt, DraftRequest, Drafts, MemoryBudgets, ProviderError};
+use tiktok_factory::providers::{
+    DraftReceipt, DraftRequest, Drafts, EffectProgress, MemoryBudgets, ProviderError,
+};
 use tiktok_factory::secret::Secret;
 use tiktok_factory::store::Store;
 
@@ -100,6 +102,8 @@ fn request(video: PathBuf) -> DraftRequest {
         caption: "They bend light.".to_owned(),
         hashtags: vec!["space".to_owned()],
         credits: Vec::new(),
+        cover: None,
+        checklist: Vec::new(),
     }
 }
 
@@ -384,6 +388,26 @@ async fn a_crash_after_upload_only_polls_and_never_uploads_again() {
     assert_eq!(setup.fake.put_attempts(), 1);
     assert_eq!(setup.fake.inbox(), vec![previous.external_id.unwrap()]);
     assert_eq!(resumed.phases(), vec!["uploaded", "delivered"]);
+}
+
+#[tokio::test]
+async fn an_upload_known_only_by_its_publish_id_is_confirmed_with_tiktok_not_sent_again() {
+    let setup = setup(None).await;
+    let draft = request(video(setup.dir.path(), 12_000_000));
+    let log = Arc::new(MemoryLog::crashing_after(PHASE_UPLOADED));
+    crash(&setup, &draft, &log).await;
+    let id = log.last().unwrap().external_id.unwrap();
+    // What a shared store keeps of it: the id, not the phase or the upload state.
+    let known = MemoryLog::resuming(EffectProgress {
+        external_id: Some(id.clone()),
+        phase: EffectProgress::UNRECORDED.to_owned(),
+        data: serde_json::Value::Null,
+    });
+    let receipt = setup.drafts.send(&draft, &known).await.unwrap();
+    assert_eq!(receipt.external_id, id, "{:?}", known.records());
+    assert_eq!(setup.fake.init_requests(), 1);
+    assert_eq!(setup.fake.put_attempts(), 1);
+    assert_eq!(setup.fake.inbox(), vec![id]);
 }
 
 #[tokio::test]

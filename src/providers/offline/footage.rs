@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{Sequence, permanent};
+use crate::media::still::{STILL_EXTENSIONS, is_still};
 use crate::media::{Tools, media_url, run, verify_media};
 use crate::providers::{Clip, FootageRequest, FootageSource, ProviderError};
 
@@ -15,7 +16,8 @@ const GENERATED: &str = "generated footage";
 
 const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "webm", "mkv"];
 
-/// Clips from a folder of video files. Each job starts at a different file (by its
+/// Clips from a folder of video files and pictures (shown as stills, moved by the
+/// render). Each job starts at a different file (by its
 /// variant) and skips files already used elsewhere in the batch while others remain.
 /// A folder with fewer files than asked for gives all of them.
 #[derive(Debug, Clone)]
@@ -32,7 +34,7 @@ impl LocalFootage {
         }
     }
 
-    /// The folder's video files, sorted by name.
+    /// The folder's video files and pictures, sorted by name.
     async fn files(&self) -> Result<Vec<PathBuf>, ProviderError> {
         let unreadable = |error: std::io::Error| {
             ProviderError::permanent(
@@ -48,7 +50,8 @@ impl LocalFootage {
             let video = path
                 .extension()
                 .and_then(|ext| ext.to_str())
-                .is_some_and(|ext| VIDEO_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
+                .is_some_and(|ext| VIDEO_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+                || is_still(&path);
             if video && !hidden && entry.file_type().await.map_err(unreadable)?.is_file() {
                 files.push(path);
             }
@@ -58,8 +61,9 @@ impl LocalFootage {
             return Err(ProviderError::permanent(
                 LOCAL,
                 format!(
-                    "no video files ({}) in `{}`",
+                    "no video files ({}) or pictures ({}) in `{}`",
                     VIDEO_EXTENSIONS.join(", "),
+                    STILL_EXTENSIONS.join(", "),
                     self.dir.display()
                 ),
             ));
@@ -93,7 +97,8 @@ impl FootageSource for LocalFootage {
             clips.push(Clip {
                 path: dest,
                 source_id: source_id(file),
-                duration: info.duration,
+                // A picture lasts as long as its scene.
+                duration: if is_still(file) { 0.0 } else { info.duration },
                 credit: None,
             });
         }
@@ -581,6 +586,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn local_pictures_are_clips_beside_the_videos() {
+        let tools = testing::tools();
+        let source = folder(&tools, &["b.mp4"]).await;
+        for name in ["a.png", "c.JPG", "d.webp"] {
+            let path = source.path().join(name);
+            run(
+                &tools.ffmpeg,
+                [
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=s=90x160",
+                    "-frames:v",
+                    "1",
+                    "-y",
+                ]
+                .map(OsString::from)
+                .into_iter()
+                .chain([media_url(&path)]),
+            )
+            .await
+            .unwrap();
+        }
+        std::fs::write(source.path().join("e.gif"), "not taken").unwrap();
+        let footage = LocalFootage::new(tools, source.path());
+        let out = tempfile::tempdir().unwrap();
+        let clips = footage.fetch(&request(5, 0), out.path()).await.unwrap();
+        let ids: Vec<&str> = clips.iter().map(|c| c.source_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["local:a.png", "local:b.mp4", "local:c.JPG", "local:d.webp"]
+        );
+        assert_eq!(
+            clips[0].duration, 0.0,
+            "a picture lasts as long as its scene"
+        );
+        assert!(clips[1].duration > 0.5);
+        assert!(crate::media::still::is_still(&clips[2].path));
+
+        std::fs::write(source.path().join("f.png"), "not a picture").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let error = footage.fetch(&request(6, 0), out.path()).await.unwrap_err();
+        assert!(error.to_string().contains("f.png"), "{error}");
+    }
+
+    #[tokio::test]
     async fn a_corrupt_local_clip_is_a_permanent_error_naming_it() {
         let tools = testing::tools();
         let source = folder(&tools, &["a.mp4"]).await;
@@ -606,5 +659,6 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("no video files"), "{error}");
+        assert!(error.to_string().contains("or pictures (jpg"), "{error}");
     }
 }

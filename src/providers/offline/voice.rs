@@ -161,6 +161,7 @@ impl Voice for Espeak {
             duration: info.duration,
             words: word_timings(&lines, &durations, pause),
             characters: 0,
+            lufs: None,
         })
     }
 

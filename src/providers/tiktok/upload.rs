@@ -540,7 +540,9 @@ impl TikTokDrafts {
                     .await
                     .map(Reconciled::Done);
             }
-            PHASE_INITIALIZED | PHASE_UPLOADING => {}
+            // An attempt known only by its id (from a shared store): TikTok's status says
+            // whether it became a draft or can still become one.
+            PHASE_INITIALIZED | PHASE_UPLOADING | EffectProgress::UNRECORDED => {}
             _ => return Ok(Reconciled::StartAfresh),
         }
         let status = self.fetch_status(name, account, &publish_id).await?;
@@ -552,9 +554,17 @@ impl TikTokDrafts {
             };
         }
         let state = serde_json::from_value::<UploadState>(previous.data.clone()).ok();
+        // The size TikTok must have: the ledger's plan, or the file itself when the
+        // attempt is known only by its id.
+        let size = match &state {
+            Some(state) => state.chunk_plan.video_size,
+            None => tokio::fs::metadata(&request.video)
+                .await
+                .map_err(|e| read_error(&request.video, &e))?
+                .len(),
+        };
         let complete = status.status != "PROCESSING_UPLOAD"
-            || matches!((&state, status.uploaded_bytes),
-                (Some(state), Some(bytes)) if bytes >= state.chunk_plan.video_size);
+            || status.uploaded_bytes.is_some_and(|bytes| bytes >= size);
         if complete {
             // Every byte is there (the last chunk's answer was lost): TikTok delivers it.
             log.record(&progress(&publish_id, PHASE_UPLOADED, previous.data))

@@ -40,6 +40,8 @@ pub enum Scenario {
     Truncated,
     /// HTTP 200 with an HTML page instead of JSON.
     NotJson,
+    /// An image request answered in words only, as a model that cannot draw does.
+    TextOnly,
 }
 
 impl Scenario {
@@ -139,6 +141,9 @@ async fn completion(shared: &Shared<Scenario>, seen: &Seen) -> Response {
         Ok(v) => v,
         Err(e) => return error(400, &format!("invalid JSON: {e}"), json!({})),
     };
+    if is_image_request(&request) {
+        return image_completion(shared, &request);
+    }
     if let Err(problem) = check_request(&request) {
         return error(400, &problem, json!({ "error_type": "invalid_request" }));
     }
@@ -197,7 +202,184 @@ async fn completion(shared: &Shared<Scenario>, seen: &Seen) -> Response {
             "text/html",
             b"<html><body>502 Bad Gateway</body></html>".to_vec(),
         ),
+        Some(Scenario::TextOnly) => json(
+            200,
+            &completion_body(&model, Some("I can only describe it.".into()), "stop"),
+        ),
     }
+}
+
+/// Whether a chat completion asks for a picture (`modalities` includes `image`).
+fn is_image_request(request: &Value) -> bool {
+    request["modalities"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|v| v == "image"))
+}
+
+/// The aspect ratios the image generation docs list.
+const ASPECT_RATIOS: [&str; 8] = [
+    "1:1", "2:3", "3:4", "9:16", "16:9", "9:19.5", "9:20", "auto",
+];
+
+/// An image model's answer: a short text and one PNG as a data URL, its size following
+/// `image_config.aspect_ratio` (the long side 160 pixels), or the queued scenario.
+fn image_completion(shared: &Shared<Scenario>, request: &Value) -> Response {
+    use base64::Engine as _;
+    let model = request["model"].as_str().unwrap_or_default().to_owned();
+    if !model.contains('/') {
+        return error(
+            400,
+            &format!("model `{model}` needs its org prefix"),
+            json!({}),
+        );
+    }
+    let prompt = request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str());
+    if prompt.is_none_or(|p| p.trim().is_empty()) {
+        return error(
+            400,
+            "no user message",
+            json!({ "error_type": "invalid_request" }),
+        );
+    }
+    let aspect = request["image_config"]["aspect_ratio"]
+        .as_str()
+        .unwrap_or("1:1");
+    if !ASPECT_RATIOS.contains(&aspect) {
+        return error(
+            400,
+            &format!("unsupported aspect_ratio `{aspect}`"),
+            json!({ "error_type": "invalid_request" }),
+        );
+    }
+    let (width, height) = image_size(aspect);
+    let picture = png(width, height);
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&picture)
+    );
+    let normal = json!({
+        "id": "gen-fake-image",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{
+            "finish_reason": "stop",
+            "native_finish_reason": "STOP",
+            "message": {
+                "role": "assistant",
+                "content": "Here is your picture.",
+                "images": [{ "type": "image_url", "image_url": { "url": url } }],
+            },
+        }],
+        "usage": { "prompt_tokens": 40, "completion_tokens": 1290, "total_tokens": 1330, "cost": 0.0387 },
+    });
+    match shared.next() {
+        Some(Scenario::TextOnly) => json(
+            200,
+            &completion_body(&model, Some("I can only describe it.".into()), "stop"),
+        ),
+        Some(Scenario::Error {
+            status,
+            metadata,
+            retry_after,
+        }) => {
+            let response = error(status, "the fake says no", metadata);
+            match retry_after {
+                Some(value) => with_header(response, "retry-after", &value),
+                None => response,
+            }
+        }
+        Some(Scenario::ErrorIn200 { code }) => json(
+            200,
+            &json!({ "error": { "code": code, "message": "upstream failed mid-generation",
+                                "metadata": { "error_type": "provider_unavailable" } } }),
+        ),
+        _ => json(200, &normal),
+    }
+}
+
+/// Width and height for an aspect ratio `w:h`, the long side 160 pixels, both even.
+pub fn image_size(aspect: &str) -> (u32, u32) {
+    let (w, h) = aspect
+        .split_once(':')
+        .and_then(|(w, h)| Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?)))
+        .unwrap_or((1.0, 1.0));
+    let long = w.max(h);
+    let side = |x: f64| ((160.0 * x / long / 2.0).round() as u32).max(1) * 2;
+    (side(w), side(h))
+}
+
+/// A PNG of a diagonal colour gradient with a light square in it (so a picture that
+/// moves shows it), deflated in stored blocks.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
+    for y in 0..height {
+        raw.push(0);
+        for x in 0..width {
+            let inside =
+                (width / 3..2 * width / 3).contains(&x) && (height / 3..height / 2).contains(&y);
+            let (r, g, b) = if inside {
+                (240, 240, 230)
+            } else {
+                (
+                    (40 + 180 * x / width) as u8,
+                    (30 + 120 * y / height) as u8,
+                    90,
+                )
+            };
+            raw.extend([r, g, b]);
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        zlib.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        zlib.extend(len.to_le_bytes());
+        zlib.extend((!len).to_le_bytes());
+        zlib.extend(*block);
+    }
+    zlib.extend(adler32(&raw).to_be_bytes());
+    let mut header = Vec::new();
+    header.extend(width.to_be_bytes());
+    header.extend(height.to_be_bytes());
+    header.extend([8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", header), (b"IDAT", zlib), (b"IEND", Vec::new())] {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        out.extend(&chunk);
+        out.extend(crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn adler32(bytes: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in bytes {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    (b << 16) | a
 }
 
 /// The documented request contract, as far as our client uses it.

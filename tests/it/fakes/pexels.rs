@@ -198,7 +198,8 @@ async fn file(shared: &Shared<Scenario>, seen: &Seen) -> Response {
 
 /// Page 1: one good video with many files, one too short, one landscape only, one whose
 /// only portrait file is large, one with no dimensions. Page 2: two more good videos.
-/// A query containing `nothing` finds nothing.
+/// A query containing `nothing` (or the made-up word `xyzzy`, which a visual query
+/// keeps where it drops `nothing`) finds nothing.
 fn results(base: &str, query: &str, page: u64, per_page: u64) -> Value {
     let user = |id: u64| json!({ "id": id, "name": format!("Creator {id}"), "url": format!("https://www.pexels.com/@creator-{id}") });
     let file = |id: u64, quality: Value, w: Value, h: Value, file_type: &str, name: &str| {
@@ -212,7 +213,7 @@ fn results(base: &str, query: &str, page: u64, per_page: u64) -> Value {
                 "user": user(id * 10), "video_files": files,
                 "video_pictures": [{ "id": 1, "picture": format!("{base}/images/{id}-0.jpg"), "nr": 0 }] })
     };
-    let videos = if query.contains("nothing") {
+    let videos = if query.contains("nothing") || query.contains("xyzzy") {
         vec![]
     } else if page == 1 {
         vec![
