@@ -106,7 +106,8 @@ impl Store {
                 effects: self
                     .objects(
                         "SELECT key, kind, status, external_id, detail, started_at, finished_at \
-                         FROM effects WHERE job_id = $1 ORDER BY started_at, key",
+                         FROM effects WHERE job_id = $1 \
+                         ORDER BY started_at, CASE kind WHEN 'host' THEN 1 WHEN 'draft' THEN 2 WHEN 'notify' THEN 3 ELSE 4 END, key",
                         &id,
                     )
                     .await?,
@@ -114,7 +115,7 @@ impl Store {
         }
         let effects = sqlx::query(
             "SELECT key, job_id, kind, status, external_id, detail, started_at, finished_at \
-             FROM effects ORDER BY started_at, key",
+             FROM effects ORDER BY started_at, job_id, CASE kind WHEN 'host' THEN 1 WHEN 'draft' THEN 2 WHEN 'notify' THEN 3 ELSE 4 END, key",
         )
         .fetch_all(self.pool())
         .await?
