@@ -104,6 +104,8 @@ pub struct Registry {
     digests: Digests,
     state_dir: PathBuf,
     store: crate::store::Store,
+    /// Where rate budgets are kept: the store, or the shared queue's database on a worker.
+    budgets: Arc<dyn crate::providers::Budgets>,
     openrouter: OnceLock<Result<Arc<OpenRouter>, ProviderError>>,
     pexels: OnceLock<Result<Pexels, ProviderError>>,
     elevenlabs_permits: Arc<Semaphore>,
@@ -129,6 +131,7 @@ impl Registry {
             versions,
             digests: Digests::default(),
             state_dir,
+            budgets: Arc::new(store.clone()),
             store,
             openrouter: OnceLock::new(),
             pexels: OnceLock::new(),
@@ -137,6 +140,12 @@ impl Registry {
             tiktok: OnceLock::new(),
             telegram: OnceLock::new(),
         }
+    }
+
+    /// Keeps rate budgets in `budgets` instead of the store (shared by every worker).
+    pub fn with_budgets(mut self, budgets: Arc<dyn crate::providers::Budgets>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     fn build_tiktok(&self) -> Result<Arc<TikTokDrafts>, ProviderError> {
@@ -151,7 +160,7 @@ impl Registry {
         Ok(Arc::new(
             TikTokDrafts::new(config, store)?
                 .with_seed_account(seed)
-                .with_budgets(Arc::new(self.store.clone())),
+                .with_budgets(Arc::clone(&self.budgets)),
         ))
     }
 }
@@ -186,7 +195,7 @@ impl Services for Registry {
                 self.pexels
                     .get_or_init(|| {
                         Pexels::from_env()
-                            .map(|p| p.with_budgets(Arc::new(self.store.clone())))
+                            .map(|p| p.with_budgets(Arc::clone(&self.budgets)))
                             .map_err(|e| setup("pexels")(e.to_string()))
                     })
                     .clone()?,

@@ -6,6 +6,7 @@ mod artifacts;
 mod budgets;
 mod migrations;
 mod privacy;
+pub mod queue;
 mod status;
 
 pub use accounts::{AccountRow, AccountSummary};
