@@ -341,14 +341,14 @@ impl Engine {
             status: Status::Pending,
         };
         let lease = leased.map(|(l, _)| Arc::clone(l));
-        if let Some(lease) = &lease {
-            if let Err(message) = lease.fence(None).await {
-                let halt = Halt {
-                    stage: crate::stages::Stage::ALL[0],
-                    kind: HaltKind::LeaseLost(message),
-                };
-                return (JobEnd::Interrupted, Counts::default(), Some(halt));
-            }
+        if let Some(lease) = &lease
+            && let Err(message) = lease.fence(None).await
+        {
+            let halt = Halt {
+                stage: crate::stages::Stage::ALL[0],
+                kind: HaltKind::LeaseLost(message),
+            };
+            return (JobEnd::Interrupted, Counts::default(), Some(halt));
         }
         if let Err(e) = self.store.upsert_job(&new).await {
             self.sink.emit(&Event::Job {

@@ -246,7 +246,18 @@ impl QueueStore {
 
     /// The library's configuration for one phase's queue.
     pub fn config(phase: Phase, keep_alive: Duration, orphaned_after: Duration) -> Config {
+        use apalis_core::backend::poll_strategy::{
+            BackoffConfig, IntervalStrategy, StrategyBuilder,
+        };
+        // An idle worker polls less often, but never so rarely that new work waits long.
+        let poll = StrategyBuilder::new()
+            .apply(
+                IntervalStrategy::new(Duration::from_millis(100))
+                    .with_backoff(BackoffConfig::new(Duration::from_secs(2))),
+            )
+            .build();
         Config::new(phase.queue())
+            .with_poll_interval(poll)
             .set_buffer_size(1)
             .set_keep_alive(keep_alive)
             .set_reenqueue_orphaned_after(orphaned_after)
