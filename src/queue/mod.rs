@@ -193,6 +193,7 @@ fn backoff(attempt: usize) -> Duration {
 /// One claimed task: lease, run, record, hand on.
 async fn handle(shared: &Shared, phase: Phase, task: &QueueTask) -> Result<String, String> {
     let q = &shared.queue;
+    let started = std::time::Instant::now();
     let Some(token) = q
         .acquire(&task.job, &shared.name, shared.timing.lease)
         .await
@@ -203,10 +204,21 @@ async fn handle(shared: &Shared, phase: Phase, task: &QueueTask) -> Result<Strin
             task.job
         ));
     };
+    let acquired = started.elapsed();
     let lease = Arc::new(PgLease::new(q.clone(), task.job.clone(), token));
     let beat = tokio::spawn(heartbeat(Arc::clone(&lease), shared.timing.clone()));
     let result = run_phase(shared, phase, task, token, &lease).await;
     beat.abort();
+    if let Ok(done) = &result {
+        let (fenced, writes) = lease.spent();
+        (shared.notes)(format!(
+            "job `{}` {} phase: {done} (queue: {:.1} ms in {} writes, attempt {token})",
+            task.job,
+            phase.as_str(),
+            (acquired + fenced + lease.finished()).as_secs_f64() * 1000.0,
+            writes + 2,
+        ));
+    }
     result
 }
 
@@ -245,7 +257,10 @@ async fn run_phase(
             }
         }
     };
-    match q_finish(&shared.queue, task, token, &end).await {
+    let finishing = std::time::Instant::now();
+    let finished = q_finish(&shared.queue, task, token, &end).await;
+    *lease.finish.lock().unwrap_or_else(PoisonError::into_inner) = finishing.elapsed();
+    match finished {
         Ok(()) => Ok(describe(&end)),
         Err(e @ QueueError::LeaseLost { .. }) => {
             (shared.notes)(format!("job `{}`: {e}", task.job));
@@ -315,6 +330,9 @@ pub struct PgLease {
     lost: watch::Sender<bool>,
     /// The last stage recorded, so a write at the same stage checks without rewriting it.
     stage: Mutex<Option<Stage>>,
+    /// Time spent in fenced writes, and how many: the coordination a job costs.
+    spent: Mutex<(Duration, u32)>,
+    finish: Mutex<Duration>,
 }
 
 impl PgLease {
@@ -325,19 +343,24 @@ impl PgLease {
             token,
             lost: watch::channel(false).0,
             stage: Mutex::new(None),
+            spent: Mutex::new((Duration::ZERO, 0)),
+            finish: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// Time spent in fenced writes so far, and how many there were.
+    pub fn spent(&self) -> (Duration, u32) {
+        *self.spent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finished(&self) -> Duration {
+        *self.finish.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[async_trait::async_trait]
 impl Lease for PgLease {
     async fn fence(&self, stage: Option<Stage>) -> Result<(), String> {
-        if *self.lost.borrow() {
-            return Err(format!(
-                "the lease on job `{}` was lost (this worker holds attempt {}); the job is stopped here",
-                self.job, self.token
-            ));
-        }
         let changed = {
             let mut last = self.stage.lock().unwrap_or_else(PoisonError::into_inner);
             let changed = stage.is_some() && *last != stage;
@@ -351,7 +374,14 @@ impl Lease for PgLease {
         } else {
             None
         };
-        match self.queue.fence(&self.job, self.token, name).await {
+        let started = std::time::Instant::now();
+        let fenced = self.queue.fence(&self.job, self.token, name).await;
+        {
+            let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+            spent.0 += started.elapsed();
+            spent.1 += 1;
+        }
+        match fenced {
             Ok(()) => Ok(()),
             Err(e) => {
                 if matches!(e, QueueError::LeaseLost { .. }) {

@@ -33,3 +33,4 @@ mod schema;
 mod support;
 mod validate;
 mod watch;
+mod workers;

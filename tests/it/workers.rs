@@ -1,0 +1,709 @@
+//! Workers on the shared queue, as real processes over a real PostgreSQL: a worker
+//! killed mid-render, a zombie that wakes after its lease passed on, and budgets shared
+//! by every worker. Leases are shortened (`FACTORY_LEASE_MS`) so takeovers take seconds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::pg;
+use crate::support::{Factory, write};
+
+const LEASE_MS: &str = "3000";
+const HEARTBEAT_MS: &str = "500";
+
+/// A job per topic, offline, a few seconds of video each; notices go to the log.
+fn recipe(dir: &Path, topics: &[String]) {
+    write(
+        dir,
+        "tiny.yaml",
+        &format!(
+            "version: 1\nname: tiny\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n\
+             templates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n\
+             \x20   captions: {{ style: none }}\n    title: \"{{{{ topic }}}}\"\n\
+             batch:\n  template: t\n  matrix: {{ topic: [{}], voice: [a] }}\n",
+            topics.join(", ")
+        ),
+    );
+}
+
+fn topics(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("Topic {i:02}")).collect()
+}
+
+/// `factory` in `dir` over the shared state, artifacts and queue.
+fn factory(dir: &Path, queue: &str) -> Factory {
+    Factory::new()
+        .args(["--state-dir", "state", "--cache-dir", "artifacts"])
+        .current_dir(dir)
+        .env("CI", "1")
+        .env("FACTORY_QUEUE", queue)
+        .env("FACTORY_LEASE_MS", LEASE_MS)
+        .env("FACTORY_HEARTBEAT_MS", HEARTBEAT_MS)
+}
+
+/// A `factory worker` left running, its output in `dir/<name>.log`.
+fn spawn_worker(dir: &Path, queue: &str, name: &str) -> Child {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    factory(dir, queue)
+        .args(["worker", "--renders", "1", "--network", "4", "--name", name])
+        .command()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: `kill` on the pid of a child this test started and has not reaped.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
+}
+
+/// Stops a worker with SIGTERM and waits for it.
+fn stop(mut child: Child) {
+    signal(&child, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "a worker did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `factory status --json`.
+fn status(dir: &Path, queue: &str) -> serde_json::Value {
+    let out = factory(dir, queue).args(["--json", "status"]).run();
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()
+}
+
+/// Polls `factory status` until `done` holds of it, or fails with the last one seen.
+fn wait_for(
+    dir: &Path,
+    queue: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = status(dir, queue);
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the queue:\n{now:#}\nlogs:\n{}",
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let body = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = body.lines().rev().take(30).collect();
+            text.push_str(&format!("--- {}\n", path.display()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
+fn count(status: &serde_json::Value, state: &str) -> u64 {
+    status["counts"][state].as_u64().unwrap()
+}
+
+/// The job running a render on `worker`, if any.
+fn rendering_on(status: &serde_json::Value, worker: &str) -> Option<String> {
+    status["jobs"].as_array().unwrap().iter().find_map(|j| {
+        (j["state"] == "running" && j["stage"] == "render" && j["worker"] == worker)
+            .then(|| j["job"].as_str().unwrap().to_owned())
+    })
+}
+
+fn drafts(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("state/drafts/tiny"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn notices(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("state/notices.log"))
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// How often each (job, stage) executed (the store's attempt count; reuses do not count).
+async fn executions(dir: &Path) -> BTreeMap<(String, String), i64> {
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.join("state/factory.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT job_id, stage, attempt FROM stages")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(j, s, n)| ((j, s), n)).collect()
+}
+
+async fn store_status(dir: &Path) -> BTreeMap<String, String> {
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.join("state/factory.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM jobs")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.into_iter().collect()
+}
+
+fn enqueue(dir: &Path, queue: &str, expected: usize) {
+    let out = factory(dir, queue)
+        .args(["--json", "run", "--enqueue", "tiny.yaml"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["enqueued"], expected, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_redone_elsewhere() {
+    let queue = pg::shared().url();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    recipe(dir, &topics(30));
+    enqueue(dir, &queue, 30);
+    // Enqueueing again adds nothing: a job is on the queue once.
+    enqueue(dir, &queue, 0);
+    let mut workers: Vec<(String, Child)> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| ((*n).to_owned(), spawn_worker(dir, &queue, n)))
+        .collect();
+    let seen = wait_for(dir, &queue, Duration::from_secs(300), "w1 to render", |s| {
+        rendering_on(s, "w1").is_some()
+    });
+    assert!(rendering_on(&seen, "w1").is_some());
+    let (_, mut w1) = workers.remove(0);
+    signal(&w1, libc::SIGKILL);
+    w1.wait().unwrap();
+    // What w1 held when it died: its rows stay until the library re-queues its tasks.
+    let dead = status(dir, &queue);
+    let held: Vec<(String, String)> = dead["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["state"] == "running" && j["worker"] == "w1")
+        .map(|j| {
+            (
+                j["job"].as_str().unwrap().to_owned(),
+                j["stage"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let killed = held
+        .iter()
+        .find(|(_, stage)| stage == "render")
+        .map(|(job, _)| job.clone())
+        .unwrap_or_else(|| panic!("w1 died without a render: {dead:#}"));
+    let done = wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(900),
+        "every job to be done",
+        |s| count(s, "done") == 30,
+    );
+    for (_, w) in workers {
+        stop(w);
+    }
+    assert_eq!(count(&done, "failed"), 0, "{done:#}");
+    let after = done["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == killed.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        after["attempt"].as_i64().unwrap() >= 2,
+        "the killed job was taken over under a new lease: {after:#}"
+    );
+    assert_eq!(drafts(dir), 30, "one draft per job");
+    let lines = notices(dir);
+    let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), lines.len(), "no notice twice: {lines:#?}");
+    // A notice cut off by the kill is at most once: reported unconfirmed, never re-sent.
+    let cut_notices = held.iter().filter(|(_, s)| s == "notify").count();
+    assert!(
+        lines.len() <= 30 && lines.len() + cut_notices >= 30,
+        "one notice per job: {lines:#?}"
+    );
+    let stored = store_status(dir).await;
+    assert_eq!(stored.len(), 30);
+    assert!(stored.values().all(|s| s == "done"), "{stored:?}");
+    let runs = executions(dir).await;
+    let again: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        runs.get(&(killed.clone(), "render".to_owned())),
+        Some(&2),
+        "the killed render ran again"
+    );
+    for ((job, stage), n) in &again {
+        assert!(
+            **n == 2 && held.contains(&(job.clone(), stage.clone())),
+            "`{stage}` of `{job}` ran {n} times, and w1 was not running it when it died ({held:?})"
+        );
+    }
+    assert_eq!(runs.len(), 30 * 8, "every stage of every job ran");
+}
+
+/// The render entry of the artifact store: every file's bytes, by relative path.
+fn render_entries(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let root = dir.join("artifacts/render");
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(
+                    p.strip_prefix(&root).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zombie_worker_woken_after_its_lease_passed_on_overwrites_nothing() {
+    let queue = pg::shared().url();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    recipe(dir, &["Zombie".to_owned()]);
+    enqueue(dir, &queue, 1);
+    let zombie = spawn_worker(dir, &queue, "zombie");
+    let seen = wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(300),
+        "the zombie to render",
+        |s| rendering_on(s, "zombie").is_some(),
+    );
+    let job = rendering_on(&seen, "zombie").unwrap();
+    signal(&zombie, libc::SIGSTOP);
+    let heir = spawn_worker(dir, &queue, "heir");
+    let done = wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(300),
+        "the heir to finish the job",
+        |s| count(s, "done") == 1,
+    );
+    assert_eq!(done["jobs"][0]["attempt"], 2, "{done:#}");
+    let artifacts = render_entries(dir);
+    let history = executions(dir).await;
+    let before_wake = std::fs::read_to_string(dir.join("zombie.log")).unwrap();
+    signal(&zombie, libc::SIGCONT);
+    // The zombie finds its lease gone at its next renewal or write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(dir.join("zombie.log")).unwrap();
+        if log.contains("was lost") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the zombie never said it lost its lease:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Time for any write it might still attempt.
+    std::thread::sleep(Duration::from_secs(3));
+    stop(zombie);
+    stop(heir);
+    assert_eq!(
+        render_entries(dir),
+        artifacts,
+        "the render the heir committed is untouched"
+    );
+    assert_eq!(
+        executions(dir).await,
+        history,
+        "the zombie recorded nothing after it woke"
+    );
+    assert_eq!(
+        history.get(&(job.clone(), "render".to_owned())),
+        Some(&2),
+        "the render ran on both"
+    );
+    let after = status(dir, &queue);
+    assert_eq!(after["jobs"][0]["state"], "done", "{after:#}");
+    assert_eq!(after["jobs"][0]["attempt"], 2, "{after:#}");
+    assert_eq!(
+        store_status(dir).await.get(&job).map(String::as_str),
+        Some("done")
+    );
+    assert_eq!(drafts(dir), 1);
+    assert_eq!(notices(dir).len(), 1);
+    let log = std::fs::read_to_string(dir.join("zombie.log")).unwrap();
+    assert!(
+        !before_wake.contains("was lost"),
+        "the zombie slept through: {before_wake}"
+    );
+    assert!(
+        log.contains("worker `heir`"),
+        "the failure names the holder: {log}"
+    );
+}
+
+const SECRET_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// A recipe whose drafts go to the TikTok account `account`.
+fn publishing(dir: &Path, name: &str, account: &str, topics: &[String]) {
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "version: 1\nname: {name}\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n\
+             templates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n\
+             \x20   captions: {{ style: none }}\n    title: \"{{{{ topic }}}}\"\n\
+             batch:\n  template: t\n  matrix: {{ topic: [{}], voice: [a] }}\n\
+             publish: {{ host: local, tiktok: {{ account: {account} }} }}\n",
+            topics.join(", ")
+        ),
+    );
+}
+
+/// The most init requests the fake saw within any 60 seconds.
+fn most_in_a_minute(times: &[Instant]) -> usize {
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(60))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_share_tiktoks_init_window_and_an_accounts_pending_cap_defers_its_jobs() {
+    use crate::fakes::tiktok::{self, FakeTikTok};
+    let queue = pg::shared().url();
+    let fake = FakeTikTok::start().await;
+    // The fake's own cap is per token; the engine's is per account, which is what is
+    // tested here: two accounts on one token (one init window) get 5 drafts each.
+    fake.set(|b| b.pending_cap = 100);
+    let a = fake.connected_account();
+    let account = serde_json::json!({
+        "open_id": a.open_id,
+        "access_token": a.access_token.expose(),
+        "refresh_token": a.refresh_token.expose(),
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let names = topics(12);
+    publishing(dir, "main", "main", &names[..7]);
+    publishing(dir, "second", "second", &names[7..]);
+    let with_tiktok = |f: Factory| {
+        f.env("TIKTOK_CLIENT_KEY", tiktok::CLIENT_KEY)
+            .env("TIKTOK_CLIENT_SECRET", tiktok::CLIENT_SECRET)
+            .env("TIKTOK_API_BASE_URL", fake.url())
+            .env("TIKTOK_AUTH_BASE_URL", fake.url())
+            .env("TIKTOK_ACCOUNT_JSON", &account)
+            .env("FACTORY_SECRET_KEY", SECRET_KEY)
+    };
+    let out = with_tiktok(factory(dir, &queue))
+        .args(["--json", "run", "--enqueue", "main.yaml", "second.yaml"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["enqueued"], 12, "{out:?}");
+    let workers: Vec<Child> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|name| {
+            let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+            with_tiktok(factory(dir, &queue))
+                .args(["worker", "--renders", "1", "--network", "4", "--name", name])
+                .command()
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let end = wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(900),
+        "ten drafts and two deferred jobs",
+        |s| count(s, "done") == 10 && count(s, "deferred") == 2,
+    );
+    for w in workers {
+        stop(w);
+    }
+    assert_eq!(count(&end, "failed"), 0, "{end:#}");
+    let times = fake.init_request_times();
+    assert_eq!(times.len(), 10, "one init per draft");
+    assert_eq!(fake.inbox().len(), 10);
+    assert!(
+        most_in_a_minute(&times) <= 6,
+        "the fake saw {} inits within a minute",
+        most_in_a_minute(&times)
+    );
+    // Ten inits at six a minute cannot all fall within one minute: the window paced them.
+    assert!(
+        times[9].duration_since(times[0]) >= Duration::from_secs(59),
+        "the inits were not paced: {:?}",
+        times[9].duration_since(times[0])
+    );
+    let deferred: Vec<&serde_json::Value> = end["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["state"] == "deferred")
+        .collect();
+    let now = tiktok_factory::clock::now();
+    for j in &deferred {
+        assert_eq!(j["recipe"], "main", "{j:#}");
+        assert!(
+            j["why"].as_str().unwrap().contains("pending"),
+            "deferred for the pending-draft cap: {j:#}"
+        );
+        assert!(
+            j["until"].as_i64().unwrap() > now + 3_000,
+            "until the cap has room again, not in a moment: {j:#}"
+        );
+        assert!(
+            j["worker"].is_null(),
+            "a deferred job holds no lease: {j:#}"
+        );
+    }
+}
+
+mod queue_store {
+    //! The queue's own SQL against a real PostgreSQL, without processes.
+
+    use std::time::Duration;
+
+    use tiktok_factory::store::queue::{
+        PgBudgets, Phase, PhaseEnd, QueueError, QueueState, QueueStore, QueueTask,
+    };
+
+    use crate::pg;
+
+    fn task(job: &str) -> QueueTask {
+        QueueTask {
+            job: job.to_owned(),
+            recipe: "r".to_owned(),
+            recipe_path: "/r.yaml".to_owned(),
+            topic: "t".to_owned(),
+            phase: Phase::Network,
+        }
+    }
+
+    async fn waiting_in(q: &QueueStore, queue: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'",
+        )
+        .bind(queue)
+        .fetch_one(q.pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_enqueued_twice_is_on_the_queue_once() {
+        let q = QueueStore::connect(&pg::shared().url(), 2).await.unwrap();
+        assert_eq!(q.enqueue(&[task("j1"), task("j2")]).await.unwrap(), 2);
+        assert_eq!(q.enqueue(&[task("j1"), task("j3")]).await.unwrap(), 1);
+        assert_eq!(waiting_in(&q, Phase::Network.queue()).await, 3);
+        // Set-up is safe to repeat (every worker runs it at start).
+        let again = QueueStore::connect(&pg::shared().url(), 2).await.unwrap();
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_over_fails_every_write_of_its_old_holder_with_a_named_error() {
+        let url = pg::shared().url();
+        let q = QueueStore::connect(&url, 2).await.unwrap();
+        let t = task("job-1");
+        q.enqueue(std::slice::from_ref(&t)).await.unwrap();
+        let short = Duration::from_millis(300);
+        assert_eq!(q.acquire("job-1", "old", short).await.unwrap(), Some(1));
+        assert_eq!(
+            q.acquire("job-1", "new", short).await.unwrap(),
+            None,
+            "a live lease is not taken"
+        );
+        q.fence("job-1", 1, Some("render")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            matches!(
+                q.renew("job-1", 1, short).await,
+                Err(QueueError::LeaseLost { .. })
+            ),
+            "an ended lease is not renewed"
+        );
+        assert_eq!(
+            q.acquire("job-1", "new", Duration::from_secs(30))
+                .await
+                .unwrap(),
+            Some(2),
+            "the fencing token is the attempt number"
+        );
+        let err = q.fence("job-1", 1, Some("render")).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, QueueError::LeaseLost { token: 1, .. }),
+            "{err:?}"
+        );
+        assert!(
+            text.contains("worker `new` holds attempt 2"),
+            "the error names the holder: {text}"
+        );
+        let stale = q.finish(&t, 1, &PhaseEnd::Next(Phase::Render)).await;
+        assert!(
+            matches!(stale, Err(QueueError::LeaseLost { .. })),
+            "{stale:?}"
+        );
+        assert_eq!(
+            waiting_in(&q, Phase::Render.queue()).await,
+            0,
+            "the stale holder queued nothing"
+        );
+        let row = q.jobs().await.unwrap().remove(0);
+        assert_eq!(
+            (row.state, row.worker.as_deref(), row.attempt),
+            (QueueState::Running, Some("new"), 2)
+        );
+        q.fence("job-1", 2, Some("render")).await.unwrap();
+        q.finish(&t, 2, &PhaseEnd::Next(Phase::Render))
+            .await
+            .unwrap();
+        assert_eq!(waiting_in(&q, Phase::Render.queue()).await, 1);
+        let row = q.jobs().await.unwrap().remove(0);
+        assert_eq!(
+            (row.state, row.phase, row.worker),
+            (QueueState::Waiting, Phase::Render, None)
+        );
+        // A finished phase gives its lease up: the next phase takes it at once.
+        assert_eq!(q.acquire("job-1", "third", short).await.unwrap(), Some(3));
+        q.finish(
+            &t,
+            3,
+            &PhaseEnd::Deferred {
+                phase: Phase::Network,
+                until: 4_000_000_000,
+                why: "tiktok pending drafts".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+        let row = q.jobs().await.unwrap().remove(0);
+        assert_eq!(
+            (row.state, row.until, row.why.as_deref()),
+            (
+                QueueState::Deferred,
+                Some(4_000_000_000),
+                Some("tiktok pending drafts")
+            )
+        );
+        let run_at: i64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM MAX(run_at))::bigint FROM apalis.jobs WHERE job_type = $1",
+        )
+        .bind(Phase::Network.queue())
+        .fetch_one(q.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            run_at, 4_000_000_000,
+            "the deferred task runs when the budget refills"
+        );
+    }
+
+    #[tokio::test]
+    async fn budgets_hold_their_limit_across_workers_taking_at_once() {
+        let url = pg::shared().url();
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            workers.push(PgBudgets::new(&QueueStore::connect(&url, 4).await.unwrap()));
+        }
+        let mut takes = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let b = workers[i % 3].clone();
+            takes.spawn(async move { b.take_at("tiktok:inits:o", 6, 60, 1_000).await.unwrap() });
+        }
+        let results = takes.join_all().await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 6);
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.err())
+                .all(|until| until == 1_060)
+        );
+        // The window slides: at 1061 the six takes at 1000 have left it.
+        assert_eq!(
+            workers[1]
+                .take_at("tiktok:inits:o", 6, 60, 1_061)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        workers[2].give_back_at("tiktok:inits:o").await.unwrap();
+        assert_eq!(
+            workers[0]
+                .take_at("tiktok:inits:o", 1, 60, 1_062)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        // A 429's block holds for everyone; a shorter block never shortens it (GREATEST).
+        workers[0].block_at("pexels:k", 5_000).await.unwrap();
+        workers[1].block_at("pexels:k", 4_000).await.unwrap();
+        assert_eq!(
+            workers[2]
+                .take_at("pexels:k", 100, 3_600, 1_000)
+                .await
+                .unwrap(),
+            Err(5_000)
+        );
+        assert_eq!(
+            workers[2]
+                .take_at("pexels:k", 100, 3_600, 5_000)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+    }
+}
