@@ -1,4 +1,4 @@
-//! Workers on the shared queue, as real processes over a real PostgreSQL: a worker
+//! Workers on the shared queue, as real processes over a real `PostgreSQL`: a worker
 //! killed mid-render, a zombie that wakes after its lease passed on, and budgets shared
 //! by every worker. Leases are shortened (`FACTORY_LEASE_MS`) so takeovers take seconds.
 
@@ -43,30 +43,47 @@ fn factory(dir: &Path, queue: &str) -> Factory {
         .env("FACTORY_HEARTBEAT_MS", HEARTBEAT_MS)
 }
 
-/// A `factory worker` left running, its output in `dir/<name>.log`.
-fn spawn_worker(dir: &Path, queue: &str, name: &str) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    factory(dir, queue)
-        .args(["worker", "--renders", "1", "--network", "4", "--name", name])
-        .command()
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A `factory worker` process; killed when dropped, so a failing test leaves none behind.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
 }
 
-fn signal(child: &Child, sig: i32) {
+/// A `factory worker` left running, its output in `dir/<name>.log`.
+fn spawn_worker(dir: &Path, queue: &str, name: &str) -> Worker {
+    worker_with(factory(dir, queue), dir, name)
+}
+
+fn worker_with(f: Factory, dir: &Path, name: &str) -> Worker {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Worker(
+        f.args(["worker", "--renders", "1", "--network", "4", "--name", name])
+            .command()
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn signal(worker: &Worker, sig: i32) {
     // SAFETY: `kill` on the pid of a child this test started and has not reaped.
-    let pid = i32::try_from(child.id()).unwrap();
+    let pid = i32::try_from(worker.0.id()).unwrap();
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
 }
 
 /// Stops a worker with SIGTERM and waits for it.
-fn stop(mut child: Child) {
-    signal(&child, libc::SIGTERM);
+fn stop(mut worker: Worker) {
+    signal(&worker, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    while worker.0.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "a worker did not stop on SIGTERM"
@@ -199,7 +216,7 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
     enqueue(dir, &queue, 30);
     // Enqueueing again adds nothing: a job is on the queue once.
     enqueue(dir, &queue, 0);
-    let mut workers: Vec<(String, Child)> = ["w1", "w2", "w3"]
+    let mut workers: Vec<(String, Worker)> = ["w1", "w2", "w3"]
         .iter()
         .map(|n| ((*n).to_owned(), spawn_worker(dir, &queue, n)))
         .collect();
@@ -209,7 +226,7 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
     assert!(rendering_on(&seen, "w1").is_some());
     let (_, mut w1) = workers.remove(0);
     signal(&w1, libc::SIGKILL);
-    w1.wait().unwrap();
+    w1.0.wait().unwrap();
     // What w1 held when it died: its rows stay until the library re-queues its tasks.
     let dead = status(dir, &queue);
     let held: Vec<(String, String)> = dead["jobs"]
@@ -232,7 +249,8 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
     let done = wait_for(
         dir,
         &queue,
-        Duration::from_secs(900),
+        // Generous: the machine may be shared; alone it takes a few minutes.
+        Duration::from_secs(2400),
         "every job to be done",
         |s| count(s, "done") == 30,
     );
@@ -459,24 +477,14 @@ async fn three_workers_share_tiktoks_init_window_and_an_accounts_pending_cap_def
         .run();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["enqueued"], 12, "{out:?}");
-    let workers: Vec<Child> = ["b1", "b2", "b3"]
+    let workers: Vec<Worker> = ["b1", "b2", "b3"]
         .iter()
-        .map(|name| {
-            let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-            with_tiktok(factory(dir, &queue))
-                .args(["worker", "--renders", "1", "--network", "4", "--name", name])
-                .command()
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|name| worker_with(with_tiktok(factory(dir, &queue)), dir, name))
         .collect();
     let end = wait_for(
         dir,
         &queue,
-        Duration::from_secs(900),
+        Duration::from_secs(1800),
         "ten drafts and two deferred jobs",
         |s| count(s, "done") == 10 && count(s, "deferred") == 2,
     );
@@ -523,7 +531,7 @@ async fn three_workers_share_tiktoks_init_window_and_an_accounts_pending_cap_def
 }
 
 mod queue_store {
-    //! The queue's own SQL against a real PostgreSQL, without processes.
+    //! The queue's own SQL against a real `PostgreSQL`, without processes.
 
     use std::time::Duration;
 
@@ -717,4 +725,42 @@ mod queue_store {
             Ok(())
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_a_running_render_back_at_once_and_another_worker_finishes_it() {
+    let queue = pg::shared().url();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    recipe(dir, &["Handback".to_owned()]);
+    enqueue(dir, &queue, 1);
+    let first = spawn_worker(dir, &queue, "first");
+    wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(300),
+        "the first worker to render",
+        |s| rendering_on(s, "first").is_some(),
+    );
+    stop(first);
+    // Handed back, not left to expire: waiting for a render slot, with no lease held.
+    let back = status(dir, &queue);
+    assert_eq!(back["jobs"][0]["state"], "waiting", "{back:#}");
+    assert_eq!(back["jobs"][0]["phase"], "render", "{back:#}");
+    assert!(back["jobs"][0]["worker"].is_null(), "{back:#}");
+    let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
+    assert!(log.contains("render: interrupted"), "{log}");
+    let second = spawn_worker(dir, &queue, "second");
+    let done = wait_for(
+        dir,
+        &queue,
+        Duration::from_secs(300),
+        "the second worker to finish",
+        |s| count(s, "done") == 1,
+    );
+    stop(second);
+    // Network, the render handed back, the render again, publishing.
+    assert_eq!(done["jobs"][0]["attempt"], 4, "{done:#}");
+    assert_eq!(drafts(dir), 1);
+    assert_eq!(notices(dir).len(), 1);
 }
