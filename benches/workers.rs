@@ -66,6 +66,7 @@ fn done(dir: &Path, queue: &str) -> usize {
 fn render_seconds(dir: &Path) -> f64 {
     let db = dir.join("state/factory.db");
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {

@@ -364,31 +364,23 @@ impl QueueStore {
         token: i64,
         stage: Option<&str>,
     ) -> Result<(), QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let held = sqlx::query(&format!(
-            "UPDATE factory_queue.leases SET stage = COALESCE($3, stage) \
-             WHERE job_id = $1 AND token = $2 AND expires_ms >= {NOW_MS}"
+        // One statement, one round trip: the lease checked (and the stage recorded on it
+        // and on the queue's row) only while `token` holds it.
+        let held: i64 = sqlx::query_scalar(&format!(
+            "WITH held AS (UPDATE factory_queue.leases SET stage = COALESCE($3, stage) \
+               WHERE job_id = $1 AND token = $2 AND expires_ms >= {NOW_MS} RETURNING job_id), \
+             shown AS (UPDATE factory_queue.jobs SET stage = $3 \
+               WHERE $3 IS NOT NULL AND job_id IN (SELECT job_id FROM held) AND token = $2) \
+             SELECT COUNT(*) FROM held"
         ))
         .bind(job)
         .bind(token)
         .bind(stage)
-        .execute(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        if held.rows_affected() != 1 {
-            drop(tx);
+        if held != 1 {
             return Err(self.lost(job, token).await);
         }
-        if stage.is_some() {
-            sqlx::query(
-                "UPDATE factory_queue.jobs SET stage = $3 WHERE job_id = $1 AND token = $2",
-            )
-            .bind(job)
-            .bind(token)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
