@@ -132,9 +132,11 @@ pub async fn run(args: &WorkerArgs, opts: &Options, queue: &QueueArgs) -> CmdRes
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let renders = args.renders.unwrap_or((cores / 2).max(1)).max(1);
     let network = args.network.max(1);
-    let connections = u32::try_from(renders + network)
+    // Each slot's fenced writes, each lease's heartbeat, the library's polling and
+    // heartbeats: twice the slots and a few more, so a slow database queues no one.
+    let connections = u32::try_from((renders + network) * 2)
         .unwrap_or(u32::MAX)
-        .saturating_add(4);
+        .saturating_add(6);
     let queue = queue.connect(connections).await?;
     let store = Store::open(&opts.state_dir).await?;
     // No stale-work sweep here: the work folders belong to the other workers' stages.

@@ -112,29 +112,64 @@ impl Worker {
             timing: self.timing.clone(),
             notes,
         });
+        // A slot whose library worker stops on an error (a database that did not answer
+        // its heartbeat in time) starts again: a worker runs until it is told to stop.
         let slot = |phase: Phase, slots: usize| {
-            let config =
-                QueueStore::config(phase, self.timing.heartbeat, self.timing.orphaned_after());
-            let storage = PostgresStorage::<QueueTask>::new_with_config(queue.pool(), &config);
-            let handler = Handler {
-                shared: Arc::clone(&shared),
-                phase,
-            };
+            let shared = Arc::clone(&shared);
+            let queue = queue.clone();
+            let timing = self.timing.clone();
+            let name = format!("{}/{}", self.name, phase.as_str());
             let mut stop = stop.clone();
-            WorkerBuilder::new(format!("{}/{}", self.name, phase.as_str()))
-                .backend(storage)
-                .layer(tower::limit::ConcurrencyLimitLayer::new(slots.max(1)))
-                .build(handler)
-                .run_until(async move {
-                    stop.wait_for(|s| *s).await.ok();
-                    Ok::<(), std::io::Error>(())
-                })
+            async move {
+                loop {
+                    let config =
+                        QueueStore::config(phase, timing.heartbeat, timing.orphaned_after());
+                    let storage =
+                        PostgresStorage::<QueueTask>::new_with_config(queue.pool(), &config);
+                    let handler = Handler {
+                        shared: Arc::clone(&shared),
+                        phase,
+                    };
+                    let mut until = stop.clone();
+                    let ran = WorkerBuilder::new(&name)
+                        .backend(storage)
+                        .layer(tower::limit::ConcurrencyLimitLayer::new(slots.max(1)))
+                        .build(handler)
+                        .run_until(async move {
+                            until.wait_for(|s| *s).await.ok();
+                            Ok::<(), std::io::Error>(())
+                        })
+                        .await;
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if let Err(e) = ran {
+                        (shared.notes)(format!(
+                            "the {} slots stopped ({e}); starting them again",
+                            phase.as_str()
+                        ));
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
         };
-        let render = slot(Phase::Render, self.renders);
-        let network = slot(Phase::Network, self.network);
-        let (r, n) = tokio::join!(render, network);
-        r.and(n)
-            .map_err(|e| format!("the queue worker stopped: {e}"))
+        tokio::join!(
+            slot(Phase::Render, self.renders),
+            slot(Phase::Network, self.network)
+        );
+        Ok(())
+    }
+}
+
+/// Stops a lease's heartbeat however its phase ends, a dropped one included.
+struct Beating(tokio::task::JoinHandle<()>);
+
+impl Drop for Beating {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -206,9 +241,12 @@ async fn handle(shared: &Shared, phase: Phase, task: &QueueTask) -> Result<Strin
     };
     let acquired = started.elapsed();
     let lease = Arc::new(PgLease::new(q.clone(), task.job.clone(), token));
-    let beat = tokio::spawn(heartbeat(Arc::clone(&lease), shared.timing.clone()));
+    let beat = Beating(tokio::spawn(heartbeat(
+        Arc::clone(&lease),
+        shared.timing.clone(),
+    )));
     let result = run_phase(shared, phase, task, token, &lease).await;
-    beat.abort();
+    drop(beat);
     if let Ok(done) = &result {
         let (fenced, writes) = lease.spent();
         (shared.notes)(format!(
