@@ -80,7 +80,7 @@ impl Store {
     /// over the last `recent` executions of that stage: what an ETA is made from.
     pub async fn stage_durations(&self, recent: i64) -> Result<HashMap<String, f64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT stage, AVG(seconds) AS seconds FROM ( \
+            "SELECT stage, CAST(AVG(seconds) AS DOUBLE PRECISION) AS seconds FROM ( \
                SELECT stage, finished_at - started_at AS seconds, \
                       ROW_NUMBER() OVER (PARTITION BY stage ORDER BY finished_at DESC) AS n \
                FROM stages WHERE status = 'done' AND started_at IS NOT NULL AND finished_at IS NOT NULL \

@@ -57,8 +57,15 @@ fn drafts(state: &Path, jobs: &serde_json::Value) -> Vec<(String, f64)> {
             continue;
         }
         let id = job["id"].as_str().expect("an id");
-        let video = dir.join(format!("{id}.mp4"));
-        if video.is_file() {
+        // Drafts are named `<topic>-<voice>-<first 8 digits of the id>.mp4`.
+        let suffix = format!("-{}.mp4", &id[..8]);
+        let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(&suffix))
+        });
+        if let Some(video) = found {
             out.push((job["voice"].as_str().unwrap().to_owned(), duration(&video)));
         }
     }

@@ -337,7 +337,11 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
     .await;
     assert_eq!(edited.code, 0, "{}", edited.stderr);
     assert_eq!(fakes.counts(), before, "cached stages make no request");
-    assert_eq!(drafts(&state).len(), 6, "three new drafts beside the old");
+    assert_eq!(
+        drafts(&state).len(),
+        3,
+        "the three new drafts replace the ones they supersede"
+    );
     outputs.push(edited);
 
     // No key anywhere: not in what the runs printed, not in any file they left.

@@ -270,7 +270,7 @@ async fn a_voice_edit_runs_the_voice_and_everything_after_it_and_totals_count_th
     project.record_run().await;
     project.edit(
         &RECIPE
-            .replace("rate: 155", "rate: 140")
+            .replace("rate: 155 }", "rate: 155, pitch: 60 }")
             .replace("topic: [Owls, Bats]", "topic: [Owls, Bats, Moths]"),
     );
     let out = project.plan(&[]);

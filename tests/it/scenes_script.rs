@@ -121,10 +121,16 @@ fn a_rows_own_words_are_spoken_as_written_by_the_voice_of_its_language() {
     assert_eq!(spec["voice"]["language"], "fr");
     assert_eq!(spec["title"], "Hiboux (fr)");
 
-    let sidecar: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(state.join("drafts/animal-rows").join(format!("{id}.json"))).unwrap(),
-    )
-    .unwrap();
+    // Drafts are named `<topic>-<voice>-<first 8 digits of the id>`, the sidecar beside.
+    let suffix = format!("-{}.json", &id[..8]);
+    let sidecar = std::fs::read_dir(state.join("drafts/animal-rows"))
+        .expect("the drafts folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&suffix))
+        .expect("the sidecar");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
     assert_eq!(sidecar["title"], "Hiboux (fr)", "{sidecar}");
 }
 

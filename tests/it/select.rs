@@ -49,13 +49,14 @@ async fn plan_and_jobs_list_show_only_what_is_selected() {
         .args(["jobs", "list", "--select", "voice=narrator", "--limit", "1"])
         .run();
     assert_eq!(list.code, 0, "{list:?}");
-    assert_eq!(list.stdout.lines().count(), 1, "{}", list.stdout);
+    // A header, then the one job.
+    assert_eq!(list.stdout.lines().count(), 2, "{}", list.stdout);
     assert!(list.stdout.contains("narrator"), "{}", list.stdout);
     let bats = project
         .factory()
         .args(["jobs", "list", "--select", "topic=bat*"])
         .run();
-    assert_eq!(bats.stdout.lines().count(), 2, "{}", bats.stdout);
+    assert_eq!(bats.stdout.lines().count(), 3, "{}", bats.stdout);
     crate::support::tmp_filters(project.path()).bind(|| {
         insta::assert_snapshot!("jobs_list_selected", bats.stdout);
         insta::assert_snapshot!("plan_selected", brit.stdout);
