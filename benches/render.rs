@@ -1,7 +1,9 @@
 //! Our render against a hand-written ffmpeg command with the same encoder settings on the
-//! same inputs, runs alternating: the graph we build, plus the verification we do after,
-//! should cost next to nothing over what a person would type. Prints both wall times and
-//! the ratio. Run with `cargo bench --bench render`.
+//! same inputs, runs alternating: the graph we build, plus the loudness measurement, the
+//! verification and the quality gates we run after, should cost next to nothing over what
+//! a person would type. Then the per-scene render of 8 scenes (8 clips cut on the
+//! narration's scene starts) against the 5-clip render of the same length. Prints wall
+//! and CPU times and the ratios. Run with `cargo bench --bench render`.
 
 // A benchmark reports its measurements on the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -10,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use tiktok_factory::media::{self, CaptionStyle, RenderSpec, Tools};
+use tiktok_factory::media::{self, CaptionStyle, GateSpec, RenderSpec, Tools};
 use tiktok_factory::providers::offline::{Espeak, GeneratedFootage, OfflineWriter};
 use tiktok_factory::providers::{
     FootageRequest, FootageSource, ScriptRequest, ScriptWriter, Voice, VoiceRequest,
@@ -18,8 +20,10 @@ use tiktok_factory::providers::{
 
 const RUNS: usize = 3;
 const CLIPS: u32 = 5;
+const SCENES: usize = 8;
 const SECONDS: u32 = 45;
 const TARGET_RATIO: f64 = 1.10;
+const SCENES_TARGET_RATIO: f64 = 1.15;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let request = FootageRequest {
         query: String::new(),
-        clips: CLIPS,
+        clips: SCENES as u32,
         min_clip_seconds: f64::from(SECONDS) / f64::from(CLIPS) + 1.0,
         avoid: Vec::new(),
         variant: 1,
@@ -53,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             models: Vec::new(),
             temperature: None,
             seed: None,
+            pace: tiktok_factory::providers::Pace::default(),
         })
         .await?;
     let voice_dir = dir.join("voice");
@@ -72,18 +77,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let mut spec = RenderSpec::new(
-        clips.iter().map(|clip| clip.path.clone()).collect(),
+        clips[..CLIPS as usize]
+            .iter()
+            .map(|clip| clip.path.clone())
+            .collect(),
         narration.audio.clone(),
         narration.duration,
         dir.join("ours.mp4"),
     );
     spec.captions = Some(captions.clone());
     let mut hand = hand_written(&tools, &spec, &dir.join("hand.mp4"));
+    // What the render stage asks for: the gates, the captions checked against the words.
+    spec.gates = Some(GateSpec {
+        stills: Vec::new(),
+        captions: Some((
+            captions.clone(),
+            narration.words.iter().map(|w| w.word.clone()).collect(),
+        )),
+        target_lufs: media::TARGET_LUFS,
+        seconds: narration.duration,
+        max_seconds: 600.0,
+        fps: spec.fps,
+    });
+    // 8 scenes: the spoken lines' starts, merged into 8 when there are more.
+    let spoken = script.spoken();
+    let starts =
+        tiktok_factory::stages::render::scene_starts(&spoken, &narration.words, narration.duration);
+    let mut scenes = spec.clone();
+    scenes.clips = clips.iter().map(|clip| clip.path.clone()).collect();
+    scenes.cuts = (1..SCENES)
+        .map(|i| starts[i * starts.len() / SCENES])
+        .collect();
+    scenes.out = dir.join("scenes.mp4");
 
     eprintln!(
-        "narration {:.1} s, {} words; rendering 1080×1920 at {} fps, preset {}, crf {}",
+        "narration {:.1} s, {} words, {} lines; rendering 1080×1920 at {} fps, preset {}, crf {}",
         narration.duration,
         narration.words.len(),
+        spoken.len(),
         spec.fps,
         spec.preset,
         spec.crf
@@ -121,6 +152,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "median cpu:  ours {cpu_ours:.2} s, hand-written {cpu_theirs:.2} s, ratio {:.3}",
         cpu_ours / cpu_theirs
+    );
+
+    println!("run   5 clips: wall  cpu      8 scenes: wall     cpu");
+    let (mut five, mut eight) = (Vec::new(), Vec::new());
+    for run in 1..=RUNS {
+        five.push(measure(media::render(&tools, &spec)).await?);
+        eight.push(measure(media::render(&tools, &scenes)).await?);
+        let (a, b) = (five[run - 1], eight[run - 1]);
+        println!(
+            "{run:<5} {:>8.2} s {:>8.2} s       {:>8.2} s {:>8.2} s",
+            a.wall, a.cpu, b.wall, b.cpu
+        );
+    }
+    let (wall_five, wall_eight) = (median(&five, |t| t.wall), median(&eight, |t| t.wall));
+    let (cpu_five, cpu_eight) = (median(&five, |t| t.cpu), median(&eight, |t| t.cpu));
+    let ratio = wall_eight / wall_five;
+    println!(
+        "median wall: 8 scenes {wall_eight:.2} s, 5 clips {wall_five:.2} s, \
+         ratio {ratio:.3} (target ≤ {SCENES_TARGET_RATIO:.2}){}",
+        if ratio <= SCENES_TARGET_RATIO {
+            ""
+        } else {
+            " — over target"
+        }
+    );
+    println!(
+        "median cpu:  8 scenes {cpu_eight:.2} s, 5 clips {cpu_five:.2} s, ratio {:.3}",
+        cpu_eight / cpu_five
     );
     Ok(())
 }

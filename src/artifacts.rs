@@ -13,9 +13,17 @@
 //! lookup verifies the digests of the files before the entry is used, so a corrupted or
 //! truncated file is rebuilt, never delivered. The database is an index and a history;
 //! a CI runner that keeps only this folder repeats no paid call and no side effect.
+//!
+//! With `--artifacts s3://bucket/prefix` ([`s3`]) the folder is a cache in front of the
+//! bucket: a lookup missing here is downloaded and verified, a commit is uploaded, and
+//! effect and job records live in the bucket, so runners that share it share all this.
 
+pub mod s3;
+
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,6 +51,16 @@ pub enum ArtifactError {
     Empty(PathBuf),
     #[error("stage output names `{0}`, which is not inside its work directory")]
     Outside(PathBuf),
+    #[error("`{0}` is not an artifact store; use a folder or `s3://<bucket>/<prefix>`")]
+    BadUrl(String),
+    #[error("the S3 artifact store is not configured: {0}")]
+    Config(String),
+    #[error("artifact store `{location}`: {message}")]
+    Remote { location: String, message: String },
+    #[error(
+        "the side effect `{key}` was claimed by another runner sharing the artifact store; it is not sent twice"
+    )]
+    Claimed { key: String },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
@@ -154,6 +172,11 @@ pub struct JobRecord {
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     root: PathBuf,
+    /// The shared copy on S3, when there is one; `root` is then its cache.
+    remote: Option<Arc<s3::Remote>>,
+    /// The effects this process claimed in the remote ledger (its first intent written
+    /// create-only); its later records of them overwrite.
+    claimed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ArtifactStore {
@@ -168,7 +191,16 @@ impl ArtifactStore {
     pub fn at(root: &Path) -> Self {
         Self {
             root: std::path::absolute(root).unwrap_or_else(|_| root.to_owned()),
+            remote: None,
+            claimed: Arc::default(),
         }
+    }
+
+    /// The same store with `remote` behind it.
+    #[must_use]
+    pub fn with_remote(mut self, remote: s3::Remote) -> Self {
+        self.remote = Some(Arc::new(remote));
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -186,13 +218,143 @@ impl ArtifactStore {
 
     /// The entry for `key`, verified file by file against its manifest; one that fails is
     /// removed, so it is built again. Only writers (holding the state lock) call this.
+    /// With a remote, an entry missing (or corrupt) here is downloaded and verified.
     pub async fn get(&self, stage: &str, key: &str) -> Result<Lookup, ArtifactError> {
         let found = self.inspect(stage, key).await?;
         if let Lookup::Corrupt(_) = &found {
             let dir = self.entry(stage, key);
             tokio::fs::remove_dir_all(&dir).await.map_err(io(&dir))?;
         }
-        Ok(found)
+        if matches!(found, Lookup::Hit(_)) {
+            return Ok(found);
+        }
+        match &self.remote {
+            Some(remote) => match self.download(remote, stage, key).await? {
+                Lookup::Miss => Ok(found),
+                downloaded => Ok(downloaded),
+            },
+            None => Ok(found),
+        }
+    }
+
+    fn remote_entry(stage: &str, key: &str) -> String {
+        format!("{stage}/{key}/{MANIFEST}")
+    }
+
+    fn remote_blob(stage: &str, key: &str, sha256: &str) -> String {
+        format!("{stage}/{key}/blobs/{sha256}")
+    }
+
+    /// The remote entry, downloaded into place and verified; `Corrupt` when its files
+    /// do not match its manifest (nothing is kept), `Miss` when there is none.
+    async fn download(
+        &self,
+        remote: &s3::Remote,
+        stage: &str,
+        key: &str,
+    ) -> Result<Lookup, ArtifactError> {
+        let Some(bytes) = remote.get(&Self::remote_entry(stage, key)).await? else {
+            return Ok(Lookup::Miss);
+        };
+        let location = format!("{}{}", remote.url(), Self::remote_entry(stage, key));
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => return Ok(Lookup::Corrupt(format!("`{location}` is unreadable: {e}"))),
+        };
+        if manifest.stage != stage || manifest.key != key {
+            return Ok(Lookup::Corrupt(format!(
+                "`{location}` describes another entry"
+            )));
+        }
+        let work = self.workdir(stage, key).await?;
+        for f in &manifest.files {
+            let path = work.join(&f.path);
+            if !path.starts_with(&work) || f.path.contains("..") {
+                tokio::fs::remove_dir_all(&work).await.map_err(io(&work))?;
+                return Ok(Lookup::Corrupt(format!("`{location}` names `{}`", f.path)));
+            }
+            let Some(data) = remote
+                .get(&Self::remote_blob(stage, key, &f.sha256))
+                .await?
+            else {
+                tokio::fs::remove_dir_all(&work).await.map_err(io(&work))?;
+                return Ok(Lookup::Corrupt(format!("`{location}` misses `{}`", f.path)));
+            };
+            if let Some(parent) = path.parent() {
+                create_private_dir(parent).map_err(io(parent))?;
+            }
+            write_atomically(&path, &data)?;
+        }
+        if let Some(problem) = verify(&work, &manifest).await {
+            tokio::fs::remove_dir_all(&work).await.map_err(io(&work))?;
+            return Ok(Lookup::Corrupt(format!(
+                "downloaded from `{location}`: {problem}"
+            )));
+        }
+        write_atomically(&work.join(MANIFEST), &bytes)?;
+        let dest = self.entry(stage, key);
+        if dest.exists() {
+            tokio::fs::remove_dir_all(&dest).await.map_err(io(&dest))?;
+        }
+        tokio::fs::rename(&work, &dest).await.map_err(io(&dest))?;
+        Ok(Lookup::Hit(Hit {
+            dir: dest,
+            manifest,
+        }))
+    }
+
+    /// Uploads a committed entry: its files by content, then its manifest, written once.
+    /// When another runner wrote the entry first, theirs replaces ours here.
+    async fn publish(&self, remote: &s3::Remote, hit: Hit) -> Result<Hit, ArtifactError> {
+        let (stage, key) = (hit.manifest.stage.clone(), hit.manifest.key.clone());
+        if remote.exists(&Self::remote_entry(&stage, &key)).await? {
+            return self.adopt(remote, hit).await;
+        }
+        for f in &hit.manifest.files {
+            remote
+                .put_file(
+                    &Self::remote_blob(&stage, &key, &f.sha256),
+                    &hit.path(&f.path),
+                    false,
+                )
+                .await?;
+        }
+        let manifest = tokio::fs::read(hit.path(MANIFEST))
+            .await
+            .map_err(io(&hit.path(MANIFEST)))?;
+        let written = remote
+            .put(&Self::remote_entry(&stage, &key), manifest.into(), true)
+            .await?;
+        if written {
+            Ok(hit)
+        } else {
+            self.adopt(remote, hit).await
+        }
+    }
+
+    /// Takes the remote entry in place of ours (the first writer's entry is the one every
+    /// runner builds on); ours stays when theirs does not verify.
+    async fn adopt(&self, remote: &s3::Remote, ours: Hit) -> Result<Hit, ArtifactError> {
+        let (stage, key) = (ours.manifest.stage.clone(), ours.manifest.key.clone());
+        let keep = self.root.join(&stage).join(format!(
+            "{WORK_PREFIX}{key}-ours-{:016x}",
+            fastrand::u64(..)
+        ));
+        tokio::fs::rename(&ours.dir, &keep)
+            .await
+            .map_err(io(&keep))?;
+        match self.download(remote, &stage, &key).await? {
+            Lookup::Hit(theirs) => {
+                tokio::fs::remove_dir_all(&keep).await.map_err(io(&keep))?;
+                Ok(theirs)
+            }
+            _ => {
+                tokio::fs::rename(&keep, &ours.dir)
+                    .await
+                    .map_err(io(&ours.dir))?;
+                Ok(ours)
+            }
+        }
     }
 
     /// Like [`ArtifactStore::get`], but changes nothing: for readers (`plan`, `doctor`).
@@ -274,10 +436,14 @@ impl ArtifactStore {
             }
         }
         tokio::fs::rename(work, &dest).await.map_err(io(&dest))?;
-        Ok(Hit {
+        let hit = Hit {
             dir: dest,
             manifest,
-        })
+        };
+        match &self.remote {
+            Some(remote) => self.publish(remote, hit).await,
+            None => Ok(hit),
+        }
     }
 
     /// Removes work directories that no live build owns. The caller holds the state
@@ -341,36 +507,78 @@ impl ArtifactStore {
     }
 
     /// The ledger entry of one side effect, read from disk every time.
-    pub fn effect(&self, key: &str) -> Result<Option<EffectRecord>, ArtifactError> {
-        read_record(&self.effect_path(key))
+    /// With a remote, the remote record is the one that counts.
+    pub async fn effect(&self, key: &str) -> Result<Option<EffectRecord>, ArtifactError> {
+        match &self.remote {
+            Some(remote) => remote_record(remote, &format!("{EFFECTS}/{key}.json")).await,
+            None => read_record(&self.effect_path(key)),
+        }
     }
 
     /// Writes a ledger entry durably (temp file, fsync, rename) before returning.
-    pub fn put_effect(&self, record: &EffectRecord) -> Result<(), ArtifactError> {
+    /// With a remote, the record goes there too; the first intent of an effect is
+    /// written only if there is no record yet, so of two runners one claims it and the
+    /// other gets [`ArtifactError::Claimed`].
+    pub async fn put_effect(&self, record: &EffectRecord) -> Result<(), ArtifactError> {
         let path = self.effect_path(&record.key);
-        write_atomically(
-            &path,
-            &serde_json::to_vec_pretty(record).unwrap_or_default(),
-        )
+        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+        if let Some(remote) = &self.remote {
+            let claim = record.status == EffectStatus::Intent
+                && record.attempts <= 1
+                && !self.claimed().contains(&record.key);
+            let relative = format!("{EFFECTS}/{}.json", record.key);
+            if !remote.put(&relative, bytes.clone().into(), claim).await? {
+                return Err(ArtifactError::Claimed {
+                    key: record.key.clone(),
+                });
+            }
+            if claim {
+                self.claimed().insert(record.key.clone());
+            }
+        }
+        write_atomically(&path, &bytes)
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn job_path(&self, id: &str) -> PathBuf {
         self.root.join(JOBS).join(format!("{id}.json"))
     }
 
-    pub fn put_job(&self, record: &JobRecord) -> Result<(), ArtifactError> {
-        write_atomically(
-            &self.job_path(&record.id),
-            &serde_json::to_vec_pretty(record).unwrap_or_default(),
-        )
+    pub async fn put_job(&self, record: &JobRecord) -> Result<(), ArtifactError> {
+        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+        if let Some(remote) = &self.remote {
+            let relative = format!("{JOBS}/{}.json", record.id);
+            remote.put(&relative, bytes.clone().into(), false).await?;
+        }
+        write_atomically(&self.job_path(&record.id), &bytes)
     }
 
-    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, ArtifactError> {
-        read_record(&self.job_path(id))
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, ArtifactError> {
+        match &self.remote {
+            Some(remote) => remote_record(remote, &format!("{JOBS}/{id}.json")).await,
+            None => read_record(&self.job_path(id)),
+        }
     }
 
-    /// Every finished job recorded here.
-    pub fn jobs(&self) -> Result<Vec<JobRecord>, ArtifactError> {
+    /// Every finished job recorded here (with a remote: there).
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>, ArtifactError> {
+        if let Some(remote) = &self.remote {
+            let mut jobs = Vec::new();
+            for relative in remote.list(&format!("{JOBS}/")).await? {
+                if relative.ends_with(".json")
+                    && let Some(job) = remote_record(remote, &relative).await?
+                {
+                    jobs.push(job);
+                }
+            }
+            jobs.sort_by(|a: &JobRecord, b| a.id.cmp(&b.id));
+            return Ok(jobs);
+        }
         let dir = self.root.join(JOBS);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -390,9 +598,32 @@ impl ArtifactStore {
         Ok(jobs)
     }
 
+    /// Deletes an entry from the shared bucket (its manifest first, so no runner sees it
+    /// half gone); the local copy is the caller's. Without a remote, nothing to do.
+    pub async fn forget_remote_entry(&self, stage: &str, key: &str) -> Result<(), ArtifactError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        remote.delete(&Self::remote_entry(stage, key)).await?;
+        for blob in remote.list(&format!("{stage}/{key}/blobs/")).await? {
+            remote.delete(&blob).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets a job: its record and its ledger entries (for `purge`).
-    pub fn forget_job(&self, id: &str) -> Result<(), ArtifactError> {
+    pub async fn forget_job(&self, id: &str) -> Result<(), ArtifactError> {
         remove_if_there(&self.job_path(id))?;
+        if let Some(remote) = &self.remote {
+            remote.delete(&format!("{JOBS}/{id}.json")).await?;
+            for relative in remote.list(&format!("{EFFECTS}/")).await? {
+                if let Some(record) = remote_record::<EffectRecord>(remote, &relative).await?
+                    && record.job == id
+                {
+                    remote.delete(&relative).await?;
+                }
+            }
+        }
         let dir = self.root.join(EFFECTS);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
@@ -407,6 +638,21 @@ impl ArtifactStore {
         }
         Ok(())
     }
+}
+
+async fn remote_record<T: serde::de::DeserializeOwned>(
+    remote: &s3::Remote,
+    relative: &str,
+) -> Result<Option<T>, ArtifactError> {
+    let Some(bytes) = remote.get(relative).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ArtifactError::Unreadable {
+            path: PathBuf::from(format!("{}{relative}", remote.url())),
+            message: e.to_string(),
+        })
 }
 
 fn remove_if_there(path: &Path) -> Result<(), ArtifactError> {
@@ -677,8 +923,8 @@ mod tests {
         assert!(matches!(err, ArtifactError::Empty(_)));
     }
 
-    #[test]
-    fn effect_and_job_records_round_trip_and_are_forgotten_together() {
+    #[tokio::test]
+    async fn effect_and_job_records_round_trip_and_are_forgotten_together() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
         let record = EffectRecord {
@@ -692,8 +938,8 @@ mod tests {
             error: None,
             updated_at: 1,
         };
-        store.put_effect(&record).unwrap();
-        assert_eq!(store.effect("e1").unwrap(), Some(record));
+        store.put_effect(&record).await.unwrap();
+        assert_eq!(store.effect("e1").await.unwrap(), Some(record));
         store
             .put_job(&JobRecord {
                 id: "j1".into(),
@@ -705,10 +951,11 @@ mod tests {
                 stages: vec![],
                 finished_at: 2,
             })
+            .await
             .unwrap();
-        assert_eq!(store.jobs().unwrap().len(), 1);
-        store.forget_job("j1").unwrap();
-        assert!(store.jobs().unwrap().is_empty());
-        assert_eq!(store.effect("e1").unwrap(), None);
+        assert_eq!(store.jobs().await.unwrap().len(), 1);
+        store.forget_job("j1").await.unwrap();
+        assert!(store.jobs().await.unwrap().is_empty());
+        assert_eq!(store.effect("e1").await.unwrap(), None);
     }
 }

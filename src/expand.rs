@@ -29,12 +29,63 @@ const FUEL: u64 = 100_000;
 
 /// Diagnostic codes about template strings themselves, meaningful even when the
 /// recipe has other mistakes.
-pub const TEMPLATE_CODES: [&str; 4] = [
+pub const TEMPLATE_CODES: [&str; 5] = [
     "template-syntax",
     "template-unbounded",
     "undefined-variable",
+    "unknown-filter",
     "reserved-var",
 ];
+
+/// Filter names minijinja may provide, for the did-you-mean of an unknown one; only
+/// those the environment really has are offered.
+const FILTER_NAMES: &[&str] = &[
+    "abs",
+    "attr",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "max",
+    "min",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+
+/// Whether the template environment has a filter of this name: a one-line template
+/// using it renders, or fails for any other reason than an unknown filter.
+fn has_filter(env: &Environment<'_>, name: &str) -> bool {
+    env.render_str(&format!("{{{{ '' | {name} }}}}"), ())
+        .map_or_else(
+            |e| e.kind() != minijinja::ErrorKind::UnknownFilter,
+            |_| true,
+        )
+}
 
 /// The longest each rendered string may be, in characters. A caption is what TikTok
 /// accepts (2,200); a hashtag, a title and a footage query are far shorter in practice.
@@ -45,6 +96,9 @@ pub mod bounds {
     pub const PROMPT: usize = 20_000;
     pub const CTA: usize = 300;
     pub const QUERY: usize = 200;
+    /// A narration of one's own: about five minutes of speech, and what ElevenLabs'
+    /// smallest per-request limit takes.
+    pub const TEXT: usize = 5_000;
     /// Any value a filter makes while rendering (`replace`, `join`), in bytes.
     pub const VALUE_BYTES: usize = 4 * PROMPT;
     /// Operators (`~`, `+`, `|`) one template string may use. With no loops, sets or
@@ -112,6 +166,9 @@ pub struct ScriptSpec {
     pub seed: Option<u64>,
     pub seconds: u32,
     pub cta: Option<String>,
+    /// A `text` script's narration, rendered; absent for the writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +178,9 @@ pub struct FootageSpec {
     /// Relative to the recipe directory.
     pub dir: Option<String>,
     pub clips: u32,
+    /// Per scene (the default) or per video; left out of the spec's JSON when per scene.
+    #[serde(default, skip_serializing_if = "crate::recipe::FootagePer::is_scene")]
+    pub per: crate::recipe::FootagePer,
 }
 
 /// One job of a recipe.
@@ -177,6 +237,7 @@ pub fn canonical_json(value: &Value) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Field {
     Prompt,
+    Text,
     Cta,
     Query,
     Title,
@@ -189,6 +250,7 @@ impl Field {
     fn bound(self) -> usize {
         match self {
             Self::Prompt => bounds::PROMPT,
+            Self::Text => bounds::TEXT,
             Self::Cta => bounds::CTA,
             Self::Query => bounds::QUERY,
             Self::Title => bounds::TITLE,
@@ -200,6 +262,7 @@ impl Field {
     fn name(self) -> &'static str {
         match self {
             Self::Prompt => "script.prompt",
+            Self::Text => "script.text",
             Self::Cta => "script.cta",
             Self::Query => "footage.query",
             Self::Title => "title",
@@ -211,6 +274,7 @@ impl Field {
     fn pointer(self) -> String {
         match self {
             Self::Prompt => "/script/prompt".into(),
+            Self::Text => "/script/text".into(),
             Self::Cta => "/script/cta".into(),
             Self::Query => "/footage/query".into(),
             Self::Title => "/title".into(),
@@ -224,6 +288,13 @@ fn fields(t: &TemplateDef) -> Vec<(Field, &str)> {
     let mut out = Vec::new();
     if let Some(p) = &t.script.prompt {
         out.push((Field::Prompt, p.as_str()));
+    }
+    if t.script.provider == ScriptProvider::Text {
+        // Without `text`, the narration is the var `script` (a topics file's column).
+        out.push((
+            Field::Text,
+            t.script.text.as_deref().unwrap_or("{{ script }}"),
+        ));
     }
     if let Some(c) = &t.script.cta {
         out.push((Field::Cta, c.as_str()));
@@ -378,6 +449,9 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
     for cell in &r.recipe.batch.matrix.include {
         known.extend(cell.vars.keys().map(String::as_str));
     }
+    for topic in &r.topics {
+        known.extend(topic.vars.keys().map(String::as_str));
+    }
     for (name, t) in &r.templates {
         for (field, text) in fields(&t.value) {
             let key = template_name(name, field);
@@ -387,6 +461,33 @@ pub fn expand(r: &Resolved) -> Result<Vec<Job>, Vec<Diagnostic>> {
             let Ok(tmpl) = env.get_template(&key) else {
                 continue;
             };
+            // An unknown filter is found here, once per string, not once per job at render.
+            let src = r.source(t.origin);
+            let mut told = BTreeSet::new();
+            for (filter, range) in crate::recipe::check::filters_used(text) {
+                if has_filter(&env, &filter) || !told.insert(filter.clone()) {
+                    continue;
+                }
+                let pointer = format!("{}{}", t.pointer, field.pointer());
+                let candidates: Vec<&str> = FILTER_NAMES
+                    .iter()
+                    .copied()
+                    .filter(|f| has_filter(&env, f))
+                    .collect();
+                let hint = crate::recipe::diagnostic::did_you_mean(&filter, candidates)
+                    .unwrap_or_else(|| {
+                        "see the filters minijinja provides; `lower`, `upper`, `title`, `replace` and `trim` are common".to_owned()
+                    });
+                diags.push(
+                    Diagnostic::new(
+                        &src.file,
+                        locate(src, &pointer, text, range),
+                        "unknown-filter",
+                        format!("template filter `{filter}` is not known"),
+                    )
+                    .with_hint(hint),
+                );
+            }
             let mut vars: Vec<String> = tmpl.undeclared_variables(false).into_iter().collect();
             vars.sort();
             for var in vars {
@@ -545,7 +646,7 @@ fn cells(r: &Resolved) -> Vec<CellPlan<'_>> {
                         topic: &topic.text,
                         voice,
                         template,
-                        extra: None,
+                        extra: (!topic.vars.is_empty()).then_some(&topic.vars),
                         pointer: topic.pointer.clone(),
                     });
                 }
@@ -624,6 +725,29 @@ fn render_job(
                 def.video.max_seconds
             ))
             })?;
+    let language = ctx.get("language").and_then(Value::as_str);
+    let voice_def = voice.value.in_language(language).map_err(|known| {
+        r.diag(
+            voice.origin,
+            &voice.pointer,
+            "unknown-language",
+            format!(
+                "voice `{}` has no voice for language `{}` (topic `{}`); it speaks {}",
+                cell.voice,
+                language.unwrap_or_default(),
+                shorten(cell.topic),
+                known
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_hint(format!(
+            "add `{}` under the voice's `languages`",
+            language.unwrap_or_default()
+        ))
+    })?;
     let ctx = minijinja::Value::from_serialize(&ctx);
     let render = |field: Field| -> Result<String, Diagnostic> {
         let name = template_name(cell.template, field);
@@ -679,7 +803,7 @@ fn render_job(
             let src = r.source(t.origin);
             return Err(crate::recipe::check::secret_diag(src, &pointer, what, ""));
         }
-        let lines = matches!(field, Field::Prompt | Field::Caption);
+        let lines = matches!(field, Field::Prompt | Field::Caption | Field::Text);
         if let Some(c) = crate::recipe::check::control_char(&text, lines) {
             return Err(r.diag(
                 t.origin,
@@ -702,13 +826,29 @@ fn render_job(
             Ok(None)
         }
     };
+    let own_words = def.script.provider == ScriptProvider::Text;
     let cta = match opt(def.script.cta.is_some(), Field::Cta)? {
         Some(c) => Some(c),
+        // One's own words end as written: only an explicit `script.cta` is added.
+        None if own_words => None,
         None => base_vars
             .get("cta")
             .or_else(|| cell.extra.and_then(|e| e.get("cta")))
             .and_then(Value::as_str)
             .map(str::to_owned),
+    };
+    let text = match opt(own_words, Field::Text)? {
+        Some(text) if text.trim().is_empty() => {
+            return Err(r
+                .diag(
+                    t.origin,
+                    &format!("{}/script", t.pointer),
+                    "empty-script",
+                    format!("the narration of topic `{}` is empty", shorten(cell.topic)),
+                )
+                .with_hint("give `script.text`, or fill the row's `script` column"));
+        }
+        text => text,
     };
     let mut hashtags = Vec::with_capacity(def.hashtags.len());
     for i in 0..def.hashtags.len() {
@@ -732,14 +872,16 @@ fn render_job(
             seed: s.seed,
             seconds,
             cta,
+            text,
         },
         footage: FootageSpec {
             provider: def.footage.provider,
             query: opt(def.footage.query.is_some(), Field::Query)?,
             dir: def.footage.dir.clone(),
             clips: def.footage.clips,
+            per: def.footage.per,
         },
-        voice: voice.value.clone(),
+        voice: voice_def,
         captions: def.captions.clone(),
         video: def.video.clone(),
         title: render(Field::Title)?,
@@ -1211,5 +1353,138 @@ mod tests {
         assert_eq!(id.to_string(), "01020304050607ff");
         assert_eq!(JobId::parse("01020304050607ff"), Some(id));
         assert_eq!(JobId::parse("xyz"), None);
+    }
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Resolved) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, text).unwrap();
+        let r = crate::recipe::load(&path).unwrap_or_else(|d| panic!("{d:?}"));
+        (tmp, r)
+    }
+
+    const LANGUAGES: &str = "version: 1\nname: r\nvars: { language: en }\nvoices:\n  narrator:\n    provider: espeak\n    voice: en-us\n    language: en\n    languages:\n      fr: { voice: fr-fr }\n      de: { voice: de }\n  any: { provider: espeak, voice: en-gb }\ntemplates:\n  fact:\n    script: { provider: offline, prompt: \"In {{ language }}.\" }\n    title: \"{{ topic }}\"\nbatch:\n  template: fact\n  matrix:\n    topic: [Owls]\n    voice: [narrator, any]\n    include:\n      - { topic: Hiboux, voice: narrator, vars: { language: fr } }\n      - { topic: Eulen, voice: narrator, vars: { language: de } }\n";
+
+    #[test]
+    fn a_language_var_picks_the_voice_for_that_language() {
+        let (_tmp, r) = load_text(LANGUAGES);
+        let jobs = expand(&r).unwrap();
+        let voices: Vec<(&str, &str, Option<&str>)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.spec.topic.as_str(),
+                    j.spec.voice.voice.as_deref().unwrap(),
+                    j.spec.voice.language.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            voices,
+            [
+                ("Owls", "en-us", Some("en")),
+                ("Owls", "en-gb", None),
+                ("Hiboux", "fr-fr", Some("fr")),
+                ("Eulen", "de", Some("de")),
+            ]
+        );
+        assert_eq!(jobs[2].spec.script.prompt.as_deref(), Some("In fr."));
+        assert!(jobs.iter().all(|j| j.spec.voice.languages.is_empty()));
+
+        // Another language for the voice changes no job that does not speak it.
+        let more = LANGUAGES.replace(
+            "      de: { voice: de }\n",
+            "      de: { voice: de }\n      es: { voice: es }\n",
+        );
+        let (_tmp, r) = load_text(&more);
+        let again: Vec<JobId> = expand(&r).unwrap().iter().map(|j| j.id).collect();
+        assert_eq!(again, jobs.iter().map(|j| j.id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_language_the_voice_does_not_speak_is_refused_at_the_voice() {
+        let text = LANGUAGES.replace("vars: { language: de }", "vars: { language: it }");
+        let (_tmp, r) = load_text(&text);
+        let errors = expand(&r).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, "unknown-language");
+        assert_eq!(
+            errors[0].message,
+            "voice `narrator` has no voice for language `it` (topic `Eulen`); it speaks `en`, `de`, `fr`"
+        );
+        assert_eq!(errors[0].line, 6);
+    }
+
+    fn with_topics(
+        recipe: &str,
+        csv: &str,
+    ) -> (tempfile::TempDir, Result<Resolved, Vec<Diagnostic>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("topics.csv"), csv).unwrap();
+        let path = tmp.path().join("r.yaml");
+        std::fs::write(&path, recipe).unwrap();
+        let r = crate::recipe::load(&path);
+        (tmp, r)
+    }
+
+    const OWN_WORDS: &str = "version: 1\nname: r\nvars: { cta: Follow for more. }\nvoices:\n  n: { provider: espeak, voice: en-us }\ntemplates:\n  own:\n    script: { provider: text }\n    title: \"{{ topic }} ({{ mood }})\"\nbatch:\n  template: own\n  matrix: { topics_file: topics.csv, voice: [n] }\n";
+
+    #[test]
+    fn a_script_column_is_the_rows_narration_and_other_columns_are_vars() {
+        let csv = "topic,script,mood\nOwls,\"Owls cannot move their eyes.\nSo they turn their heads.\",calm\nBats,Bats see with sound.,wild\n";
+        let (_tmp, r) = with_topics(OWN_WORDS, csv);
+        let jobs = expand(&r.unwrap()).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            jobs[0].spec.script.text.as_deref(),
+            Some("Owls cannot move their eyes.\nSo they turn their heads.")
+        );
+        assert_eq!(jobs[1].spec.title, "Bats (wild)");
+        // One's own words are not given the project's call to action.
+        assert_eq!(jobs[0].spec.script.cta, None);
+
+        let (_tmp, r) = with_topics(
+            OWN_WORDS,
+            &csv.replace("Bats see with sound.", "Bats hunt moths."),
+        );
+        let again = expand(&r.unwrap()).unwrap();
+        assert_eq!(again[0].id, jobs[0].id);
+        assert_ne!(
+            again[1].id, jobs[1].id,
+            "the row's narration is part of its job"
+        );
+    }
+
+    #[test]
+    fn a_text_script_without_narration_is_refused() {
+        let (_tmp, r) = with_topics(OWN_WORDS, "topic,mood\nOwls,calm\n");
+        let errors = r.unwrap_err();
+        assert!(
+            errors.iter().any(|d| d.code == "missing-key"
+                && d.message.contains("a `text` script needs its narration")),
+            "{errors:?}"
+        );
+        let (_tmp, r) = with_topics(OWN_WORDS, "topic,script,mood\nOwls,,calm\n");
+        let errors = expand(&r.unwrap()).unwrap_err();
+        assert_eq!(errors[0].code, "empty-script", "{errors:?}");
+        assert_eq!(errors[0].message, "the narration of topic `Owls` is empty");
+    }
+
+    #[test]
+    fn an_inline_text_is_a_template_with_its_bound() {
+        let recipe = OWN_WORDS.replace(
+            "{ provider: text }",
+            "{ provider: text, text: \"{{ topic }} are {{ mood }}. Really.\" }",
+        );
+        let (_tmp, r) = with_topics(&recipe, "topic,mood\nOwls,calm\n");
+        let jobs = expand(&r.unwrap()).unwrap();
+        assert_eq!(
+            jobs[0].spec.script.text.as_deref(),
+            Some("Owls are calm. Really.")
+        );
+        let long = "x".repeat(bounds::TEXT + 1);
+        let (_tmp, r) = with_topics(&recipe, &format!("topic,mood\nOwls,{long}\n"));
+        let errors = expand(&r.unwrap()).unwrap_err();
+        assert_eq!(errors[0].code, "too-long", "{errors:?}");
     }
 }

@@ -10,14 +10,48 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use crate::stages::captions::key as captions_key;
-pub use crate::stages::draft::key as draft_key;
-pub use crate::stages::footage::{key as footage_key, variant as footage_variant};
-pub use crate::stages::host::key as host_key;
-pub use crate::stages::notify::key as notify_key;
-pub use crate::stages::render::key as render_key;
-pub use crate::stages::script::key as script_key;
-pub use crate::stages::voice::key as voice_key;
+pub use crate::stages::captions::{inputs as captions_inputs, key as captions_key};
+pub use crate::stages::draft::{inputs as draft_inputs, key as draft_key};
+pub use crate::stages::footage::{
+    inputs as footage_inputs, key as footage_key, planned_key as planned_footage_key,
+    scenes as footage_scenes, variant as footage_variant,
+};
+pub use crate::stages::host::{inputs as host_inputs, key as host_key};
+pub use crate::stages::notify::{inputs as notify_inputs, key as notify_key};
+pub use crate::stages::render::{inputs as render_inputs, key as render_key};
+pub use crate::stages::script::{inputs as script_inputs, key as script_key};
+pub use crate::stages::voice::{inputs as voice_inputs, key as voice_key};
+
+/// The named parts a stage key is hashed from, in hashing order: what `factory why`
+/// compares between two runs. The names are labels only; the key hashes the values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub stage: String,
+    pub version: u32,
+    pub parts: Vec<(String, serde_json::Value)>,
+}
+
+impl Inputs {
+    pub fn new(stage: crate::stages::Stage, version: u32) -> Self {
+        Self {
+            stage: stage.as_str().to_owned(),
+            version,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Adds a named part.
+    pub fn part(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.parts.push((name.to_owned(), value));
+        self
+    }
+
+    /// The stage key these inputs hash to.
+    pub fn key(&self) -> String {
+        let values: Vec<&serde_json::Value> = self.parts.iter().map(|(_, v)| v).collect();
+        stage_key(&self.stage, self.version, &values)
+    }
+}
 
 /// A stage key from its name, version and parts.
 pub fn stage_key(stage: &str, version: u32, parts: &[&serde_json::Value]) -> String {
@@ -101,7 +135,8 @@ batch:
         };
         let spoken = script.spoken();
         let script_k = script_key(&spec);
-        let footage_k = footage_key(&spec, None, &v);
+        let scenes = crate::stages::footage::scenes(&spec, &script);
+        let footage_k = footage_key(&spec, &scenes, None, &v);
         let voice_k = voice_key(&spec, &spoken, &v);
         let captions_k = captions_key(&spec, &voice_k, &v);
         let render_k = render_key(&spec, &footage_k, &voice_k, &captions_k, None, &v);

@@ -18,13 +18,13 @@ use crate::plan::{self, Cached, Prices};
 use crate::privacy::accounts::SealedAccounts;
 use crate::privacy::crypto::{KEY_ENV, Key};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
-use crate::providers::offline::OfflineWriter;
+use crate::providers::offline::{OfflineWriter, TextWriter};
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
 use crate::providers::telegram::{Telegram, TelegramConfigError};
 use crate::providers::tiktok::{Account, AccountStore, TikTokConfig};
-use crate::providers::{ProviderError, Script, ScriptRequest, ScriptWriter, SetupError};
+use crate::providers::{ProviderError, Script, ScriptWriter, SetupError};
 use crate::recipe::{FootageProvider, HostProvider, Resolved, ScriptProvider, VoiceProvider};
 use crate::store::Store;
 
@@ -49,7 +49,20 @@ impl Selected {
     pub fn new(recipe: &Resolved, spec: &JobSpec, runs: bool) -> Self {
         let voice_at = recipe.voices.get(&spec.voice_name).map(|located| {
             let source = recipe.source(located.origin);
-            let pos = source.at(&format!("{}/voice_id", located.pointer));
+            // A job in another language speaks that language's voice id.
+            let pointer = match spec.voice.language.as_deref() {
+                Some(language)
+                    if located
+                        .value
+                        .languages
+                        .get(language)
+                        .is_some_and(|l| l.voice_id.is_some()) =>
+                {
+                    format!("{}/languages/{language}/voice_id", located.pointer)
+                }
+                _ => format!("{}/voice_id", located.pointer),
+            };
+            let pos = source.at(&pointer);
             format!("{}:{}:{}", source.file.path.display(), pos.line, pos.col)
         });
         Self {
@@ -305,23 +318,20 @@ async fn spoken_lines(spec: &JobSpec, artifacts: Option<&ArtifactStore>) -> Opti
     {
         return Some(lines(&script));
     }
-    if spec.script.provider != ScriptProvider::Offline {
+    if !matches!(
+        spec.script.provider,
+        ScriptProvider::Offline | ScriptProvider::Text
+    ) {
         return None;
     }
-    let request = ScriptRequest {
-        topic: spec.topic.clone(),
-        prompt: spec.script.prompt.clone().unwrap_or_default(),
-        seconds: spec.script.seconds,
-        cta: spec.script.cta.clone(),
-        models: spec.script.models.clone(),
-        temperature: spec.script.temperature,
-        seed: spec.script.seed,
+    let request =
+        crate::stages::script::request(spec, crate::stages::script::planned_pace(&spec.voice));
+    let written = if spec.script.provider == ScriptProvider::Text {
+        TextWriter.write(&request).await
+    } else {
+        OfflineWriter.write(&request).await
     };
-    OfflineWriter
-        .write(&request)
-        .await
-        .ok()
-        .map(|script| lines(&script))
+    written.ok().map(|script| lines(&script))
 }
 
 /// Characters of a script that does not exist yet, at the pace the writer is asked for.
@@ -666,8 +676,9 @@ mod tests {
         let spoken: Vec<&str> = spoken.iter().map(String::as_str).collect();
         let actual = plan::spoken_chars(&spoken);
         assert_eq!(characters_needed(&selected, None).await, actual);
-        // The old estimate from `seconds` alone was several times too low.
-        assert!(actual > 5 * estimated_chars(3), "{actual}");
+        // The offline writer sizes a 3-second script to 3 seconds: the estimate from
+        // `seconds` alone is now of the same order as the text.
+        assert!(actual < 3 * estimated_chars(3), "{actual}");
         let at = selected[0].voice_at.as_deref().unwrap();
         assert!(at.ends_with("chars.yaml:4:40"), "{at}");
     }

@@ -15,7 +15,9 @@ use crate::keys::ToolVersions;
 use crate::media::{RenderSpec, Tools};
 use crate::providers::elevenlabs::{ElevenLabs, ElevenLabsVoice, PlanTier};
 use crate::providers::local::{LocalDrafts, LocalHost, LogNotifier};
-use crate::providers::offline::{Espeak, GeneratedFootage, LocalFootage, OfflineWriter};
+use crate::providers::offline::{
+    Espeak, GeneratedFootage, LocalFootage, OfflineWriter, TextWriter,
+};
 use crate::providers::openrouter::OpenRouter;
 use crate::providers::pexels::Pexels;
 use crate::providers::r2::{R2, R2Config};
@@ -49,6 +51,41 @@ pub trait Services: Send + Sync {
     fn versions(&self) -> &ToolVersions;
     /// Digests of input files and folders, computed once per run.
     fn digests(&self) -> &Digests;
+    /// The clips this run's jobs have used, so later jobs of a batch pick others where
+    /// the results allow; `None` when nothing keeps count.
+    fn used_clips(&self) -> Option<&UsedClips> {
+        None
+    }
+}
+
+/// Clip source ids used by the jobs of this run, per recipe.
+#[derive(Debug, Default)]
+pub struct UsedClips(std::sync::Mutex<HashMap<String, Vec<String>>>);
+
+impl UsedClips {
+    /// The clips `recipe`'s jobs have used so far, in the order they were used.
+    pub fn of(&self, recipe: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(recipe)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records clips a job of `recipe` uses.
+    pub fn add(&self, recipe: &str, ids: impl IntoIterator<Item = String>) {
+        let mut used = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = used.entry(recipe.to_owned()).or_default();
+        for id in ids {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    }
 }
 
 /// Digests of the files and folders a recipe names (music, local footage), streamed and
@@ -102,6 +139,7 @@ pub struct Registry {
     tools: Tools,
     versions: ToolVersions,
     digests: Digests,
+    used_clips: UsedClips,
     state_dir: PathBuf,
     store: crate::store::Store,
     /// Where rate budgets are kept: the store, or the shared queue's database on a worker.
@@ -130,6 +168,7 @@ impl Registry {
             tools,
             versions,
             digests: Digests::default(),
+            used_clips: UsedClips::default(),
             state_dir,
             budgets: Arc::new(store.clone()),
             store,
@@ -169,6 +208,7 @@ impl Services for Registry {
     fn script_writer(&self, spec: &ScriptSpec) -> Result<Arc<dyn ScriptWriter>, ProviderError> {
         Ok(match spec.provider {
             ScriptProvider::Offline => Arc::new(OfflineWriter),
+            ScriptProvider::Text => Arc::new(TextWriter),
             ScriptProvider::Openrouter => self
                 .openrouter
                 .get_or_init(|| {
@@ -195,7 +235,10 @@ impl Services for Registry {
                 self.pexels
                     .get_or_init(|| {
                         Pexels::from_env()
-                            .map(|p| p.with_budgets(Arc::clone(&self.budgets)))
+                            .map(|p| {
+                                p.with_budgets(Arc::clone(&self.budgets))
+                                    .sharing_searches()
+                            })
                             .map_err(|e| setup("pexels")(e.to_string()))
                     })
                     .clone()?,
@@ -268,6 +311,10 @@ impl Services for Registry {
 
     fn digests(&self) -> &Digests {
         &self.digests
+    }
+
+    fn used_clips(&self) -> Option<&UsedClips> {
+        Some(&self.used_clips)
     }
 }
 

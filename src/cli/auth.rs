@@ -52,18 +52,25 @@ pub enum TikTokCommand {
     },
 }
 
-pub async fn run(command: AuthCommand, state_dir: &Path, json: bool) -> CmdResult {
+pub async fn run(
+    command: AuthCommand,
+    state_dir: &Path,
+    store: &crate::store::StoreUrl,
+    json: bool,
+) -> CmdResult {
     match command {
         AuthCommand::Tiktok { command } => match command {
             TikTokCommand::Login {
                 account,
                 port,
                 timeout,
-            } => login(state_dir, &account, port, timeout, json).await,
-            TikTokCommand::Status => status(state_dir, json).await,
-            TikTokCommand::Disconnect { account } => disconnect(state_dir, &account, json).await,
+            } => login(state_dir, store, &account, port, timeout, json).await,
+            TikTokCommand::Status => status(store, json).await,
+            TikTokCommand::Disconnect { account } => {
+                disconnect(state_dir, store, &account, json).await
+            }
         },
-        AuthCommand::RotateKey => rotate_key(state_dir, json).await,
+        AuthCommand::RotateKey => rotate_key(state_dir, store, json).await,
     }
 }
 
@@ -80,10 +87,17 @@ fn store_error(e: impl std::fmt::Display) -> Failure {
     Failure::environment(e.to_string())
 }
 
-async fn login(state_dir: &Path, name: &str, port: u16, timeout: u64, json: bool) -> CmdResult {
+async fn login(
+    state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
+    name: &str,
+    port: u16,
+    timeout: u64,
+    json: bool,
+) -> CmdResult {
     let config = config()?;
     let key = key(state_dir)?;
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let oauth = OAuth::new(config).map_err(store_error)?;
     let options = LoginOptions {
         port,
@@ -138,8 +152,8 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-async fn status(state_dir: &Path, json: bool) -> CmdResult {
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+async fn status(store_url: &crate::store::StoreUrl, json: bool) -> CmdResult {
+    let Some(store) = Store::open_read_only(store_url).await? else {
         if json {
             out_json(&json!({ "accounts": [] }));
         } else {
@@ -187,14 +201,19 @@ fn expiry(at: i64, now: i64) -> String {
     }
 }
 
-async fn disconnect(state_dir: &Path, name: &str, json: bool) -> CmdResult {
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+async fn disconnect(
+    state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
+    name: &str,
+    json: bool,
+) -> CmdResult {
+    let Some(store) = Store::open_read_only(store_url).await? else {
         return Err(Failure::invalid(format!(
             "account `{name}` is not connected"
         )));
     };
     store.close().await;
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let accounts = SealedAccounts::new(store.clone(), key(state_dir)?);
     // A key that does not fit still lets the tokens be deleted; only the revoke needs them.
     let loaded = accounts.load(name).await;
@@ -270,7 +289,7 @@ async fn revoke(
     revoked(oauth.revoke(&fresh).await)
 }
 
-async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {
+async fn rotate_key(state_dir: &Path, store_url: &crate::store::StoreUrl, json: bool) -> CmdResult {
     let key_file = crate::privacy::key_file(state_dir);
     let from_env = std::env::var_os(KEY_ENV).is_some_and(|v| !v.is_empty());
     let new = if from_env {
@@ -297,7 +316,7 @@ async fn rotate_key(state_dir: &Path, json: bool) -> CmdResult {
     if !from_env {
         new.write_file(&staged).map_err(store_error)?;
     }
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let rotated = SealedAccounts::new(store.clone(), old)
         .rotate_key(&new)
         .await;

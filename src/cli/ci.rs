@@ -41,27 +41,43 @@ pub fn select(paths: &[PathBuf], select: &Select) -> Result<Option<Vec<PathBuf>>
     let Ok(files) = recipe::discover(paths) else {
         return Ok(Some(paths.to_vec()));
     };
-    let changed = changed_files(git_ref, paths)?;
+    // A recipe named by its file still reads its folder's project and topics files.
+    let scope: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| match p.parent() {
+            _ if p.is_dir() => p.clone(),
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    let changed = changed_files(git_ref, &scope)?;
     let picked: Vec<PathBuf> = files
         .into_iter()
         .filter(|f| {
-            let project = f
-                .parent()
-                .map(|d| d.join("factory.yaml"))
-                .and_then(|p| canonical(&p));
-            canonical(f).is_some_and(|c| changed.contains(&c))
-                || project.is_some_and(|p| changed.contains(&p))
+            // The recipe, its project file, topics file, music and footage folders.
+            std::iter::once(f.clone())
+                .chain(super::watch::inputs(f))
+                .filter_map(|input| canonical(&input))
+                .any(|input| changed.iter().any(|c| c.starts_with(&input)))
         })
         .collect();
     if picked.is_empty() {
-        out(&format!("no recipe changed since `{git_ref}`\n"));
+        out(&format!(
+            "no recipe changed since `{}`\n",
+            super::escape::plain(git_ref)
+        ));
         return Ok(None);
     }
     Ok(Some(picked))
 }
 
+/// The real path of `p`; of a deleted file, its folder's real path and its name.
 fn canonical(p: &Path) -> Option<PathBuf> {
-    std::fs::canonicalize(p).ok()
+    std::fs::canonicalize(p).ok().or_else(|| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()?;
+        Some(dir.join(p.file_name()?))
+    })
 }
 
 /// Files changed since `git_ref` under `paths`, plus untracked ones, as canonical paths.
@@ -81,8 +97,9 @@ fn changed_files(git_ref: &str, paths: &[PathBuf]) -> Result<BTreeSet<PathBuf>, 
         })?;
         if !output.status.success() {
             return Err(Failure::invalid(format!(
-                "`git` cannot compare with `{git_ref}`: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                "`git` cannot compare with `{}`: {}",
+                super::escape::plain(git_ref),
+                super::escape::plain(String::from_utf8_lossy(&output.stderr).trim())
             )));
         }
         set.extend(
@@ -116,6 +133,22 @@ impl Reports {
 
     /// Writes whichever files were asked for.
     pub fn write(&self, summary: &Summary, jobs: &[JobReport]) -> Result<(), Failure> {
+        // GitHub Actions shows this file on the run's page.
+        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| {
+                    Failure::environment(format!(
+                        "cannot write the step summary `{}`: {e}",
+                        Path::new(&path).display()
+                    ))
+                })?;
+            file.write_all(step_summary(summary, jobs).as_bytes())
+                .map_err(|e| Failure::environment(format!("cannot write the step summary: {e}")))?;
+        }
         if let Some(path) = &self.summary {
             let text = serde_json::to_string_pretty(&serde_json::json!({
                 "summary": summary,
@@ -146,19 +179,112 @@ pub struct JobReport {
     pub recipe: String,
     pub id: String,
     pub topic: String,
+    pub voice: String,
     pub status: String,
+    /// Done before this run: nothing was looked at (JUnit: skipped).
+    pub already_done: bool,
+    /// Where the job's matrix cell is written (its topic), for annotations.
+    pub file: Option<String>,
+    pub line: Option<u32>,
     pub stage: Option<String>,
     pub error: Option<String>,
     pub seconds: i64,
 }
 
-/// One `<testsuite>` per recipe, one `<testcase>` per job: failed jobs fail with their
-/// stage and error; queued, pending and interrupted ones are skipped.
+/// One `::error` annotation per failed job, at its matrix cell in the recipe.
+pub fn failed_annotations(jobs: &[JobReport]) -> String {
+    jobs.iter()
+        .filter(|j| j.status == "failed")
+        .map(|j| {
+            let at = match (&j.file, j.line) {
+                (Some(f), Some(l)) => format!("file={},line={l},", escape_property(f)),
+                (Some(f), None) => format!("file={},", escape_property(f)),
+                _ => String::new(),
+            };
+            format!(
+                "::error {at}title={}::{}\n",
+                escape_property(&format!("{} job failed", j.recipe)),
+                escape_data(&format!(
+                    "\"{}\" (voice {}, job {}) failed at `{}`: {}",
+                    j.topic,
+                    j.voice,
+                    &j.id[..j.id.len().min(8)],
+                    j.stage.as_deref().unwrap_or("unknown"),
+                    j.error.as_deref().unwrap_or("failed")
+                ))
+            )
+        })
+        .collect()
+}
+
+/// A Markdown table cell: one line, no markup of its own.
+fn cell(s: &str) -> String {
+    let one_line: String = super::escape::plain(s).into_owned();
+    let mut out = String::with_capacity(one_line.len());
+    for c in one_line.chars() {
+        if "|\\`*_[]<>#&".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The run as a Markdown table for `$GITHUB_STEP_SUMMARY`: failures first.
+pub fn step_summary(summary: &Summary, jobs: &[JobReport]) -> String {
+    let mut text = format!(
+        "### factory run\n\n{} done, {} already done, {} failed, {} deferred; {} stages executed, {} reused, {:.0} s\n\n",
+        summary.done,
+        summary.already_done,
+        summary.failed,
+        summary.deferred,
+        summary.executed_stages,
+        summary.reused_stages,
+        summary.wall_seconds
+    );
+    if jobs.is_empty() {
+        return text;
+    }
+    text.push_str("| status | recipe | topic | voice | job | stage | error |\n|---|---|---|---|---|---|---|\n");
+    let rank = |j: &JobReport| match j.status.as_str() {
+        "failed" => 0,
+        _ if j.already_done => 2,
+        _ => 1,
+    };
+    let mut sorted: Vec<&JobReport> = jobs.iter().collect();
+    sorted.sort_by_key(|j| rank(j));
+    for j in sorted {
+        let status = if j.already_done {
+            "already done"
+        } else {
+            j.status.as_str()
+        };
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | `{}` | {} | {} |\n",
+            cell(status),
+            cell(&j.recipe),
+            cell(&j.topic),
+            cell(&j.voice),
+            &j.id[..j.id.len().min(8)],
+            cell(j.stage.as_deref().unwrap_or("")),
+            cell(j.error.as_deref().unwrap_or(""))
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+/// One `<testsuite>` per recipe, one `<testcase>` per job, named by topic and voice:
+/// failed jobs fail with their stage and error; jobs done before this run, deferred,
+/// pending and interrupted ones are skipped.
 fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
     let mut recipes: Vec<&str> = jobs.iter().map(|j| j.recipe.as_str()).collect();
     recipes.dedup();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let failures = jobs.iter().filter(|j| j.status == "failed").count();
+    let failures = jobs
+        .iter()
+        .filter(|j| j.status == "failed" && !j.already_done)
+        .count();
     let _ = writeln!(
         xml,
         "<testsuites name=\"factory\" tests=\"{}\" failures=\"{failures}\" time=\"{:.1}\">",
@@ -171,8 +297,11 @@ fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
             continue;
         }
         let mine: Vec<&JobReport> = jobs.iter().filter(|j| j.recipe == recipe).collect();
-        let failed = mine.iter().filter(|j| j.status == "failed").count();
-        let skipped = mine.iter().filter(|j| is_skipped(&j.status)).count();
+        let failed = mine
+            .iter()
+            .filter(|j| j.status == "failed" && !j.already_done)
+            .count();
+        let skipped = mine.iter().filter(|j| is_skipped(j)).count();
         let _ = writeln!(
             xml,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" skipped=\"{skipped}\">",
@@ -182,13 +311,16 @@ fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
         for j in mine {
             let _ = write!(
                 xml,
-                "    <testcase classname=\"{}\" name=\"{} ({})\" time=\"{}\"",
+                "    <testcase classname=\"{}\" name=\"{} · {} ({})\" time=\"{}\"",
                 xml_escape(recipe),
                 xml_escape(&j.topic),
+                xml_escape(&j.voice),
                 xml_escape(&j.id[..j.id.len().min(8)]),
                 j.seconds
             );
-            if j.status == "failed" {
+            if j.already_done {
+                xml.push_str(">\n      <skipped message=\"already done before this run\"/>\n    </testcase>\n");
+            } else if j.status == "failed" {
                 let stage = j.stage.as_deref().unwrap_or("unknown");
                 let error = j.error.as_deref().unwrap_or("failed");
                 let _ = write!(
@@ -198,7 +330,7 @@ fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
                     xml_escape(stage),
                     xml_escape(error)
                 );
-            } else if is_skipped(&j.status) {
+            } else if is_skipped(j) {
                 let _ = write!(
                     xml,
                     ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
@@ -214,8 +346,12 @@ fn junit(summary: &Summary, jobs: &[JobReport]) -> String {
     xml
 }
 
-fn is_skipped(status: &str) -> bool {
-    matches!(status, "deferred" | "interrupted" | "pending" | "running")
+fn is_skipped(j: &JobReport) -> bool {
+    j.already_done
+        || matches!(
+            j.status.as_str(),
+            "deferred" | "interrupted" | "pending" | "running"
+        )
 }
 
 /// Escapes text for XML content and attributes; control characters XML 1.0 forbids go.

@@ -15,6 +15,7 @@ use crate::store::Store;
 pub async fn run(
     paths: &[PathBuf],
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
     cache_dir: &Path,
     json: bool,
     ci: bool,
@@ -23,10 +24,11 @@ pub async fn run(
     if report(&diags, ci) {
         return Ok(Outcome::Invalid);
     }
-    let store = Store::open_read_only(state_dir).await?;
+    let store = Store::open_read_only(store_url).await?;
     let artifacts = ArtifactStore::at(cache_dir);
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| super::Failure::environment(e.to_string()))?;
     let mut selected = Vec::new();
     let mut recipes = Vec::with_capacity(ok.len());

@@ -1,12 +1,12 @@
 //! `factory export`: everything stored about the user, as one JSON document.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{CmdResult, Failure, Outcome, out};
 use crate::store::Store;
 
-pub async fn run(out_file: Option<PathBuf>, state_dir: &Path) -> CmdResult {
-    let document = match Store::open_read_only(state_dir).await? {
+pub async fn run(out_file: Option<PathBuf>, store: &crate::store::StoreUrl) -> CmdResult {
+    let document = match Store::open_read_only(store).await? {
         Some(store) => {
             let document = crate::privacy::export::export(&store).await;
             store.close().await;

@@ -13,18 +13,47 @@ use crate::store::Store;
 
 pub async fn run(
     dry_run: bool,
+    superseded: bool,
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
+    remote_artifacts: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
-    if !Store::exists(state_dir)? {
+    if !Store::exists(store_url)? {
         out("nothing to collect: no store yet\n");
         return Ok(Outcome::Ok);
     }
-    let store = Store::open(state_dir).await?;
-    let report = collect_in(&store, &Places::new(state_dir, cache_dir), dry_run).await;
+    let store = Store::open(store_url).await?;
+    let places = Places::new(state_dir, cache_dir);
+    let report = collect_in(&store, &places, dry_run).await;
+    let old = match (&report, superseded) {
+        (Ok(_), true) => Some(
+            retention::superseded(&store, &places, dry_run)
+                .await
+                .map_err(|e| Failure::environment(e.to_string())),
+        ),
+        _ => None,
+    };
     store.close().await;
     let report = report?;
+    let old = old.transpose()?;
+    // What retention removed here goes from the shared bucket too.
+    if !dry_run && remote_artifacts.is_some() {
+        let cache = cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf);
+        let shared = super::run::with_remote(
+            crate::artifacts::ArtifactStore::at(&cache),
+            remote_artifacts,
+        )?;
+        for entry in &report.artifacts {
+            if let Some((stage, key)) = entry.split_once('/') {
+                shared
+                    .forget_remote_entry(stage, key)
+                    .await
+                    .map_err(|e| Failure::environment(e.to_string()))?;
+            }
+        }
+    }
     // Work folders a killed run left behind; `gc` holds the state lock, so none is live.
     let cache = cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf);
     let stale = if dry_run {
@@ -35,11 +64,16 @@ pub async fn run(
             .map_err(|e| Failure::environment(e.to_string()))?
     };
     if json {
-        out_json(
-            &json!({ "event": "gc", "dry_run": dry_run, "report": report, "stale_work_removed": stale }),
-        );
+        let mut value = json!({ "event": "gc", "dry_run": dry_run, "report": report, "stale_work_removed": stale });
+        if let Some(old) = &old {
+            value["superseded"] = json!(old);
+        }
+        out_json(&value);
     } else {
         out(&describe(&report, dry_run));
+        if let Some(old) = &old {
+            out(&describe_superseded(old, dry_run));
+        }
         if stale > 0 {
             out(&format!(
                 "removed {stale} work folder{} a stopped run left in the cache\n",
@@ -67,6 +101,37 @@ pub async fn collect_in(
     )
     .await
     .map_err(|e| Failure::environment(e.to_string()))
+}
+
+/// After a run: the drafts of older versions of the jobs it delivered go.
+pub async fn remove_superseded(store: &Store, places: &Places) -> Result<GcReport, Failure> {
+    retention::superseded(store, places, false)
+        .await
+        .map_err(|e| Failure::environment(e.to_string()))
+}
+
+/// What [`retention::superseded`] removed, one line per draft.
+pub fn describe_superseded(report: &GcReport, dry_run: bool) -> String {
+    if report.drafts.is_empty() {
+        return if dry_run {
+            "no superseded draft to remove\n".to_owned()
+        } else {
+            "no superseded draft was left\n".to_owned()
+        };
+    }
+    let mut text = format!(
+        "{} {} draft{} of older versions of {} job{}: a newer version was delivered\n",
+        if dry_run { "would remove" } else { "removed" },
+        report.drafts.len(),
+        if report.drafts.len() == 1 { "" } else { "s" },
+        report.jobs.len(),
+        if report.jobs.len() == 1 { "" } else { "s" },
+    );
+    for draft in &report.drafts {
+        text.push_str(&format!("  {draft}\n"));
+    }
+    text.push_str(&kept_lines(&report.kept));
+    text
 }
 
 pub fn describe(report: &GcReport, dry_run: bool) -> String {

@@ -13,8 +13,10 @@ mod doctor;
 pub mod escape;
 mod export;
 mod gc;
+mod init;
 mod jobs;
 mod plan;
+mod preview;
 mod progress;
 mod purge;
 mod report;
@@ -23,6 +25,7 @@ mod schema;
 mod status;
 mod validate;
 mod watch;
+mod why;
 mod worker;
 
 use std::io::Write;
@@ -33,6 +36,7 @@ use clap::{Parser, Subcommand};
 
 use crate::expand::{self, Job};
 use crate::recipe::{self, Diagnostic, Resolved};
+use crate::store::StoreUrl;
 
 // The doc comments here are `--help` text, which prints backticks as they are.
 #[allow(clippy::doc_markdown)]
@@ -51,6 +55,26 @@ pub struct Cli {
         default_value = ".factory"
     )]
     pub state_dir: PathBuf,
+    /// The job store: sqlite://FILE, or postgres://USER:PASSWORD@HOST/DATABASE for a store
+    /// many machines share [default: sqlite://STATE_DIR/factory.db].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
+    /// The artifact store: a folder (as `--cache-dir`), or s3://BUCKET/PREFIX on any
+    /// S3-compatible service, kept in front of a local cache [default: STATE_DIR/cache].
+    #[arg(
+        long,
+        global = true,
+        env = "FACTORY_ARTIFACTS",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub artifacts: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -70,6 +94,12 @@ pub struct Cli {
 #[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: a recipes folder with a sample recipe, schemas, `.gitignore`, CI.
+    Init {
+        /// The project folder (created when missing); existing files are never replaced.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check recipes and report every mistake with its file, line and column.
     Validate {
         /// Recipe files or folders (searched recursively).
@@ -84,6 +114,11 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         select: Select,
+        /// List every superseded version of a job, not one line per job.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        pick: Pick,
     },
     /// Run every job that has work: new, changed, failed and interrupted ones.
     Run {
@@ -91,6 +126,11 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         select: Select,
+        #[command(flatten)]
+        pick: Pick,
+        /// Run only shard I of N of the selected jobs (by job id), for a CI matrix: `2/4`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::plan::Shard>,
         /// Write a JSON summary of the run here [CI default: STATE_DIR/reports/summary.json].
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
@@ -159,6 +199,10 @@ pub enum Command {
         /// Report what is due without deleting.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the local drafts of older versions of jobs whose newer version was
+        /// delivered (`run` does this after each delivery).
+        #[arg(long)]
+        superseded: bool,
     },
     /// Write everything stored about the user as one JSON document.
     Export {
@@ -194,11 +238,58 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
+        #[command(flatten)]
+        pick: Pick,
+    },
+    /// Say which input of a job's stage keys changed since its cell last ran.
+    Why {
+        /// A job id or an unambiguous prefix: of the recipes, or of the store.
+        job: String,
+        /// One stage only (script, footage, voice, captions, render, host, draft, notify).
+        stage: Option<String>,
+        /// Recipe files or folders where the job's current version is looked up.
+        #[arg(long = "recipes", value_name = "PATH", default_value = "recipes")]
+        paths: Vec<PathBuf>,
+    },
+    /// Render one job small and fast for a look before a batch: not hosted, not a draft,
+    /// not recorded; the file's path is printed.
+    Preview {
+        /// A job id or an unambiguous prefix, as `factory plan` lists it.
+        job: String,
+        /// Recipe files or folders where the job is looked up.
+        #[arg(long = "recipes", value_name = "PATH", default_value = "recipes")]
+        paths: Vec<PathBuf>,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or one command's page.
+    Man {
+        /// A command whose page to print, e.g. `run` or `jobs list`.
+        command: Vec<String>,
+        /// Write `factory.1` and a page for every command to this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Which jobs a command looks at.
+#[allow(clippy::doc_markdown)]
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Pick {
+    /// Only matching jobs: recipe=NAME, topic=TEXT, voice=NAME, template=NAME (a trailing
+    /// `*` matches any rest; case ignored), id:PREFIX. Terms joined by `,` must all match;
+    /// the flag given again selects either.
+    #[arg(long = "select", value_name = "TERMS")]
+    pub select: Vec<String>,
+    /// At most this many jobs (for `run`, of those with work to do).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+impl Pick {
+    pub fn selector(&self) -> Result<crate::plan::Selector, Failure> {
+        crate::plan::Selector::parse(&self.select).map_err(|e| Failure::invalid(e.to_string()))
+    }
 }
 
 /// Which recipes a command looks at.
@@ -221,9 +312,11 @@ pub enum JobsCommand {
     List {
         #[arg(long)]
         recipe: Option<String>,
-        /// pending, running, queued, done, failed or interrupted.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only jobs in this status.
+        #[arg(long, value_enum)]
+        status: Option<jobs::StatusArg>,
+        #[command(flatten)]
+        pick: Pick,
     },
     /// Show one job: its spec, stages, timings and artifacts.
     Show {
@@ -289,6 +382,9 @@ impl From<crate::store::StoreError> for Failure {
             StoreError::NoSuchJob(_) | StoreError::Ambiguous { .. } | StoreError::BadPrefix(_) => {
                 Self::invalid(e.to_string())
             }
+            StoreError::Connect { .. } => Self::environment(e.to_string()).with_hint(
+                "check the host, port, database and credentials of `--store` (`FACTORY_STORE`)",
+            ),
             other => Self::environment(other.to_string()),
         }
     }
@@ -331,24 +427,52 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub async fn run(cli: Cli) -> CmdResult {
+pub async fn run(mut cli: Cli) -> CmdResult {
     let ci = cli.ci || ci::from_env();
+    // A folder is the cache directory; an S3 URL puts the shared store behind the cache.
+    let remote = match cli.artifacts.as_deref() {
+        Some(text) if text.starts_with("s3://") => Some(
+            text.parse::<crate::artifacts::s3::S3Url>()
+                .map_err(|e| Failure::invalid(e.to_string()))?,
+        ),
+        Some(folder) => {
+            cli.cache_dir = Some(PathBuf::from(folder));
+            None
+        }
+        None => None,
+    };
+    // Read here, not by clap: clap's message would repeat the value, password and all.
+    let store = match cli.store.as_deref() {
+        Some(text) => text
+            .parse::<StoreUrl>()
+            .map_err(|e| Failure::invalid(e.to_string()))?,
+        None => StoreUrl::in_state_dir(&cli.state_dir),
+    };
     // What commands that change state lock (see [`run::lock_state`]).
     let locking = run::Options {
         state_dir: cli.state_dir.clone(),
+        store: store.clone(),
+        remote: remote.clone(),
         cache_dir: cli.cache_dir.clone(),
         json: cli.json,
         ci,
         wait: cli.wait,
+        picked: run::Picked::default(),
     };
     match cli.command {
+        Command::Init { dir } => init::run(&dir),
         Command::Validate { paths, select } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
             };
             validate::run(&paths, cli.json, ci)
         }
-        Command::Plan { paths, select } => {
+        Command::Plan {
+            paths,
+            select,
+            all,
+            pick,
+        } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
             };
@@ -356,11 +480,28 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
-            plan::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            let show = plan::Show {
+                json: cli.json,
+                ci,
+                all,
+                selector: pick.selector()?,
+                limit: pick.limit,
+            };
+            plan::run(
+                &paths,
+                &cli.state_dir,
+                &store,
+                remote.as_ref(),
+                &cache_dir,
+                show,
+            )
+            .await
         }
         Command::Run {
             paths,
             select,
+            pick,
+            shard,
             summary,
             junit,
             enqueue,
@@ -372,10 +513,17 @@ pub async fn run(cli: Cli) -> CmdResult {
             let reports = ci::Reports::new(summary, junit, ci, &cli.state_dir);
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
                 wait: cli.wait,
+                picked: run::Picked {
+                    selector: pick.selector()?,
+                    shard,
+                    limit: pick.limit,
+                },
             };
             if enqueue {
                 return worker::enqueue(&paths, &opts, &queue).await;
@@ -390,10 +538,13 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
                 wait: cli.wait,
+                picked: run::Picked::default(),
             };
             let args = worker::WorkerArgs {
                 renders,
@@ -410,11 +561,14 @@ pub async fn run(cli: Cli) -> CmdResult {
         } => {
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
                 // Runs of `watch` queue behind a manual `run` rather than stop.
                 wait: true,
+                picked: run::Picked::default(),
             };
             watch::run(
                 &dir,
@@ -424,30 +578,49 @@ pub async fn run(cli: Cli) -> CmdResult {
             )
             .await
         }
-        Command::Report { paths, out } => {
+        Command::Report { paths, out, pick } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            report::run(&paths, &out, &cli.state_dir, &cache_dir).await
+            let picked = (pick.selector()?, pick.limit);
+            report::run(&paths, &out, &cli.state_dir, &store, &cache_dir, &picked).await
         }
         Command::Doctor { paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
-            doctor::run(&paths, &cli.state_dir, &cache_dir, cli.json, ci).await
+            doctor::run(&paths, &cli.state_dir, &store, &cache_dir, cli.json, ci).await
         }
         Command::Jobs {
             command: JobsCommand::Retry { id },
         } => {
             crate::store::job_prefix(&id)?;
+            if let Some(done) = jobs::nothing_to_retry(&store, &id).await? {
+                if cli.json {
+                    out_json(
+                        &serde_json::json!({ "event": "retry", "retried": false, "reason": done.trim_end() }),
+                    );
+                } else {
+                    out(&done);
+                }
+                return Ok(Outcome::Ok);
+            }
             let opts = run::Options {
                 state_dir: cli.state_dir,
+                store,
+                remote,
                 cache_dir: cli.cache_dir,
                 json: cli.json,
                 ci,
                 wait: cli.wait,
+                picked: run::Picked::default(),
             };
             run::retry(&id, &opts).await
         }
+        Command::Why { job, stage, paths } => {
+            let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
+            why::run(&job, stage.as_deref(), &paths, &store, &cache_dir, cli.json).await
+        }
+        Command::Preview { job, paths } => preview::run(&job, &paths, &locking).await,
         Command::Completions { shell } => completions::run(shell),
-        Command::Man => completions::man(),
-        Command::Jobs { command } => jobs::run(command, &cli.state_dir, cli.json).await,
+        Command::Man { command, dir } => completions::man(&command, dir.as_deref()),
+        Command::Jobs { command } => jobs::run(command, &cli.state_dir, &store, cli.json).await,
         Command::Schema { project } => schema::run(project),
         Command::Cache {
             command: CacheCommand::Verify,
@@ -459,15 +632,27 @@ pub async fn run(cli: Cli) -> CmdResult {
                 .unwrap_or_else(|| cli.state_dir.join("cache"));
             cache::verify(&cache, cli.json).await
         }
-        Command::Gc { dry_run } => {
+        Command::Gc {
+            dry_run,
+            superseded,
+        } => {
             let _locks = if dry_run {
                 Vec::new()
             } else {
                 run::lock_state(&locking, "gc").await?
             };
-            gc::run(dry_run, &cli.state_dir, cli.cache_dir.as_deref(), cli.json).await
+            gc::run(
+                dry_run,
+                superseded,
+                &cli.state_dir,
+                &store,
+                remote.as_ref(),
+                cli.cache_dir.as_deref(),
+                cli.json,
+            )
+            .await
         }
-        Command::Export { out } => export::run(out, &cli.state_dir).await,
+        Command::Export { out } => export::run(out, &store).await,
         Command::Purge {
             job,
             recipe,
@@ -478,7 +663,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             let scope = match (job, recipe) {
                 (Some(prefix), _) => {
                     crate::store::job_prefix(&prefix)?;
-                    let store = crate::store::Store::open_read_only(&cli.state_dir)
+                    let store = crate::store::Store::open_read_only(&store)
                         .await?
                         .ok_or_else(|| {
                             Failure::invalid(format!("job `{prefix}` is not in the store"))
@@ -494,6 +679,8 @@ pub async fn run(cli: Cli) -> CmdResult {
                 scope,
                 yes,
                 &cli.state_dir,
+                &store,
+                remote.as_ref(),
                 cli.cache_dir.as_deref(),
                 cli.json,
             )
@@ -512,10 +699,13 @@ pub async fn run(cli: Cli) -> CmdResult {
             } else {
                 run::lock_state(&locking, "auth").await?
             };
-            auth::run(command, &cli.state_dir, cli.json).await
+            auth::run(command, &cli.state_dir, &store, cli.json).await
         }
     }
 }
+
+/// What an empty or missing recipes folder suggests.
+const INIT_HINT: &str = "`factory init` makes a recipes folder with a sample recipe to start from";
 
 /// A recipe that loaded and expanded.
 pub struct Expanded {
@@ -527,8 +717,18 @@ pub struct Expanded {
 pub fn load_all(paths: &[PathBuf]) -> (Vec<Expanded>, Vec<Diagnostic>) {
     let files = match recipe::discover(paths) {
         Ok(f) => f,
+        Err(d) if d.code == "not-found" => {
+            return (Vec::new(), vec![d.with_hint(INIT_HINT)]);
+        }
         Err(d) => return (Vec::new(), vec![d]),
     };
+    if files.is_empty() {
+        let shown: Vec<String> = paths
+            .iter()
+            .map(|p| format!("`{}`", escape::plain(&p.display().to_string())))
+            .collect();
+        eprintln!("note: no recipes in {}; {INIT_HINT}", shown.join(", "));
+    }
     let mut ok = Vec::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     for file in files {
@@ -630,6 +830,16 @@ pub fn report(diags: &[Diagnostic], ci: bool) -> bool {
         out(&text);
     }
     !diags.is_empty()
+}
+
+/// Where the store is, for a message: the state directory for its own SQLite file (as
+/// messages always said), the URL without credentials otherwise.
+pub fn store_place(state_dir: &std::path::Path, store: &StoreUrl) -> String {
+    if *store == StoreUrl::in_state_dir(state_dir) {
+        state_dir.display().to_string()
+    } else {
+        store.to_string()
+    }
 }
 
 /// Warns about state files that others can read, with the `chmod` that fixes each.

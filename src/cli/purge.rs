@@ -16,14 +16,23 @@ pub async fn run(
     scope: Scope,
     yes: bool,
     state_dir: &Path,
+    store_url: &crate::store::StoreUrl,
+    remote_artifacts: Option<&crate::artifacts::s3::S3Url>,
     cache_dir: Option<&Path>,
     json: bool,
 ) -> CmdResult {
-    let Some(store) = Store::open_read_only(state_dir).await? else {
+    let Some(store) = Store::open_read_only(store_url).await? else {
         out("nothing to purge: no store yet\n");
         return Ok(Outcome::Ok);
     };
     let ids = store.job_ids(&scope).await?;
+    // What only these jobs made, for the shared bucket once the purge removed it here.
+    let mut entries = Vec::new();
+    if remote_artifacts.is_some() {
+        for id in &ids {
+            entries.extend(store.artifacts_only_of_job(id).await?);
+        }
+    }
     store.close().await;
     if ids.is_empty() && scope != Scope::All {
         return Err(Failure::invalid(match &scope {
@@ -39,7 +48,7 @@ pub async fn run(
     // R2 is needed only when a hosted copy is an object there; without settings, such a
     // copy is reported instead of silently left behind.
     let remote = R2Config::from_env().and_then(R2::new).ok();
-    let store = Store::open(state_dir).await?;
+    let store = Store::open(store_url).await?;
     let purged = purge::purge(
         &store,
         &Places::new(state_dir, cache_dir),
@@ -51,12 +60,23 @@ pub async fn run(
     store.close().await;
     let purged = purged?;
     // The finished-job records and the ledger beside the artifacts are job metadata too.
-    let artifacts = crate::artifacts::ArtifactStore::at(
-        &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
-    );
+    // With a shared bucket, its records of these jobs go too.
+    let artifacts = super::run::with_remote(
+        crate::artifacts::ArtifactStore::at(
+            &cache_dir.map_or_else(|| state_dir.join("cache"), Path::to_path_buf),
+        ),
+        remote_artifacts,
+    )?;
     for id in &ids {
         artifacts
             .forget_job(id)
+            .await
+            .map_err(|e| Failure::environment(e.to_string()))?;
+    }
+    for entry in &entries {
+        artifacts
+            .forget_remote_entry(&entry.stage, &entry.key)
+            .await
             .map_err(|e| Failure::environment(e.to_string()))?;
     }
     if json {

@@ -19,15 +19,46 @@ use crate::preflight::{self, Selected};
 use crate::registry::Registry;
 use crate::store::Store;
 
+/// How many past executions of each stage the ETA averages.
+const STAGE_HISTORY: i64 = 50;
+
 /// The global flags a run needs.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub state_dir: PathBuf,
+    /// The job store (`--store`); by default the SQLite file in `state_dir`.
+    pub store: crate::store::StoreUrl,
+    /// The shared artifact store behind the cache (`--artifacts s3://…`).
+    pub remote: Option<crate::artifacts::s3::S3Url>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub ci: bool,
     /// Wait for another command holding the state lock instead of stopping.
     pub wait: bool,
+    /// Which jobs run: `--select`, `--shard`, `--limit`.
+    pub picked: Picked,
+}
+
+/// Which of the recipes' jobs a run takes: those the selector matches, of them the
+/// shard's slice, and of those with work to do at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Picked {
+    pub selector: plan::Selector,
+    pub shard: Option<plan::Shard>,
+    pub limit: Option<usize>,
+}
+
+impl Picked {
+    fn takes(&self, recipe: &str, job: &crate::expand::Job) -> bool {
+        let id = job.id.to_string();
+        self.selector.matches(&plan::Facets {
+            recipe,
+            topic: &job.spec.topic,
+            voice: &job.spec.voice_name,
+            template: &job.spec.template,
+            id: &id,
+        }) && self.shard.is_none_or(|s| s.holds(&id))
+    }
 }
 
 impl Options {
@@ -48,6 +79,9 @@ pub async fn run(paths: &[PathBuf], opts: &Options, reports: &Reports) -> CmdRes
     watcher.abort();
     let (summary, jobs) = result?;
     reports.write(&summary, &jobs)?;
+    if opts.ci {
+        out(&super::ci::failed_annotations(&jobs));
+    }
     Ok(finish(&summary, opts))
 }
 
@@ -123,14 +157,16 @@ async fn execute_only(
     let tools = Tools::detect().map_err(|missing| Failure::environment(missing.to_string()))?;
     let _locks = lock_state(opts, "run").await?;
     super::warn_loose_permissions(&opts.state_dir);
-    let store = Store::open(&opts.state_dir).await?;
+    let store = Store::open(&opts.store).await?;
     let cache_dir = opts.cache_dir();
-    let artifacts = ArtifactStore::open(&cache_dir)
+    let mut artifacts = ArtifactStore::open(&cache_dir)
         .and_then(|a| a.remove_stale_work().map(|_| a))
         .map_err(|e| Failure::environment(e.to_string()))?;
+    artifacts = with_remote(artifacts, opts.remote.as_ref())?;
     // A kept artifact store over a fresh database: the index is rebuilt from it.
     let records = artifacts
         .jobs()
+        .await
         .map_err(|e| Failure::environment(e.to_string()))?;
     let paths: HashMap<String, String> = ok
         .iter()
@@ -162,10 +198,14 @@ async fn execute_only(
             ));
         }
     }
+    let mut over_limit = 0;
+    let mut wanted: Vec<Wanted> = Vec::new();
     for mut e in ok {
         if let Some(id) = only {
             e.jobs.retain(|j| j.id.to_string() == id);
         }
+        let name = e.recipe.name.clone();
+        e.jobs.retain(|j| opts.picked.takes(&name, j));
         let stored = store.jobs_of_recipe(&e.recipe.name).await?;
         let p = plan::plan(
             &e.recipe.name,
@@ -181,10 +221,26 @@ async fn execute_only(
                 .copied()
                 .unwrap_or(plan::Action::New);
             // A retried job runs even when the plan would leave it alone.
+            let (file, line) = cell_at(&e.recipe, &job);
+            let mut want = Wanted {
+                recipe: e.recipe.name.clone(),
+                id: job.id.to_string(),
+                voice: job.spec.voice_name.clone(),
+                file,
+                line,
+                already_done: false,
+            };
             if !action.runs() && only.is_none() {
                 already_done += 1;
+                want.already_done = true;
+                wanted.push(want);
                 continue;
             }
+            if opts.picked.limit.is_some_and(|limit| inputs.len() >= limit) {
+                over_limit += 1;
+                continue;
+            }
+            wanted.push(want);
             selected.push(Selected::new(&e.recipe, &job.spec, true));
             inputs.push(JobInput {
                 recipe: e.recipe.name.clone(),
@@ -222,21 +278,29 @@ async fn execute_only(
         return Err(Failure::environment(message)
             .with_hint("fix them and run again; `factory doctor` shows every check"));
     }
-    let wanted: Vec<(String, String)> = inputs
-        .iter()
-        .map(|i| (i.recipe.clone(), i.job.id.to_string()))
-        .collect();
-    let progress = Arc::new(Progress::new(
+    let progress = Arc::new(Progress::with_history(
         Mode::detect(opts.json, opts.ci),
         inputs.len() as u64,
+        &store.stage_durations(STAGE_HISTORY).await?,
     ));
+    if over_limit > 0 {
+        notes.push(format!(
+            "{over_limit} more job{} with work left for a later run (`--limit {}`)",
+            plural(over_limit),
+            opts.picked.limit.unwrap_or_default()
+        ));
+    }
     for note in notes {
         progress.note(&note);
     }
     let versions = tools.versions().await;
+    let ran: Vec<(PathBuf, crate::expand::Job)> = inputs
+        .iter()
+        .map(|i| (i.dir.clone(), i.job.clone()))
+        .collect();
     let services = Arc::new(Registry::new(
         tools,
-        versions,
+        versions.clone(),
         opts.state_dir.clone(),
         store.clone(),
     ));
@@ -251,9 +315,39 @@ async fn execute_only(
         cancel,
     ));
     let summary = engine.run(inputs, already_done).await;
+    record_inputs(&store, engine.artifacts(), versions, &ran).await?;
+    // A delivered replacement retires the draft of the version it replaces.
+    let places = crate::privacy::paths::Places::new(&opts.state_dir, opts.cache_dir.as_deref());
+    let old = super::gc::remove_superseded(&store, &places).await?;
+    if !old.drafts.is_empty() && !opts.json {
+        progress.note(super::gc::describe_superseded(&old, false).trim_end());
+    }
     let jobs = job_reports(&store, &wanted).await;
     store.close().await;
     Ok((summary, jobs?))
+}
+
+/// Records the named inputs of every stage key the jobs now hold, for `factory why`:
+/// predicted the way `plan` predicts them, kept only where they reproduce the key the
+/// stage ran under.
+async fn record_inputs(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    versions: crate::keys::ToolVersions,
+    ran: &[(PathBuf, crate::expand::Job)],
+) -> Result<(), Failure> {
+    let forecaster = super::plan::Forecaster::with_versions(artifacts, versions);
+    for (dir, job) in ran {
+        let id = job.id.to_string();
+        for (stage, inputs) in forecaster.inputs(dir, job).await {
+            let Some(inputs) = inputs else { continue };
+            let json = serde_json::to_string(&inputs).unwrap_or_default();
+            store
+                .record_inputs(&id, stage.as_str(), &inputs.key(), &json)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The state lock, and the artifact store's when it lives elsewhere (a CI cache): two
@@ -292,13 +386,35 @@ pub async fn lock_state(opts: &Options, command: &str) -> Result<Vec<StateLock>,
     Ok(locks)
 }
 
-async fn job_reports(
-    store: &Store,
-    wanted: &[(String, String)],
-) -> Result<Vec<JobReport>, Failure> {
+/// A job the run's reports cover: those it ran and those done before it.
+struct Wanted {
+    recipe: String,
+    id: String,
+    voice: String,
+    file: Option<String>,
+    line: Option<u32>,
+    already_done: bool,
+}
+
+/// Where a job's matrix cell is written: its topic's entry (or the topics file's key).
+fn cell_at(
+    recipe: &crate::recipe::Resolved,
+    job: &crate::expand::Job,
+) -> (Option<String>, Option<u32>) {
+    match recipe.topics.iter().find(|t| t.text == job.spec.topic) {
+        Some(t) => {
+            let d = recipe.diag(crate::recipe::Origin::Recipe, &t.pointer, "job", "");
+            (Some(d.path.display().to_string()), Some(d.line))
+        }
+        None => (Some(recipe.path.display().to_string()), None),
+    }
+}
+
+async fn job_reports(store: &Store, wanted: &[Wanted]) -> Result<Vec<JobReport>, Failure> {
     let mut by_recipe: HashMap<&str, Vec<crate::store::StoredJob>> = HashMap::new();
     let mut reports = Vec::with_capacity(wanted.len());
-    for (recipe, id) in wanted {
+    for w in wanted {
+        let (recipe, id) = (&w.recipe, &w.id);
         if !by_recipe.contains_key(recipe.as_str()) {
             by_recipe.insert(recipe, store.jobs_of_recipe(recipe).await?);
         }
@@ -318,7 +434,11 @@ async fn job_reports(
             recipe: recipe.clone(),
             id: id.clone(),
             topic: job.topic.clone(),
+            voice: w.voice.clone(),
             status: job.status.as_str().to_owned(),
+            already_done: w.already_done,
+            file: w.file.clone(),
+            line: w.line,
             stage: job.stage.clone(),
             error: job.error.clone(),
             seconds,
@@ -384,15 +504,28 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// `artifacts` with the shared S3 store behind it, when `--artifacts` names one.
+pub fn with_remote(
+    artifacts: ArtifactStore,
+    url: Option<&crate::artifacts::s3::S3Url>,
+) -> Result<ArtifactStore, Failure> {
+    let Some(url) = url else {
+        return Ok(artifacts);
+    };
+    let remote = crate::artifacts::s3::Remote::from_env(url.clone())
+        .map_err(|e| Failure::environment(e.to_string()))?;
+    Ok(artifacts.with_remote(remote))
+}
+
 /// `factory jobs retry ID`: runs one job again from where it stopped; finished stages are
 /// reused from the cache. A done job whose video expired renders again from its kept
 /// script and inputs; a draft already delivered is never sent twice.
 pub async fn retry(id: &str, opts: &Options) -> CmdResult {
-    let Some(store) = Store::open_read_only(&opts.state_dir).await? else {
+    let Some(store) = Store::open_read_only(&opts.store).await? else {
         return Err(
             Failure::invalid(format!("job `{id}` is not in the store")).with_hint(format!(
                 "no store at `{}` yet; run a recipe first",
-                opts.state_dir.display()
+                super::store_place(&opts.state_dir, &opts.store)
             )),
         );
     };
@@ -439,10 +572,13 @@ mod tests {
     fn a_full_disk_makes_the_run_an_environment_failure() {
         let opts = Options {
             state_dir: PathBuf::from("state"),
+            store: crate::store::StoreUrl::in_state_dir(Path::new("state")),
+            remote: None,
             cache_dir: None,
             json: false,
             ci: false,
             wait: false,
+            picked: Picked::default(),
         };
         let failed = Summary {
             failed: 2,

@@ -39,6 +39,12 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
     // Events name canonical paths; messages name them as the user wrote the folder.
     let given = dir.to_owned();
     let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    // Renders and the store change all the time during a run; they are nobody's input.
+    let outputs: Vec<PathBuf> = [Some(&opts.state_dir), opts.cache_dir.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         if let Ok(events) = result {
             let paths: BTreeSet<PathBuf> = events
@@ -46,10 +52,10 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
                 // Reading a recipe is an access event; planning it must not plan it again.
                 .filter(|e| !matches!(e.event.kind, EventKind::Access(_)))
                 .flat_map(|e| e.event.paths)
-                .filter(|p| is_yaml(p))
-                .map(|p| match p.strip_prefix(&canonical) {
-                    Ok(rest) => given.join(rest),
-                    Err(_) => p,
+                .filter(|p| !outputs.iter().any(|o| p.starts_with(o)))
+                .filter_map(|p| match p.strip_prefix(&canonical) {
+                    Ok(rest) => (!is_hidden(rest)).then(|| given.join(rest)),
+                    Err(_) => Some(p),
                 })
                 .collect();
             if !paths.is_empty() {
@@ -67,6 +73,7 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
         plan_only,
         known: BTreeMap::new(),
         texts: BTreeMap::new(),
+        inputs: BTreeMap::new(),
         pending: BTreeSet::new(),
         running: None,
     };
@@ -99,7 +106,8 @@ pub async fn run(dir: &Path, opts: &Options, plan_only: bool, every: Duration) -
                 while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                     paths.extend(more);
                 }
-                w.changed(affected(&paths)).await?;
+                let files = w.affected(&paths);
+                w.changed(files).await?;
             }
             result = wait(&mut w.running) => {
                 w.running = None;
@@ -124,6 +132,9 @@ struct Watcher {
     /// What each recipe (and its project file) said when last planned: events that change
     /// nothing, such as a touch or a save of the same text, plan nothing.
     texts: BTreeMap<PathBuf, String>,
+    /// The files and folders each recipe reads besides itself (project file, topics,
+    /// music, local footage): a save of any of them plans the recipe again.
+    inputs: BTreeMap<PathBuf, Vec<PathBuf>>,
     /// Valid recipes waiting for the current run to end.
     pending: BTreeSet<PathBuf>,
     running: Option<RunHandle>,
@@ -136,6 +147,7 @@ impl Watcher {
             files.into_iter().partition(|f| f.is_file());
         for f in gone {
             self.texts.remove(&f);
+            self.inputs.remove(&f);
             if self.known.remove(&f).is_some() {
                 out(&format!(
                     "recipe `{}` was removed; its jobs stay in the store\n",
@@ -146,7 +158,9 @@ impl Watcher {
         let present: Vec<PathBuf> = present
             .into_iter()
             .filter(|f| {
-                let text = with_project(f);
+                let read = inputs(f);
+                let text = fingerprint(f, &read);
+                self.inputs.insert(f.clone(), read);
                 self.texts.insert(f.clone(), text.clone()) != Some(text)
             })
             .collect();
@@ -166,7 +180,7 @@ impl Watcher {
                 if diags.len() == 1 { "" } else { "s" }
             ));
         }
-        let store = Store::open_read_only(&self.opts.state_dir).await?;
+        let store = Store::open_read_only(&self.opts.store).await?;
         for e in &ok {
             let stored = match &store {
                 Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
@@ -189,7 +203,7 @@ impl Watcher {
                 e.recipe.name,
                 ids.difference(&before).count(),
                 before.difference(&ids).count(),
-                p.render()
+                p.render(false)
             )));
             if !self.plan_only && p.jobs.iter().any(|j| j.action.runs()) {
                 self.pending.insert(e.recipe.path.clone());
@@ -238,42 +252,149 @@ fn finished(result: Result<Result<(Summary, Vec<JobReport>), Failure>, tokio::ta
     }
 }
 
-/// A recipe's text and its folder's project file's text: what its plan depends on.
-fn with_project(recipe: &Path) -> String {
-    let project = recipe
+/// The files and folders a recipe reads besides itself: its folder's project file (read
+/// when it exists, so creating one counts), its topics file, the music and local footage
+/// folders of the templates it can use. A recipe that does not load has only the first.
+pub(super) fn inputs(recipe: &Path) -> Vec<PathBuf> {
+    let dir = recipe
         .parent()
-        .map(|d| d.join("factory.yaml"))
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    format!(
-        "{}\n---\n{project}",
-        std::fs::read_to_string(recipe).unwrap_or_default()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let mut found = vec![dir.join(recipe::PROJECT_FILE)];
+    if let (Some(r), _) = recipe::load_partial(recipe) {
+        let inside = |rel: &str| recipe::topics::inside(&r.dir, rel).ok();
+        found.extend(
+            r.recipe
+                .batch
+                .matrix
+                .topics_file
+                .as_deref()
+                .and_then(inside),
+        );
+        for t in r.templates.values() {
+            found.extend(t.value.video.music.as_deref().and_then(inside));
+            found.extend(t.value.footage.dir.as_deref().and_then(inside));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// What a recipe's plan depends on, as text: its own text, the project file's and topics
+/// file's text, and the size and modification time of music and footage files.
+fn fingerprint(recipe: &Path, inputs: &[PathBuf]) -> String {
+    let mut text = std::fs::read_to_string(recipe).unwrap_or_default();
+    for input in inputs {
+        text.push_str(&format!("\n--- {}\n", input.display()));
+        if input.is_dir() {
+            let mut entries = Vec::new();
+            walk(input, &mut entries);
+            entries.sort();
+            text.push_str(&entries.join("\n"));
+        } else if is_text(input) {
+            text.push_str(&std::fs::read_to_string(input).unwrap_or_default());
+        } else {
+            text.push_str(&stamp(input));
+        }
+    }
+    text
+}
+
+fn is_text(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["yaml", "yml", "csv", "txt"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// A file's size and modification time: enough to see a replaced music or footage file.
+fn stamp(p: &Path) -> String {
+    std::fs::metadata(p).map_or_else(
+        |_| "absent".into(),
+        |m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} bytes, modified {modified}", m.len())
+        },
     )
 }
 
-/// Recipe and project files; hidden files (editor temporaries) are not recipes.
-fn is_yaml(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
-}
-
-/// The recipe files a set of changed paths touches: a project file touches every recipe
-/// beside it; files of deleted recipes stay in the set so the watcher can say so.
-fn affected(paths: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
-    let mut files = BTreeSet::new();
-    for p in paths {
-        if p.file_name().is_some_and(|n| n == "factory.yaml") {
-            if let Some(dir) = p.parent() {
-                files.extend(
-                    recipe::discover(&[dir.to_owned()])
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|f| f.parent() == Some(dir)),
-                );
-            }
+/// Every file below `dir` with its [`stamp`]; hidden entries are skipped.
+fn walk(dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if is_hidden(Path::new(&entry.file_name())) {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out);
         } else {
-            files.insert(p.clone());
+            out.push(format!("{}: {}", path.display(), stamp(&path)));
         }
     }
-    files
+}
+
+/// Hidden files and folders (editor temporaries, `.factory/`, `.git/`) are nobody's input.
+fn is_hidden(relative: &Path) -> bool {
+    relative.components().any(|c| {
+        c.as_os_str()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n != "." && n != "..")
+    })
+}
+
+fn is_yaml(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// `a/./b` and `a/b` name the same file: paths are compared without `.` parts.
+fn normal(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+impl Watcher {
+    /// The recipe files a set of changed paths touches: a project file touches every
+    /// recipe beside it, any other input every recipe that reads it; files of deleted
+    /// recipes stay in the set so the watcher can say so.
+    fn affected(&self, paths: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+        let mut files = BTreeSet::new();
+        for p in paths {
+            let changed = normal(p);
+            for (recipe, inputs) in &self.inputs {
+                if inputs.iter().any(|i| changed.starts_with(normal(i))) {
+                    files.insert(recipe.clone());
+                }
+            }
+            if p.file_name().is_some_and(|n| n == recipe::PROJECT_FILE) {
+                if let Some(dir) = p.parent() {
+                    files.extend(
+                        recipe::discover(&[dir.to_owned()])
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|f| f.parent() == Some(dir)),
+                    );
+                }
+            } else if is_yaml(p) && !self.is_input(&changed) {
+                files.insert(p.clone());
+            }
+        }
+        files
+    }
+
+    /// Whether some recipe reads `path` (a YAML file inside a footage folder, say).
+    fn is_input(&self, path: &Path) -> bool {
+        self.inputs
+            .values()
+            .flatten()
+            .any(|i| path.starts_with(normal(i)))
+    }
 }

@@ -138,14 +138,15 @@ pub async fn run(args: &WorkerArgs, opts: &Options, queue: &QueueArgs) -> CmdRes
         .unwrap_or(u32::MAX)
         .saturating_add(6);
     let queue = queue.connect(connections).await?;
-    let store = Store::open(&opts.state_dir).await?;
+    let store = Store::open(&opts.store).await?;
     // No stale-work sweep here: the work folders belong to the other workers' stages.
     let artifacts =
         ArtifactStore::open(&opts.cache_dir()).map_err(|e| Failure::environment(e.to_string()))?;
     let name = args.name.clone().unwrap_or_else(default_name);
-    let progress = Arc::new(Progress::new(
+    let progress = Arc::new(Progress::with_history(
         if opts.json { Mode::Json } else { Mode::Plain },
         0,
+        &std::collections::HashMap::new(),
     ));
     let versions = tools.versions().await;
     let services = Arc::new(
@@ -171,6 +172,7 @@ pub async fn run(args: &WorkerArgs, opts: &Options, queue: &QueueArgs) -> CmdRes
         Settings {
             retry: RetryPolicy::default(),
             max_wait_in_run: Duration::ZERO,
+            record_jobs: true,
         },
         cancel.clone(),
     ));

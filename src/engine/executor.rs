@@ -61,7 +61,7 @@ const LOW_SPACE: u64 = 1 << 20;
 /// A store write that failed: a full disk under the state directory is named as such.
 fn store_halt(e: &Engine, stage: Stage, err: &crate::store::StoreError) -> Halt {
     if err.is_no_space() {
-        let dir = e.store.path().parent().unwrap_or(e.store.path());
+        let dir = crate::store::Store::dir_of(e.store.path());
         return Halt {
             stage,
             kind: HaltKind::NoSpace(ProviderError::no_space(dir, err.to_string()).to_string()),
@@ -308,7 +308,7 @@ impl<'a> JobRun<'a> {
         self.begin(stage, key).await?;
         let mut attempt = 1;
         loop {
-            let record = match e.artifacts.effect(key) {
+            let record = match e.artifacts.effect(key).await {
                 Ok(record) => record,
                 Err(err) => {
                     return Err(self
@@ -350,6 +350,7 @@ impl<'a> JobRun<'a> {
             let mut after = e
                 .artifacts
                 .effect(key)
+                .await
                 .map_err(|err| Halt::failed(stage, err.to_string()))?
                 .unwrap_or(intent);
             after.updated_at = crate::clock::now();
@@ -388,11 +389,12 @@ impl<'a> JobRun<'a> {
     }
 
     /// What a side effect returned, when the ledger says it is done.
-    pub fn effect_result(&self, stage: Stage, key: &str) -> Result<Option<Value>, Halt> {
+    pub async fn effect_result(&self, stage: Stage, key: &str) -> Result<Option<Value>, Halt> {
         Ok(self
             .engine
             .artifacts
             .effect(key)
+            .await
             .map_err(|err| Halt::failed(stage, err.to_string()))?
             .filter(|r| r.status == EffectStatus::Done)
             .map(|r| r.result.unwrap_or_default()))
@@ -410,6 +412,7 @@ impl<'a> JobRun<'a> {
         let Some(mut record) = e
             .artifacts
             .effect(key)
+            .await
             .map_err(|err| Halt::failed(stage, err.to_string()))?
         else {
             return Ok(());
@@ -431,7 +434,7 @@ impl<'a> JobRun<'a> {
     /// the ledger moved there) in the store.
     async fn recorded_done(&self, stage: Stage, key: &str) -> Result<Option<Value>, Halt> {
         let e = self.engine;
-        match e.artifacts.effect(key) {
+        match e.artifacts.effect(key).await {
             Ok(Some(r)) if r.status == EffectStatus::Done => {
                 return Ok(Some(r.result.unwrap_or_default()));
             }
@@ -463,7 +466,7 @@ impl<'a> JobRun<'a> {
     async fn write_effect(&mut self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
         let e = self.engine;
         self.fenced(stage).await?;
-        if let Err(err) = e.artifacts.put_effect(record) {
+        if let Err(err) = e.artifacts.put_effect(record).await {
             return Err(match artifact_error("ledger", &err) {
                 full @ ProviderError::NoSpace { .. } => {
                     self.halt_for(stage, &record.key, full).await
@@ -870,6 +873,7 @@ impl EffectLog for Ledger {
         Ok(self
             .artifacts
             .effect(&self.key)
+            .await
             .map_err(|e| ledger_error(&e))?
             .and_then(|r| r.progress))
     }
@@ -884,12 +888,14 @@ impl EffectLog for Ledger {
         let mut record = self
             .artifacts
             .effect(&self.key)
+            .await
             .map_err(|e| ledger_error(&e))?
             .ok_or_else(|| ProviderError::permanent("ledger", "no intent was recorded"))?;
         record.progress = Some(progress.clone());
         record.updated_at = crate::clock::now();
         self.artifacts
             .put_effect(&record)
+            .await
             .map_err(|e| ledger_error(&e))?;
         self.store
             .record_effect(
@@ -903,7 +909,7 @@ impl EffectLog for Ledger {
             .await
             .map_err(|e| {
                 if e.is_no_space() {
-                    let dir = self.store.path().parent().unwrap_or(self.store.path());
+                    let dir = crate::store::Store::dir_of(self.store.path());
                     ProviderError::no_space(dir, e.to_string())
                 } else {
                     ProviderError::permanent("store", e.to_string())

@@ -111,6 +111,9 @@ pub struct Settings {
     /// A deferral shorter than this is waited out within the run; a longer one ends the
     /// job as `deferred` until its time.
     pub max_wait_in_run: Duration,
+    /// Whether a finished job is recorded beside its artifacts. A preview is not: it is
+    /// no version of its job that a plan or another runner should find.
+    pub record_jobs: bool,
 }
 
 impl Default for Settings {
@@ -118,6 +121,7 @@ impl Default for Settings {
         Self {
             retry: RetryPolicy::default(),
             max_wait_in_run: Duration::from_secs(90),
+            record_jobs: true,
         }
     }
 }
@@ -508,6 +512,24 @@ impl Engine {
                 kind: HaltKind::LeaseLost(m),
             })?;
         }
+        if self.settings.record_jobs {
+            self.put_record(input, id, spec_json, stages)
+                .await
+                .map_err(failed)?;
+        }
+        self.store
+            .set_status(id, Status::Done, None, None)
+            .await
+            .map_err(|e| failed(format!("cannot record the finished job: {e}")))
+    }
+
+    async fn put_record(
+        &self,
+        input: &JobInput,
+        id: &str,
+        spec_json: &str,
+        stages: Vec<(String, String)>,
+    ) -> Result<(), String> {
         self.artifacts
             .put_job(&JobRecord {
                 id: id.to_owned(),
@@ -519,11 +541,8 @@ impl Engine {
                 stages,
                 finished_at: crate::clock::now(),
             })
-            .map_err(|e| failed(format!("cannot record the finished job: {e}")))?;
-        self.store
-            .set_status(id, Status::Done, None, None)
             .await
-            .map_err(|e| failed(format!("cannot record the finished job: {e}")))
+            .map_err(|e| format!("cannot record the finished job: {e}"))
     }
 }
 

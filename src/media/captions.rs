@@ -17,12 +17,27 @@ const PHRASE_GAP_SECONDS: f64 = 0.3;
 const REFERENCE_WIDTH: f64 = 1080.0;
 const REFERENCE_HEIGHT: f64 = 1920.0;
 
-/// TikTok's overlays on a 1080×1920 frame: tabs and search along the top ~250 px, the
-/// description and music ticker along the bottom ~400 px, the like/comment/share column
-/// on the right. Captions stay clear of all three.
-const SAFE_BOTTOM: f64 = 400.0;
-const SAFE_RIGHT: f64 = 160.0;
-const SAFE_LEFT: f64 = 80.0;
+/// A rectangle of a 1080×1920 frame, in pixels: `left ≤ x < right`, `top ≤ y < bottom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rect {
+    pub left: u32,
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+}
+
+/// Where captions may be on a 1080×1920 frame: clear of TikTok's overlays, which are the
+/// tabs, search and LIVE badge along the top 250 px; the like/comment/share/profile column
+/// along the right 120 px; and the account name, the description (up to three lines
+/// before "more") and the music ticker along the bottom 580 px (the description starts
+/// near y 1350 when it has three lines). The left margin mirrors the right, so centred
+/// captions are centred on the frame.
+pub const SAFE_AREA: Rect = Rect {
+    left: 120,
+    top: 250,
+    right: 960,
+    bottom: 1340,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +70,8 @@ impl Rgb {
     }
 }
 
+// Each flag is one independent switch of a preset's look.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptionStyle {
     /// Words on screen at once, 1 to 3; other values are clamped into that range.
@@ -71,6 +88,11 @@ pub struct CaptionStyle {
     pub outline_colour: Rgb,
     /// Outline thickness, in pixels on a 1920-pixel-high frame.
     pub outline: u32,
+    /// Show the words in capitals.
+    pub uppercase: bool,
+    /// The word being spoken pops: it appears a quarter larger and shrinks back to size
+    /// in 150 ms (with `highlight_word`).
+    pub pop: bool,
 }
 
 impl Default for CaptionStyle {
@@ -88,6 +110,8 @@ impl Default for CaptionStyle {
             highlight_colour: Rgb::YELLOW,
             outline_colour: Rgb::BLACK,
             outline: 7,
+            uppercase: false,
+            pop: false,
         }
     }
 }
@@ -119,8 +143,17 @@ fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
         // Alignment 5 centres vertically and ignores the vertical margin; the middle of
         // the frame is well inside the band between the top and bottom overlays.
         CaptionPosition::Center => (5, 0),
-        CaptionPosition::Lower => (2, px(SAFE_BOTTOM + 40.0, y)),
+        // Bottom-aligned on the safe area's lower edge, less the outline that libass
+        // draws outside the glyphs.
+        CaptionPosition::Lower => (
+            2,
+            px(
+                REFERENCE_HEIGHT - f64::from(SAFE_AREA.bottom) + f64::from(style.outline) + 4.0,
+                y,
+            ),
+        ),
     };
+    let side = side_margin(style);
     let colour = style.text_colour.ass();
     format!(
         "[Script Info]\n\
@@ -146,8 +179,8 @@ fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
         bold = if style.bold { -1 } else { 0 },
         outline = px(f64::from(style.outline), y),
         shadow = px(2.0, y),
-        margin_l = px(SAFE_LEFT, x),
-        margin_r = px(SAFE_RIGHT, x),
+        margin_l = px(f64::from(SAFE_AREA.left) + side, x),
+        margin_r = px(REFERENCE_WIDTH - f64::from(SAFE_AREA.right) + side, x),
     )
 }
 
@@ -170,7 +203,11 @@ fn events(words: &[WordTiming], style: &CaptionStyle) -> Vec<Event> {
         .filter(|timing| !timing.word.trim().is_empty())
         .map(|timing| Word {
             timing,
-            text: escape(timing.word.trim()),
+            text: escape(&if style.uppercase {
+                timing.word.trim().to_uppercase()
+            } else {
+                timing.word.trim().to_owned()
+            }),
         })
         .collect();
     let groups = groups(&words, usize::from(style.max_words.clamp(1, 3)));
@@ -214,13 +251,66 @@ fn push(events: &mut Vec<Event>, start: f64, end: f64, text: String) {
     }
 }
 
+/// Room between the side margins for a line of captions, in reference pixels.
+fn line_room(style: &CaptionStyle) -> f64 {
+    f64::from(SAFE_AREA.right - SAFE_AREA.left) - 2.0 * side_margin(style)
+}
+
+/// What a side margin adds inside the safe area: the outline libass draws outside the
+/// glyphs, and the pop's growth.
+fn side_margin(style: &CaptionStyle) -> f64 {
+    f64::from(style.outline) + if style.pop { 24.0 } else { 8.0 }
+}
+
+/// A generous estimate of a word's width in reference pixels (`DejaVu Sans` advances,
+/// bold and capitals wider), so a word too long for a line can be shrunk to fit: libass
+/// wraps between words, never inside one.
+fn word_width(word: &str, style: &CaptionStyle) -> f64 {
+    let em = f64::from(style.font_size) * if style.bold { 1.08 } else { 1.0 };
+    word.chars()
+        .map(|c| {
+            if c.is_uppercase() || c == 'm' || c == 'w' || c == 'M' || c == 'W' {
+                0.78
+            } else if c.is_ascii_punctuation() || c == 'i' || c == 'l' || c == 'j' {
+                0.36
+            } else if c.is_ascii() {
+                0.64
+            } else {
+                // CJK and other wide scripts run a full em.
+                1.0
+            }
+        })
+        .sum::<f64>()
+        * em
+        * if style.pop { 1.25 } else { 1.0 }
+}
+
 fn line(words: &[Word], group: &Group, highlight: Option<usize>, style: &CaptionStyle) -> String {
+    // Scale, in percent, that fits the group's widest word on one line.
+    let widest = group
+        .range
+        .clone()
+        .map(|i| word_width(&words[i].text, style))
+        .fold(0.0, f64::max);
+    let fit = ((line_room(style) / widest.max(1.0)).min(1.0) * 100.0).floor() as u32;
     let mut text = String::new();
+    if fit < 100 {
+        let _ = write!(text, "{{\\fscx{fit}\\fscy{fit}}}");
+    }
     for i in group.range.clone() {
         if i > group.range.start {
             text.push(' ');
         }
-        if highlight == Some(i) {
+        if highlight == Some(i) && style.pop {
+            let big = fit * 5 / 4;
+            let _ = write!(
+                text,
+                "{{\\1c{}&\\fscx{big}\\fscy{big}\\t(0,150,\\fscx{fit}\\fscy{fit})}}{}{{\\1c{}&\\fscx{fit}\\fscy{fit}}}",
+                style.highlight_colour.ass(),
+                words[i].text,
+                style.text_colour.ass()
+            );
+        } else if highlight == Some(i) {
             let _ = write!(
                 text,
                 "{{\\1c{}&}}{}{{\\1c{}&}}",
@@ -492,7 +582,7 @@ mod tests {
         assert_eq!(centre[7], "-1", "bold");
         assert_eq!(centre[18], "5", "middle centre");
         assert!(
-            centre[20].parse::<u32>().unwrap() >= 150,
+            centre[20].parse::<u32>().unwrap() >= 1080 - SAFE_AREA.right,
             "right margin {}",
             centre[20]
         );
@@ -502,14 +592,12 @@ mod tests {
         };
         let lower = style_line(&lower, 1080, 1920);
         assert_eq!(lower[18], "2", "bottom centre");
-        assert!(
-            lower[21].parse::<u32>().unwrap() >= 400,
-            "bottom margin {}",
-            lower[21]
-        );
+        // Regression: `bold-lower` ended at y≈1480, over the description.
+        let bottom = 1920 - lower[21].parse::<u32>().unwrap();
+        assert!(bottom < SAFE_AREA.bottom, "captions end at y {bottom}");
         // Half the frame, half the measurements.
         let small = style_line(&CaptionStyle::default(), 540, 960);
         assert_eq!(small[2], "46");
-        assert_eq!(small[20], "80");
+        assert_eq!(small[20], "68");
     }
 }

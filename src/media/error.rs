@@ -25,6 +25,8 @@ pub enum MediaError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    #[error("the render failed its quality gates: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Gates(Vec<super::gates::GateFailure>),
     #[error("invalid media request: {0}")]
     Invalid(String),
     #[error("could not write `{}`: {source}", path.display())]

@@ -6,30 +6,46 @@ use std::ffi::OsString;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use super::gates::{GateSpec, analyze, judge};
 use super::probe::{Limits, MediaInfo, check, verify_media};
 use super::tools::{media_url, run};
 use super::{MediaError, Tools};
 
-/// Integrated loudness and true peak the platforms normalize speech to.
-const TARGET_LUFS: f64 = -14.0;
-const TARGET_TRUE_PEAK: f64 = -1.5;
+/// Integrated loudness the platforms normalize speech to, and the peak level the
+/// limiter holds the voice under.
+pub const TARGET_LUFS: f64 = -14.0;
+const PEAK_LIMIT: f64 = 0.84;
+/// The most gain a narration is given: one that needs more is near silence, and the
+/// loudness gate says so rather than the render amplifying noise.
+const MAX_GAIN_DB: f64 = 30.0;
 /// Music sits about 10 dB under the voice before ducking pulls it further down.
 const MUSIC_GAIN: f64 = 0.3;
+const MUSIC_FADE_SECONDS: f64 = 2.0;
 const AUDIO_RATE: u32 = 48_000;
 const AUDIO_BITRATE: &str = "160k";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderSpec {
-    /// Shown in order, each for an equal share of the narration; a clip shorter than its
-    /// share loops.
+    /// Shown in order, each for an equal share of the narration unless `cuts` says
+    /// otherwise; a clip shorter than its share loops.
     pub clips: Vec<PathBuf>,
+    /// When each clip after the first starts, in seconds (the scenes' starts in the
+    /// narration): one per clip but the first, rounded to the nearest frame. Empty for
+    /// equal shares.
+    pub cuts: Vec<f64>,
     pub narration: PathBuf,
     /// The video's length.
     pub narration_seconds: f64,
     /// An ASS script to burn in.
     pub captions: Option<PathBuf>,
+    /// The narration's integrated loudness (LUFS), measured once; the render applies the
+    /// gain that brings it to the target. Measured by the render when `None`.
+    pub narration_lufs: Option<f64>,
     /// Looped under the narration and ducked while the voice speaks.
     pub music: Option<PathBuf>,
+    /// The quality gates the output must pass before it counts; `None` renders without
+    /// them.
+    pub gates: Option<GateSpec>,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -49,10 +65,13 @@ impl RenderSpec {
     ) -> Self {
         Self {
             clips,
+            cuts: Vec::new(),
             narration,
             narration_seconds,
             captions: None,
+            narration_lufs: None,
             music: None,
+            gates: None,
             width: 1080,
             height: 1920,
             fps: 30,
@@ -66,6 +85,16 @@ impl RenderSpec {
         let invalid = |message: String| Err(MediaError::Invalid(message));
         if self.clips.is_empty() {
             return invalid("a render needs at least one clip".into());
+        }
+        if !self.cuts.is_empty() && self.cuts.len() + 1 != self.clips.len() {
+            return invalid(format!(
+                "{} cuts for {} clips; a cut starts every clip but the first",
+                self.cuts.len(),
+                self.clips.len()
+            ));
+        }
+        if self.cuts.iter().any(|c| !c.is_finite()) {
+            return invalid("a cut time is not a number".into());
         }
         if !(self.narration_seconds > 0.0 && self.narration_seconds.is_finite()) {
             return invalid(format!(
@@ -120,11 +149,19 @@ pub fn render_args(spec: &RenderSpec) -> Vec<OsString> {
     args(spec, &spec.out)
 }
 
-/// Renders `spec` into a temporary file beside `spec.out`, verifies it decodes and meets
-/// the limits, then renames it into place. A failure, or dropping the future (which
-/// kills ffmpeg), never leaves a file at `spec.out`.
+/// Renders `spec` into a temporary file beside `spec.out`, verifies it decodes, meets
+/// the limits and passes the gates, then renames it into place. A failure, or dropping
+/// the future (which kills ffmpeg), never leaves a file at `spec.out`.
 pub async fn render(tools: &Tools, spec: &RenderSpec) -> Result<MediaInfo, MediaError> {
     spec.validate()?;
+    let mut measured;
+    let spec = if spec.narration_lufs.is_none() {
+        measured = spec.clone();
+        measured.narration_lufs = Some(super::integrated_lufs(tools, &spec.narration).await?);
+        &measured
+    } else {
+        spec
+    };
     let dir = match spec.out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -138,12 +175,32 @@ pub async fn render(tools: &Tools, spec: &RenderSpec) -> Result<MediaInfo, Media
         .suffix(".mp4")
         .tempfile_in(dir)
         .map_err(io_error)?;
-    run(&tools.ffmpeg, args(spec, temp.path())).await?;
+    let rendered = run(&tools.ffmpeg, args(spec, temp.path())).await?;
     let info = verify_media(tools, temp.path()).await?;
     check(&info, &spec.limits()).map_err(|problems| MediaError::Limits {
         path: spec.out.clone(),
         problems,
     })?;
+    if let Some(gates) = &spec.gates {
+        let log = String::from_utf8_lossy(&rendered.stderr);
+        let analysis = analyze(tools, temp.path(), &log, info.duration).await?;
+        let captions =
+            match &gates.captions {
+                Some((path, _)) => {
+                    Some(tokio::fs::read_to_string(path).await.map_err(|source| {
+                        MediaError::Io {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let failed = judge(&analysis, gates, captions.as_deref());
+        if !failed.is_empty() {
+            return Err(MediaError::Gates(failed));
+        }
+    }
     temp.persist(&spec.out)
         .map_err(|error| io_error(error.error))?;
     Ok(info)
@@ -157,21 +214,32 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
         .zip(frames)
         .filter(|(_, frames)| *frames > 0)
         .collect();
+    // The picture detectors log at `info`.
+    let level = if spec.gates.is_some() {
+        "info"
+    } else {
+        "error"
+    };
     let mut args: Vec<OsString> = [
         "-nostdin",
         "-hide_banner",
         "-nostats",
         "-loglevel",
-        "error",
+        level,
         "-y",
     ]
     .map(OsString::from)
     .to_vec();
-    for (clip, _) in &used {
-        // Looping every clip costs nothing when it is long enough: `trim` ends it.
+    for (clip, frames) in &used {
+        // Looping every clip costs nothing when it is long enough; `-t` on the input
+        // stops the demuxer a couple of frames past its share (`trim` cuts exactly), so
+        // no clip is read beyond what is shown.
+        let seconds = (*frames + 2) as f64 / f64::from(spec.fps);
         args.extend([
             "-stream_loop".into(),
             "-1".into(),
+            "-t".into(),
+            format!("{seconds:.3}").into(),
             "-i".into(),
             media_url(clip),
         ]);
@@ -226,16 +294,27 @@ fn args(spec: &RenderSpec, output: &Path) -> Vec<OsString> {
     args
 }
 
-/// Frames per clip: the narration's frame count split as evenly as whole frames allow,
-/// so the joined video is exactly as long as the narration.
-fn frame_shares(spec: &RenderSpec) -> Vec<u64> {
-    let total = (spec.narration_seconds * f64::from(spec.fps) - 1e-6)
-        .ceil()
-        .max(1.0) as u64;
+/// Frames per clip, adding up to the narration's frame count so the joined video is
+/// exactly as long as the narration: split at the cuts (each on its nearest frame), or
+/// as evenly as whole frames allow when there are none.
+pub fn frame_shares(spec: &RenderSpec) -> Vec<u64> {
+    let fps = f64::from(spec.fps);
+    let total = (spec.narration_seconds * fps - 1e-6).ceil().max(1.0) as u64;
     let count = spec.clips.len() as u64;
-    (0..count)
-        .map(|i| total / count + u64::from(i < total % count))
-        .collect()
+    if spec.cuts.is_empty() || spec.cuts.len() as u64 + 1 != count {
+        return (0..count)
+            .map(|i| total / count + u64::from(i < total % count))
+            .collect();
+    }
+    let mut shares = Vec::with_capacity(spec.clips.len());
+    let mut start = 0;
+    for cut in &spec.cuts {
+        let frame = ((cut * fps).round().max(0.0) as u64).clamp(start, total);
+        shares.push(frame - start);
+        start = frame;
+    }
+    shares.push(total - start);
+    shares
 }
 
 fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
@@ -254,6 +333,13 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
         let _ = write!(graph, "[v{i}]");
     }
     let _ = write!(graph, "concat=n={}:v=1:a=0", clips.len());
+    if spec.gates.is_some() {
+        let _ = write!(
+            graph,
+            ",split=2[pic][watch];[watch]{};[pic]null",
+            super::gates::picture_detectors()
+        );
+    }
     if let Some(captions) = spec.captions.as_deref().and_then(Path::to_str) {
         let _ = write!(graph, ",ass=filename={}", filter_value(captions));
     }
@@ -262,21 +348,32 @@ fn filter_graph(spec: &RenderSpec, clips: &[(&PathBuf, u64)]) -> String {
     let narration = clips.len();
     let format =
         format!("aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE}:channel_layouts=stereo");
-    let normalize = format!(
-        "loudnorm=I={TARGET_LUFS}:TP={TARGET_TRUE_PEAK}:LRA=11,aresample={AUDIO_RATE}[aout]"
+    // The gain that brings the measured narration to the target, applied linearly to the
+    // voice (so the ducking hears the voice as it will sound), and a limiter without its
+    // auto-levelling that only catches the peaks.
+    let gain = spec
+        .narration_lufs
+        .filter(|lufs| lufs.is_finite())
+        .map_or(0.0, |lufs| (TARGET_LUFS - lufs).min(MAX_GAIN_DB));
+    let voice = format!("[{narration}:a]{format},apad,volume={gain:.2}dB");
+    let finish = format!(
+        "alimiter=limit={PEAK_LIMIT}:attack=5:release=50:level=disabled,aresample={AUDIO_RATE}[aout]"
     );
     // `apad` covers a narration a few samples shorter than its stated length; `-t` cuts.
     if spec.music.is_some() {
         let music = narration + 1;
+        // The bed fades out over the last two seconds (or the last third of a short video).
+        let fade = MUSIC_FADE_SECONDS.min(spec.narration_seconds / 3.0);
+        let fade_at = spec.narration_seconds - fade;
         let _ = write!(
             graph,
-            "[{narration}:a]{format},apad,asplit=2[voice][key];\
-             [{music}:a]{format},volume={MUSIC_GAIN}[bed];\
+            "{voice},asplit=2[voice][key];\
+             [{music}:a]{format},volume={MUSIC_GAIN},afade=t=out:st={fade_at:.3}:d={fade:.3}[bed];\
              [bed][key]sidechaincompress=threshold=0.02:ratio=10:attack=15:release=350[ducked];\
-             [voice][ducked]amix=inputs=2:duration=first:dropout_transition=0:normalize=0,{normalize}"
+             [voice][ducked]amix=inputs=2:duration=first:dropout_transition=0:normalize=0,{finish}"
         );
     } else {
-        let _ = write!(graph, "[{narration}:a]{format},apad,{normalize}");
+        let _ = write!(graph, "{voice},{finish}");
     }
     graph
 }
@@ -330,6 +427,24 @@ mod tests {
     }
 
     #[test]
+    fn cuts_land_on_their_nearest_frame_and_shares_add_up() {
+        let mut cut = spec(3, 10.0);
+        cut.cuts = vec![2.51, 7.0];
+        // 2.51 s is frame 75.3, so the second clip starts on frame 75.
+        assert_eq!(frame_shares(&cut), [75, 135, 90]);
+        // Out of order or past the end: clamped, never negative, still adding up.
+        cut.cuts = vec![8.0, 4.0];
+        assert_eq!(frame_shares(&cut), [240, 0, 60]);
+        cut.cuts = vec![1.0];
+        assert!(
+            cut.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("1 cuts for 3 clips")
+        );
+    }
+
+    #[test]
     fn one_invocation_with_one_graph() {
         let mut spec = spec(2, 3.0);
         spec.captions = Some("/tmp/job 1/captions.ass".into());
@@ -340,6 +455,12 @@ mod tests {
             .collect();
         assert_eq!(args.iter().filter(|a| *a == "-filter_complex").count(), 1);
         assert_eq!(args.iter().filter(|a| *a == "-stream_loop").count(), 3);
+        // Each clip is read only for its share: 45 frames and two more at 30 fps.
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-stream_loop -1 -t 1.567 -i file:/in/clip0.mp4"),
+            "{joined}"
+        );
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap() + 1];
         assert!(graph.contains("[0:v]fps=30,setpts=PTS-STARTPTS,trim=end_frame=45,scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920,setsar=1[v0]"), "{graph}");
         assert!(graph.contains("[v0][v1]concat=n=2:v=1:a=0,ass=filename=/tmp/job 1/captions.ass,format=yuv420p[vout]"), "{graph}");
@@ -348,7 +469,15 @@ mod tests {
             "music is the fourth input: {graph}"
         );
         assert!(graph.contains("sidechaincompress"), "{graph}");
-        assert!(graph.contains("loudnorm=I=-14:TP=-1.5"), "{graph}");
+        // Three seconds of video: the music fades over the last second.
+        assert!(
+            graph.contains("afade=t=out:st=2.000:d=1.000[bed]"),
+            "{graph}"
+        );
+        // No loudnorm: the measured narration gets a linear gain, then a peak limiter.
+        assert!(!graph.contains("loudnorm"), "{graph}");
+        assert!(graph.contains("volume=0.00dB,asplit=2"), "{graph}");
+        assert!(graph.contains("alimiter=limit=0.84"), "{graph}");
         let joined = args.join(" ");
         for expected in [
             "-c:v libx264 -preset veryfast -crf 21 -profile:v high -pix_fmt yuv420p",
@@ -461,7 +590,7 @@ mod tests {
 
         let lufs = integrated_lufs(&tools, &captioned.out).await.unwrap();
         assert!(
-            (lufs - TARGET_LUFS).abs() <= 2.0,
+            (lufs - TARGET_LUFS).abs() <= 1.0,
             "integrated loudness {lufs}"
         );
 
@@ -479,6 +608,50 @@ mod tests {
             .filter(|name| name.starts_with(".render-"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn a_word_left_out_of_the_captions_and_a_video_over_its_limit_fail_their_gates() {
+        let tools = testing::tools();
+        let dir = tempfile::tempdir().unwrap();
+        let (clips, narration) = inputs(&tools, dir.path()).await;
+        let spoken: Vec<String> = ["Big", "caption", "here"].map(String::from).to_vec();
+        // The caption file shows two of the three words.
+        let shown: Vec<WordTiming> = [("Big", 0.2), ("here", 1.6)]
+            .iter()
+            .map(|&(word, start)| WordTiming {
+                word: word.to_owned(),
+                start,
+                end: start + 0.8,
+            })
+            .collect();
+        let captions = dir.path().join("captions.ass");
+        std::fs::write(&captions, ass(&shown, &CaptionStyle::default(), 540, 960)).unwrap();
+        let mut spec = RenderSpec::new(clips, narration, 2.5, dir.path().join("out.mp4"));
+        (spec.width, spec.height, spec.preset) = (540, 960, "ultrafast".into());
+        spec.captions = Some(captions.clone());
+        spec.gates = Some(GateSpec {
+            stills: Vec::new(),
+            captions: Some((captions, spoken)),
+            target_lufs: TARGET_LUFS,
+            seconds: 2.5,
+            max_seconds: 2.0,
+            fps: 30,
+        });
+        let error = render(&tools, &spec).await.unwrap_err();
+        let MediaError::Gates(failed) = &error else {
+            panic!("{error:?}");
+        };
+        let names: Vec<&str> = failed.iter().map(|f| f.gate.as_str()).collect();
+        assert_eq!(names, ["captions", "duration"], "{error}");
+        assert!(
+            error.to_string().contains("spoken word 2 (`caption`)"),
+            "{error}"
+        );
+        assert!(
+            !spec.out.exists(),
+            "a render that failed a gate is not kept"
+        );
     }
 
     #[tokio::test]

@@ -4,10 +4,13 @@
 //! Job rows stay, with an `expired` event noting it; the script stays, so a rerun
 //! re-renders without a new paid script call.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use super::paths::Places;
 use super::purge::{PurgeError, delete_dir, delete_file, delete_hosted, local_draft};
 use crate::providers::Host;
-use crate::store::{EffectStatus, Store};
+use crate::store::{EffectStatus, JobFilter, Store, StoredJob};
 
 /// Stages whose artifacts are media and expire with the render made from them.
 const INPUT_STAGES: [&str; 2] = ["footage", "voice"];
@@ -140,3 +143,65 @@ pub async fn collect(
 }
 
 pub use crate::clock::now;
+
+/// The line that tells a creator when the video's local files and hosted copies go.
+pub fn deletion_notice(expires_at: i64) -> String {
+    format!(
+        "The video and its copies are deleted on {} (retention); post or save it before then.",
+        crate::clock::format(expires_at)
+    )
+}
+
+/// Removes the local drafts of superseded jobs: in each matrix cell (the same topic,
+/// voice and template of one recipe), the job delivered last keeps its draft and every
+/// older version's draft file and sidecar go. The ledger rows stay `done`, so nothing
+/// is sent again; only the files a creator would mistake for current go. Returns the
+/// drafts removed (or, on a dry run, that would be).
+pub async fn superseded(
+    store: &Store,
+    places: &Places,
+    dry_run: bool,
+) -> Result<GcReport, PurgeError> {
+    let mut report = GcReport::default();
+    let jobs = store.list_jobs(&JobFilter::default()).await?;
+    let mut cells: BTreeMap<(&str, &str), Vec<&StoredJob>> = BTreeMap::new();
+    for job in jobs.iter().filter(|j| j.finished_at.is_some()) {
+        cells.entry((&job.recipe, &job.cell)).or_default().push(job);
+    }
+    for versions in cells.values().filter(|v| v.len() > 1) {
+        let mut delivered = Vec::new();
+        for job in versions {
+            let drafts: Vec<PathBuf> = store
+                .effects_of_job(&job.id)
+                .await?
+                .into_iter()
+                .filter(|e| e.kind == "draft" && e.status == EffectStatus::Done.as_str())
+                .filter_map(|e| local_draft(places, e.external_id.as_deref()))
+                .collect();
+            if !drafts.is_empty() {
+                delivered.push((job.finished_at.unwrap_or_default(), &job.id, drafts));
+            }
+        }
+        // The latest delivery is the current version; ties go to the larger id, so
+        // the choice is the same on every run.
+        delivered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let Some((_, _, current)) = delivered.pop() else {
+            continue;
+        };
+        for (_, job, drafts) in delivered {
+            let mut removed = false;
+            for video in drafts.iter().filter(|d| !current.contains(d) && d.exists()) {
+                if !dry_run {
+                    delete_file(places, video, &mut report.kept).await?;
+                    delete_file(places, &video.with_extension("json"), &mut report.kept).await?;
+                }
+                report.drafts.push(video.display().to_string());
+                removed = true;
+            }
+            if removed {
+                report.jobs.push(job.clone());
+            }
+        }
+    }
+    Ok(report)
+}

@@ -36,9 +36,7 @@ impl Host for LocalHost {
         }
         if !same_content(&r.path, &dest).await? {
             let tmp = dest.with_extension("part");
-            tokio::fs::copy(&r.path, &tmp)
-                .await
-                .map_err(|e| io(&e, &tmp))?;
+            link_or_copy(&r.path, &tmp).await?;
             tokio::fs::rename(&tmp, &dest)
                 .await
                 .map_err(|e| io(&e, &dest))?;
@@ -65,8 +63,10 @@ impl Host for LocalHost {
     }
 }
 
-/// Drafts in `drafts/<recipe>/<job-id>.mp4`, with a sidecar JSON holding the title,
-/// caption and credits the creator pastes when posting by hand.
+/// Drafts in `drafts/<recipe>/<topic-slug>-<voice>-<short id>.mp4`, with a sidecar
+/// JSON beside it holding the title, caption and credits the creator pastes when posting
+/// by hand. The video is a hard link to the render where the filesystem allows: one copy
+/// on disk, not one per folder.
 pub struct LocalDrafts {
     pub dir: PathBuf,
 }
@@ -84,8 +84,8 @@ impl Drafts for LocalDrafts {
             .map_err(|e| io(&e, &dir))?;
         // Absolute, so retention and purge find the files whatever directory they run from.
         let dir = dir.canonicalize().unwrap_or(dir);
-        let video = dir.join(format!("{}.mp4", r.job_id));
-        let sidecar = dir.join(format!("{}.json", r.job_id));
+        let video = dir.join(format!("{}.mp4", r.name));
+        let sidecar = dir.join(format!("{}.json", r.name));
         let receipt = DraftReceipt {
             external_id: video.to_string_lossy().into_owned(),
             status: "SAVED_LOCALLY".into(),
@@ -99,10 +99,8 @@ impl Drafts for LocalDrafts {
             data: serde_json::Value::Null,
         })
         .await?;
-        let tmp = dir.join(format!(".{}.mp4.part", r.job_id));
-        tokio::fs::copy(&r.video, &tmp)
-            .await
-            .map_err(|e| io(&e, &tmp))?;
+        let tmp = dir.join(format!(".{}.mp4.part", r.name));
+        link_or_copy(&r.video, &tmp).await?;
         let hashtags: Vec<String> = r.hashtags.iter().map(|h| format!("#{h}")).collect();
         let meta = json!({
             "job_id": r.job_id,
@@ -114,7 +112,7 @@ impl Drafts for LocalDrafts {
             "credits": r.credits,
             "video": video.file_name().map(|n| n.to_string_lossy().into_owned()),
         });
-        let side_tmp = dir.join(format!(".{}.json.part", r.job_id));
+        let side_tmp = dir.join(format!(".{}.json.part", r.name));
         tokio::fs::write(
             &side_tmp,
             serde_json::to_string_pretty(&meta).unwrap_or_default(),
@@ -159,7 +157,24 @@ impl Drafts for LocalDrafts {
     }
 }
 
-/// Whether `copy` exists and holds the same bytes as `original`.
+/// Puts `from`'s bytes at `to` as a hard link (one copy on disk), or as a copy where no
+/// link can be made (another filesystem, or one without links).
+async fn link_or_copy(from: &Path, to: &Path) -> Result<(), ProviderError> {
+    // A part left by an attempt that was stopped.
+    match tokio::fs::remove_file(to).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&e, to)),
+    }
+    if tokio::fs::hard_link(from, to).await.is_ok() {
+        return Ok(());
+    }
+    tokio::fs::copy(from, to)
+        .await
+        .map(|_| ())
+        .map_err(|e| io(&e, to))
+}
+
 /// Whether a draft's sidecar is there, readable, and about this job.
 async fn sidecar_ok(sidecar: &Path, job_id: &str) -> bool {
     tokio::fs::read(sidecar)
@@ -169,13 +184,18 @@ async fn sidecar_ok(sidecar: &Path, job_id: &str) -> bool {
         .is_some_and(|v| v["job_id"] == job_id)
 }
 
+/// Whether `copy` exists and holds the same bytes as `original`; a hard link to it does.
 async fn same_content(original: &Path, copy: &Path) -> Result<bool, ProviderError> {
+    use std::os::unix::fs::MetadataExt;
     let Ok(copy_meta) = tokio::fs::metadata(copy).await else {
         return Ok(false);
     };
     let original_meta = tokio::fs::metadata(original)
         .await
         .map_err(|e| io(&e, original))?;
+    if (copy_meta.dev(), copy_meta.ino()) == (original_meta.dev(), original_meta.ino()) {
+        return Ok(true);
+    }
     if copy_meta.len() != original_meta.len() {
         return Ok(false);
     }
@@ -346,6 +366,7 @@ mod tests {
             video,
             job_id: "job1".to_owned(),
             recipe: "r".to_owned(),
+            name: "owls-a-job1".to_owned(),
             account: String::new(),
             title: "t".to_owned(),
             caption: "c".to_owned(),
@@ -366,5 +387,77 @@ mod tests {
                 .unwrap(),
             stamp
         );
+    }
+
+    #[tokio::test]
+    async fn the_hosted_copy_and_the_draft_are_links_to_the_render_not_copies() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let render = dir.path().join("cache/render/k/video.mp4");
+        std::fs::create_dir_all(render.parent().unwrap()).unwrap();
+        std::fs::write(&render, b"video bytes").unwrap();
+        let hosted = LocalHost {
+            dir: dir.path().join("hosted"),
+        }
+        .put(&HostRequest {
+            path: render.clone(),
+            key: "r/abc.mp4".to_owned(),
+            content_type: "video/mp4".to_owned(),
+            expires_at: 1,
+        })
+        .await
+        .unwrap();
+        let receipt = LocalDrafts {
+            dir: dir.path().join("drafts"),
+        }
+        .send(
+            &DraftRequest {
+                video: render.clone(),
+                job_id: "0123456789abcdef".to_owned(),
+                recipe: "r".to_owned(),
+                name: "owls-a-01234567".to_owned(),
+                account: String::new(),
+                title: "t".to_owned(),
+                caption: "c".to_owned(),
+                hashtags: Vec::new(),
+                credits: Vec::new(),
+            },
+            &NoLog,
+        )
+        .await
+        .unwrap();
+        assert!(
+            receipt
+                .external_id
+                .ends_with("drafts/r/owls-a-01234567.mp4")
+        );
+        assert!(
+            Path::new(&receipt.external_id)
+                .with_extension("json")
+                .is_file()
+        );
+        let render_meta = std::fs::metadata(&render).unwrap();
+        for copy in [&hosted.location, &receipt.external_id] {
+            assert_eq!(
+                std::fs::metadata(copy).unwrap().ino(),
+                render_meta.ino(),
+                "{copy}"
+            );
+        }
+        assert_eq!(std::fs::metadata(&render).unwrap().nlink(), 3);
+    }
+
+    #[tokio::test]
+    async fn across_filesystems_the_draft_is_a_copy() {
+        let shm = Path::new("/dev/shm");
+        let other = tempfile::tempdir().unwrap();
+        let here = tempfile::tempdir_in(shm).unwrap();
+        let from = here.path().join("video.mp4");
+        std::fs::write(&from, b"video bytes").unwrap();
+        let to = other.path().join("copy.mp4");
+        std::fs::write(&to, b"a stale part").unwrap();
+        link_or_copy(&from, &to).await.unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"video bytes");
+        assert!(same_content(&from, &to).await.unwrap());
     }
 }

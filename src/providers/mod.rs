@@ -38,6 +38,49 @@ pub struct ScriptRequest {
     pub models: Vec<String>,
     pub temperature: Option<f64>,
     pub seed: Option<u64>,
+    /// How fast the job's voice speaks: the script is sized to `seconds` at this pace.
+    #[serde(default)]
+    pub pace: Pace,
+}
+
+/// How fast a voice speaks, which sizes a script to the seconds asked for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Pace {
+    /// Words per second while the voice speaks.
+    pub words_per_second: f64,
+    /// Silence the voice leaves between two lines, in seconds.
+    pub pause_seconds: f64,
+}
+
+impl Default for Pace {
+    /// A relaxed voice-over pace, for a voice that has not been measured.
+    fn default() -> Self {
+        Self {
+            words_per_second: 2.5,
+            pause_seconds: 0.0,
+        }
+    }
+}
+
+impl Pace {
+    /// The words planned per spoken line when the lines are not known yet.
+    pub const LINE_WORDS: f64 = 10.0;
+
+    /// How long `words` take to say in `lines` lines.
+    pub fn seconds(&self, words: usize, lines: usize) -> f64 {
+        words as f64 / self.words_per_second.max(0.1)
+            + self.pause_seconds * lines.saturating_sub(1) as f64
+    }
+
+    /// About how many words fill `seconds`, in lines of [`Pace::LINE_WORDS`] words.
+    pub fn words_for(&self, seconds: u32) -> u32 {
+        let per_word = 1.0 / self.words_per_second.max(0.1) + self.pause_seconds / Self::LINE_WORDS;
+        let words = (f64::from(seconds) + self.pause_seconds) / per_word;
+        // A positive count well inside u32.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let words = words.round().max(1.0) as u32;
+        words
+    }
 }
 
 /// A finished script: a hook, the body sentences and the call to action are spoken in
@@ -173,6 +216,12 @@ pub struct WordTiming {
 pub trait Voice: Send + Sync {
     /// Writes the narration into `dir` (which exists and is empty).
     async fn speak(&self, request: &VoiceRequest, dir: &Path) -> Result<Narration, ProviderError>;
+
+    /// Measures how fast this voice speaks, when that is free (espeak-ng speaks a fixed
+    /// calibration text into `dir`); `None` for a voice that is paid per character.
+    async fn measure_pace(&self, _dir: &Path) -> Result<Option<Pace>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// A rendered video to keep reachable for a while (the draft notice links to it).
@@ -212,6 +261,8 @@ pub struct DraftRequest {
     pub video: PathBuf,
     pub job_id: String,
     pub recipe: String,
+    /// What a drafts folder names the files by: `<topic-slug>-<voice>-<short id>`.
+    pub name: String,
     /// The account name the recipe publishes to (`publish.tiktok.account`).
     pub account: String,
     pub title: String,

@@ -23,6 +23,8 @@ pub const DEFAULT_BASE: &str = "https://openrouter.ai/api/v1";
 const MIN_SENTENCES: usize = 3;
 const MAX_SENTENCES: usize = 12;
 const MAX_HASHTAGS: usize = 10;
+/// A footage query is a few words; this bounds what a model may put in one.
+const MAX_VISUAL_CHARS: usize = 200;
 
 /// How the client talks to the service; everything but the key.
 #[derive(Debug, Clone, PartialEq)]
@@ -347,33 +349,45 @@ impl ScriptWriter for OpenRouter {
 }
 
 fn system_prompt(request: &ScriptRequest) -> String {
-    // About 2.5 spoken words per second is a comfortable voice-over pace.
-    let words = request.seconds.saturating_mul(5) / 2;
+    let words = request.pace.words_for(request.seconds);
     let cta = match &request.cta {
-        Some(cta) => format!("Set `cta` to exactly: {cta}"),
-        None => "Set `cta` to one short call to action.".to_owned(),
+        Some(cta) => format!("Set `cta.say` to exactly: {cta}"),
+        None => "Set `cta.say` to one short call to action.".to_owned(),
     };
     format!(
         "You write voice-over scripts for vertical short videos. Reply with JSON only, matching the schema.\n\
-         The narration lasts about {seconds} seconds: about {words} words across hook, sentences and cta.\n\
+         The narration lasts about {seconds} seconds: about {words} spoken words in all, across hook, sentences and cta \
+         (the voice speaks about {pace:.1} words per second); do not go over.\n\
+         The video is a list of scenes: `hook`, each of `sentences` and `cta` are scenes in speaking order. \
+         In each scene, `say` is what the narrator speaks and `show` is what the viewer sees meanwhile: \
+         a stock-footage search of 2 to 6 words naming concrete, filmable things, such as \
+         \"close-up of boiling pasta water\" or \"astronaut floating inside a space station\", \
+         never abstract words such as \"the details\" or \"success\". Vary `show` from scene to scene.\n\
          `hook`: one gripping opening line. `sentences`: {MIN_SENTENCES} to {MAX_SENTENCES} short spoken sentences, \
          no numbering, no emojis, no stage directions. {cta}\n\
          `title`: a short title. `caption`: one or two sentences for the post. \
          `hashtags`: up to {MAX_HASHTAGS} single words without the # sign.",
         seconds = request.seconds,
+        pace = request.pace.words_per_second,
     )
 }
 
 /// The JSON schema the model must follow; strict mode wants every property required and no
-/// others allowed.
+/// others allowed. Every spoken line is a scene: what is said and what is shown.
 fn script_schema() -> Value {
     let text = json!({ "type": "string" });
+    let scene = json!({
+        "type": "object",
+        "properties": { "say": text, "show": text },
+        "required": ["say", "show"],
+        "additionalProperties": false,
+    });
     json!({
         "type": "object",
         "properties": {
-            "hook": text,
-            "sentences": { "type": "array", "items": text, "minItems": MIN_SENTENCES, "maxItems": MAX_SENTENCES },
-            "cta": text,
+            "hook": scene,
+            "sentences": { "type": "array", "items": scene, "minItems": MIN_SENTENCES, "maxItems": MAX_SENTENCES },
+            "cta": scene,
             "title": text,
             "caption": text,
             "hashtags": { "type": "array", "items": text, "maxItems": MAX_HASHTAGS },
@@ -383,11 +397,18 @@ fn script_schema() -> Value {
     })
 }
 
+/// One spoken line and the footage query for it.
+#[derive(Deserialize)]
+struct RawScene {
+    say: String,
+    show: String,
+}
+
 #[derive(Deserialize)]
 struct RawScript {
-    hook: String,
-    sentences: Vec<String>,
-    cta: String,
+    hook: RawScene,
+    sentences: Vec<RawScene>,
+    cta: RawScene,
     title: String,
     caption: String,
     #[serde(default)]
@@ -398,11 +419,15 @@ struct RawScript {
 /// spoken word for word: the model is told to copy it, and we do not rely on that.
 fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
     let raw: RawScript = serde_json::from_str(unfence(content)).map_err(|e| e.to_string())?;
-    let hook = raw.hook.trim().to_owned();
+    let hook = raw.hook.say.trim().to_owned();
     if hook.is_empty() {
-        return Err("`hook` is empty".to_owned());
+        return Err("`hook.say` is empty".to_owned());
     }
-    let sentences: Vec<String> = raw.sentences.iter().map(|s| s.trim().to_owned()).collect();
+    let sentences: Vec<String> = raw
+        .sentences
+        .iter()
+        .map(|s| s.say.trim().to_owned())
+        .collect();
     if sentences.iter().any(String::is_empty) {
         return Err("a sentence is empty".to_owned());
     }
@@ -414,10 +439,17 @@ fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
     }
     let cta = match cta {
         Some(cta) => cta.trim().to_owned(),
-        None => raw.cta.trim().to_owned(),
+        None => raw.cta.say.trim().to_owned(),
     };
     if cta.is_empty() {
-        return Err("`cta` is empty".to_owned());
+        return Err("`cta.say` is empty".to_owned());
+    }
+    let scenes = std::iter::once(&raw.hook)
+        .chain(&raw.sentences)
+        .chain(std::iter::once(&raw.cta));
+    let mut visuals = Vec::with_capacity(sentences.len() + 2);
+    for (i, scene) in scenes.enumerate() {
+        visuals.push(visual(&scene.show).map_err(|problem| format!("scene {}: {problem}", i + 1))?);
     }
     let title = raw.title.trim().to_owned();
     if title.is_empty() {
@@ -441,9 +473,24 @@ fn parse_script(content: &str, cta: Option<&str>) -> Result<Script, String> {
         title,
         caption: raw.caption.trim().to_owned(),
         hashtags,
-        visuals: Vec::new(),
+        visuals,
         usage: None,
     })
+}
+
+/// A scene's footage query as a search box takes it: one line, single spaces, bounded.
+fn visual(show: &str) -> Result<String, String> {
+    let query = show.split_whitespace().collect::<Vec<_>>().join(" ");
+    let query = query.trim_matches(|c: char| c == '"' || c == '.').trim();
+    if query.is_empty() {
+        return Err("`show` is empty".to_owned());
+    }
+    if query.chars().count() > MAX_VISUAL_CHARS {
+        return Err(format!(
+            "`show` is longer than {MAX_VISUAL_CHARS} characters"
+        ));
+    }
+    Ok(query.to_owned())
 }
 
 /// The JSON inside a Markdown code fence, which models that ignore the schema like to add.
@@ -528,12 +575,17 @@ struct TokenUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Pace;
+
+    fn scene(say: &str, show: &str) -> Value {
+        json!({ "say": say, "show": show })
+    }
 
     fn reply(sentences: usize) -> String {
         json!({
-            "hook": " Black holes eat light. ",
-            "sentences": vec!["A sentence."; sentences],
-            "cta": "Follow!",
+            "hook": scene(" Black holes eat light. ", "black hole swallowing a glowing gas disk"),
+            "sentences": vec![scene("A sentence.", " telescope  at night "); sentences],
+            "cta": scene("Follow!", "starry night sky timelapse"),
             "title": "Black holes",
             "caption": "Space is strange.",
             "hashtags": ["#space", "facts", "space"],
@@ -547,6 +599,65 @@ mod tests {
         assert_eq!(script.hook, "Black holes eat light.");
         assert_eq!(script.cta, "Follow!");
         assert_eq!(script.hashtags, ["space", "facts"]);
+        assert_eq!(
+            script.visuals,
+            [
+                "black hole swallowing a glowing gas disk",
+                "telescope at night",
+                "telescope at night",
+                "telescope at night",
+                "starry night sky timelapse"
+            ]
+        );
+        assert_eq!(script.scenes().len(), script.visuals.len());
+    }
+
+    #[test]
+    fn every_scene_needs_something_to_show() {
+        let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
+        value["sentences"][1]["show"] = json!(" ");
+        assert_eq!(
+            parse_script(&value.to_string(), None).unwrap_err(),
+            "scene 3: `show` is empty"
+        );
+        let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
+        value["cta"] = json!("Follow!");
+        assert!(
+            parse_script(&value.to_string(), None).is_err(),
+            "a bare line is not a scene"
+        );
+    }
+
+    #[test]
+    fn the_prompt_asks_for_filmable_scenes_and_the_words_that_fit() {
+        let request = ScriptRequest {
+            topic: "Pasta".into(),
+            prompt: String::new(),
+            seconds: 20,
+            cta: None,
+            models: vec!["openai/gpt-4o-mini".into()],
+            temperature: None,
+            seed: None,
+            pace: Pace {
+                words_per_second: 3.0,
+                pause_seconds: 0.0,
+            },
+        };
+        let prompt = system_prompt(&request);
+        assert!(prompt.contains("about 60 spoken words"), "{prompt}");
+        assert!(
+            prompt.contains("close-up of boiling pasta water"),
+            "{prompt}"
+        );
+        let schema = script_schema();
+        assert_eq!(
+            schema["properties"]["hook"]["required"],
+            json!(["say", "show"])
+        );
+        assert_eq!(
+            schema["properties"]["sentences"]["items"]["additionalProperties"],
+            false
+        );
     }
 
     #[test]
@@ -580,10 +691,10 @@ mod tests {
     #[test]
     fn empty_fields_and_bad_json_are_rejected() {
         let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
-        value["hook"] = json!("  ");
+        value["hook"]["say"] = json!("  ");
         assert_eq!(
             parse_script(&value.to_string(), None).unwrap_err(),
-            "`hook` is empty"
+            "`hook.say` is empty"
         );
         assert!(parse_script("{\"hook\": ", None).is_err());
         let mut value: Value = serde_json::from_str(&reply(3)).unwrap();
@@ -606,6 +717,10 @@ mod tests {
             models: vec!["openai/gpt-4o-mini".into(), "meta/llama".into()],
             temperature: Some(0.7),
             seed: Some(42),
+            pace: Pace {
+                words_per_second: 3.0,
+                pause_seconds: 0.0,
+            },
         };
         let body = client.body(&request).unwrap();
         assert_eq!(body["model"], "openai/gpt-4o-mini");

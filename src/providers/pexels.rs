@@ -8,7 +8,7 @@
 //! hour when the reset is unknown), and blocks the budget for every process.
 
 use std::cmp::Reverse;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub const DEFAULT_BASE: &str = "https://api.pexels.com";
 const TARGET_WIDTH: u32 = 1080;
 /// The API refuses more per page.
 const MAX_PER_PAGE: u32 = 80;
+/// 4K files are never downloaded: tens of megabytes each, only to be scaled down.
+const MAX_WIDTH: u32 = 2160;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PexelsOptions {
@@ -88,6 +90,9 @@ pub struct RateLimit {
 const DEFAULT_HOURLY: u32 = 200;
 const HOUR: i64 = 60 * 60;
 
+/// Search answers by query, page size and page.
+type Searches = HashMap<(String, u32, u32), Arc<SearchPage>>;
+
 /// Clones share one HTTP client, one view of the quota and the budgets.
 #[derive(Clone)]
 pub struct Pexels {
@@ -96,6 +101,9 @@ pub struct Pexels {
     scrub: http::Scrubber,
     options: PexelsOptions,
     rate: Arc<Mutex<RateLimit>>,
+    /// Search answers by query, per page size and page, when kept: a batch whose jobs
+    /// search the same words asks once.
+    searches: Option<Arc<Mutex<Searches>>>,
     budgets: Arc<dyn Budgets>,
     /// `pexels:<first 12 hex digits of the key's sha256>`: per key, never the key itself.
     budget_key: String,
@@ -124,6 +132,7 @@ impl Pexels {
                 ..options
             },
             rate: Arc::default(),
+            searches: None,
             budgets: Arc::new(MemoryBudgets::new()),
             budget_key: budget_key(&key_for_hash),
         })
@@ -133,6 +142,14 @@ impl Pexels {
     /// processes); by default, this process's memory.
     pub fn with_budgets(mut self, budgets: Arc<dyn Budgets>) -> Self {
         self.budgets = budgets;
+        self
+    }
+
+    /// Keeps every search answer for the life of the client (and its clones): a second
+    /// search for the same words, by any job, is answered from memory. For a run, whose
+    /// jobs of one batch often search alike; a long-lived client would keep stale results.
+    pub fn sharing_searches(mut self) -> Self {
+        self.searches = Some(Arc::default());
         self
     }
 
@@ -155,6 +172,33 @@ impl Pexels {
     pub async fn probe_key(&self) -> Result<RateLimit, ProviderError> {
         self.search("nature", 1, 1).await?;
         Ok(self.rate_limit())
+    }
+
+    /// A search, answered from this client's earlier answers when it asked the same.
+    async fn search_once(
+        &self,
+        query: &str,
+        per_page: u32,
+        page: u32,
+    ) -> Result<Arc<SearchPage>, ProviderError> {
+        let Some(searches) = &self.searches else {
+            return Ok(Arc::new(self.search(query, per_page, page).await?));
+        };
+        let key = (query.to_owned(), per_page, page);
+        let known = searches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(page) = known {
+            return Ok(page);
+        }
+        let answer = Arc::new(self.search(query, per_page, page).await?);
+        searches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&answer));
+        Ok(answer)
     }
 
     async fn search(
@@ -440,7 +484,7 @@ impl FootageSource for Pexels {
         let wanted = usize::try_from(request.clips).unwrap_or(usize::MAX).max(1);
         let avoid: HashSet<&str> = request.avoid.iter().map(String::as_str).collect();
         let per_page = self.options.per_page.max(request.clips).min(MAX_PER_PAGE);
-        let first = self.search(&request.query, per_page, 1).await?;
+        let first = self.search_once(&request.query, per_page, 1).await?;
         let mut picks = Picks::default();
         picks.add(&first.videos, request.min_clip_seconds, &avoid);
         if picks.fresh.len() < wanted
@@ -448,7 +492,7 @@ impl FootageSource for Pexels {
         {
             // Built from our own base rather than followed as given, so the key never goes
             // to a host other than the configured one.
-            let next = self.search(&request.query, per_page, page).await?;
+            let next = self.search_once(&request.query, per_page, page).await?;
             picks.add(&next.videos, request.min_clip_seconds, &avoid);
         }
         let chosen = picks.take(wanted);
@@ -533,8 +577,8 @@ impl Picks {
     }
 }
 
-/// The portrait mp4 nearest to 1080 wide, judged by real dimensions (`quality` labels are
-/// unreliable); files without dimensions are skipped.
+/// The portrait mp4 nearest to 1080 wide and below 4K, judged by real dimensions
+/// (`quality` labels are unreliable); files without dimensions are skipped.
 fn best_file(files: &[VideoFile]) -> Option<&VideoFile> {
     files
         .iter()
@@ -545,7 +589,7 @@ fn best_file(files: &[VideoFile]) -> Option<&VideoFile> {
         })
         .filter(|f| !f.link.is_empty())
         .filter_map(|f| match (f.width, f.height) {
-            (Some(w), Some(h)) if w > 0 && h > w => Some((f, w, h)),
+            (Some(w), Some(h)) if w > 0 && h > w && w < MAX_WIDTH => Some((f, w, h)),
             _ => None,
         })
         .min_by_key(|(_, w, h)| (w.abs_diff(TARGET_WIDTH), Reverse(*h)))
@@ -687,6 +731,8 @@ mod tests {
         assert_eq!(best_file(&files).unwrap().link, "hd");
         let none = vec![file("video/mp4", Some(1920), Some(1080), "landscape")];
         assert!(best_file(&none).is_none());
+        let only_4k = vec![file("video/mp4", Some(2160), Some(3840), "uhd")];
+        assert!(best_file(&only_4k).is_none(), "4K is never downloaded");
     }
 
     #[test]

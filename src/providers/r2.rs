@@ -105,6 +105,40 @@ impl R2Config {
     }
 }
 
+/// An S3 client as every part of the factory talks to R2 or another S3-compatible
+/// service: path-style, region `auto`, checksums only where required, no retries of its
+/// own (the engine has one retry policy). The artifact store's S3 backend uses it too.
+pub fn client(
+    endpoint: &str,
+    access_key_id: &str,
+    secret_access_key: &Secret,
+) -> aws_sdk_s3::Client {
+    let credentials = Credentials::new(
+        access_key_id,
+        secret_access_key.expose(),
+        None,
+        None,
+        "r2-static",
+    );
+    let s3 = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("auto"))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        // One retry policy, the engine's: retries here would stack under it.
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
 pub struct R2 {
     client: aws_sdk_s3::Client,
     config: R2Config,
@@ -115,31 +149,12 @@ impl R2 {
         if config.part_size < MIN_PART {
             return Err(R2ConfigError::PartTooSmall(config.part_size));
         }
-        let credentials = Credentials::new(
-            &config.access_key_id,
-            config.secret_access_key.expose(),
-            None,
-            None,
-            "r2-static",
-        );
-        let s3 = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&config.endpoint)
-            .region(Region::new("auto"))
-            .credentials_provider(credentials)
-            .force_path_style(true)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            // One retry policy, the engine's: retries here would stack under it.
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .build(),
-            )
-            .build();
         Ok(Self {
-            client: aws_sdk_s3::Client::from_conf(s3),
+            client: client(
+                &config.endpoint,
+                &config.access_key_id,
+                &config.secret_access_key,
+            ),
             config,
         })
     }

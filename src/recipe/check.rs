@@ -88,7 +88,80 @@ pub fn check(r: &mut Resolved) -> Vec<Diagnostic> {
         template(r, &t.value, t.origin, &t.pointer, &mut out);
     }
     batch(r, &mut out);
+    // After `batch`: the topics file's columns are read there.
+    let script_var = has_script_var(r);
+    for t in r.templates.values() {
+        let s = &t.value.script;
+        if s.provider == ScriptProvider::Text && s.text.is_none() && !script_var {
+            out.push(
+                r.diag_key(
+                    t.origin,
+                    &format!("{}/script", t.pointer),
+                    "missing-key",
+                    "a `text` script needs its narration: `text`, a var `script`, or a `script` column in a CSV topics file",
+                )
+                .with_hint("for example `text: \"Owls cannot move their eyes. So they turn their heads.\"`"),
+            );
+        }
+    }
     retention(r, &mut out);
+    out
+}
+
+/// Whether a job can have a var `script`: in vars, an include entry or a topics row.
+fn has_script_var(r: &Resolved) -> bool {
+    r.vars.contains_key("script")
+        || r.recipe.batch.vars.contains_key("script")
+        || r.recipe
+            .batch
+            .matrix
+            .include
+            .iter()
+            .any(|c| c.vars.contains_key("script"))
+        || r.topics.iter().any(|t| t.vars.contains_key("script"))
+}
+
+/// espeak voices against the names espeak-ng on this machine lists: espeak-ng speaks an
+/// unknown name as some other voice without a word, so the recipe is told instead.
+pub fn espeak_voices(
+    r: &Resolved,
+    known: &crate::providers::offline::EspeakVoices,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, v) in &r.voices {
+        let def = &v.value;
+        if def.provider != VoiceProvider::Espeak {
+            continue;
+        }
+        let named = def
+            .voice
+            .as_deref()
+            .map(|voice| (format!("{}/voice", v.pointer), voice))
+            .into_iter()
+            .chain(def.languages.iter().filter_map(|(language, entry)| {
+                entry
+                    .voice
+                    .as_deref()
+                    .map(|voice| (format!("{}/languages/{language}/voice", v.pointer), voice))
+            }));
+        for (pointer, voice) in named {
+            let Err(closest) = known.check(voice) else {
+                continue;
+            };
+            out.push(
+                r.diag(
+                    v.origin,
+                    &pointer,
+                    "unknown-voice",
+                    format!("espeak-ng has no voice `{voice}` (voice `{name}`)"),
+                )
+                .with_hint(closest.map_or_else(
+                    || "`espeak-ng --voices` lists the voices installed here".to_owned(),
+                    |c| format!("did you mean `{c}`?"),
+                )),
+            );
+        }
+    }
     out
 }
 
@@ -162,6 +235,54 @@ fn voice(
             format!("voice `{name}` uses elevenlabs and needs a `voice_id`"),
         ));
     }
+    for (language, entry) in &v.languages {
+        let here = format!("{at}/languages/{language}");
+        let (wrong, allowed) = match v.provider {
+            VoiceProvider::Espeak => (
+                [
+                    ("voice_id", entry.voice_id.is_some()),
+                    ("model", entry.model.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set)
+                .map(|(key, _)| key),
+                "`voice`",
+            ),
+            VoiceProvider::Elevenlabs => (
+                entry.voice.is_some().then_some("voice"),
+                "`voice_id` and `model`",
+            ),
+        };
+        if let Some(key) = wrong {
+            out.push(
+                r.diag_key(
+                    origin,
+                    &format!("{here}/{key}"),
+                    "wrong-provider-setting",
+                    format!("`{key}` is not a setting of voice `{name}` in `{language}`; it uses `{provider}`"),
+                )
+                .with_hint(format!("a language of a {provider} voice sets {allowed}")),
+            );
+        } else if entry.voice.is_none() && entry.voice_id.is_none() && entry.model.is_none() {
+            out.push(
+                r.diag(
+                    origin,
+                    &here,
+                    "empty-language",
+                    format!("voice `{name}` in `{language}` changes nothing"),
+                )
+                .with_hint(format!("set {allowed}, or remove `{language}`")),
+            );
+        }
+        if v.language.as_deref() == Some(language.as_str()) {
+            out.push(r.diag_key(
+                origin,
+                &here,
+                "duplicate-language",
+                format!("voice `{name}` already speaks `{language}` (its `language`)"),
+            ));
+        }
+    }
     range_u(r, origin, &format!("{at}/rate"), v.rate, 80, 450, out);
     range_u(r, origin, &format!("{at}/pitch"), v.pitch, 0, 99, out);
     for (key, value) in [
@@ -225,12 +346,33 @@ fn template(
                 }
             }
         }
-        ScriptProvider::Offline => {
+        ScriptProvider::Offline | ScriptProvider::Text => {
+            let provider = if s.provider == ScriptProvider::Text {
+                "text"
+            } else {
+                "offline"
+            };
+            let text_only = s.provider == ScriptProvider::Offline && s.text.is_some();
+            if text_only {
+                out.push(
+                    r.diag_key(
+                        origin,
+                        &format!("{script_at}/text"),
+                        "wrong-provider-setting",
+                        "`text` is the narration of a `text` script; this script uses `offline`",
+                    )
+                    .with_hint("remove `text` or set `provider: text`"),
+                );
+            }
             for (key, set) in [
                 ("model", s.model.is_some()),
                 ("fallback_models", !s.fallback_models.is_empty()),
                 ("temperature", s.temperature.is_some()),
                 ("seed", s.seed.is_some()),
+                (
+                    "prompt",
+                    s.provider == ScriptProvider::Text && s.prompt.is_some(),
+                ),
             ] {
                 if set {
                     out.push(
@@ -238,7 +380,9 @@ fn template(
                             origin,
                             &format!("{script_at}/{key}"),
                             "wrong-provider-setting",
-                            format!("`{key}` is an openrouter setting; this script uses `offline`"),
+                            format!(
+                                "`{key}` is an openrouter setting; this script uses `{provider}`"
+                            ),
                         )
                         .with_hint(format!("remove `{key}` or set `provider: openrouter`")),
                     );
@@ -463,9 +607,16 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
                 .with_hint("paths are relative to the recipe's directory"),
             ),
             Ok(p) => match topics::read(&p) {
-                Ok(list) => r.topics.extend(list.into_iter().map(|text| Topic {
-                    text,
-                    pointer: ptr.to_owned(),
+                Ok(list) => r.topics.extend(list.into_iter().map(|row| {
+                    Topic {
+                        text: row.topic,
+                        pointer: ptr.to_owned(),
+                        vars: row
+                            .vars
+                            .into_iter()
+                            .map(|(name, value)| (name, Value::String(value)))
+                            .collect(),
+                    }
                 })),
                 Err(why) => out.push(r.diag(Origin::Recipe, ptr, "invalid-topics", why)),
             },
@@ -486,6 +637,33 @@ fn batch(r: &mut Resolved, out: &mut Vec<Diagnostic>) {
                 )
                 .with_hint("remove it from the topics file, and revoke it if it was committed"),
             );
+        }
+        for (name, value) in &t.vars {
+            let text = value.as_str().unwrap_or_default();
+            if let Some((what, _)) = secrets::find_secret(text) {
+                out.push(
+                    r.diag(
+                        Origin::Recipe,
+                        &t.pointer,
+                        "secret-in-recipe",
+                        format!("column `{name}` of topic `{}` looks like {what}; secrets never belong in a recipe", t.text),
+                    )
+                    .with_hint("remove it from the topics file, and revoke it if it was committed"),
+                );
+            }
+            // A narration may run over several lines; every other value is one line.
+            if let Some(c) = control_char(text, name == "script") {
+                out.push(r.diag(
+                    Origin::Recipe,
+                    &t.pointer,
+                    "control-character",
+                    format!(
+                        "column `{name}` of topic `{}` holds the control character {}",
+                        t.text,
+                        describe(c)
+                    ),
+                ));
+            }
         }
         if let Some(c) = control_char(&t.text, false) {
             out.push(
@@ -738,6 +916,56 @@ fn slugify(s: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_owned()
+}
+
+/// The filters a template string applies (`{{ topic | lowr }}` → `lowr`), with their
+/// byte ranges: every `|` followed by a name inside `{{ }}` or `{% %}`, outside quoted
+/// strings. Text outside the blocks (`Owls | facts`) is not a filter.
+pub fn filters_used(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_block = false;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if !in_block {
+            if b == b'{' && matches!(next, Some(b'{' | b'%')) {
+                in_block = true;
+                i += 2;
+                continue;
+            }
+        } else if let Some(q) = quote {
+            if b == b'\\' {
+                i += 1;
+            } else if b == q {
+                quote = None;
+            }
+        } else if matches!(b, b'"' | b'\'') {
+            quote = Some(b);
+        } else if matches!(b, b'}' | b'%') && next == Some(b'}') {
+            in_block = false;
+            i += 2;
+            continue;
+        } else if b == b'|' && next != Some(b'|') {
+            let mut start = i + 1;
+            while start < bytes.len() && bytes[start].is_ascii_whitespace() {
+                start += 1;
+            }
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            if end > start {
+                out.push((text[start..end].to_owned(), start..end));
+            }
+            i = end.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out
 }
 
 #[cfg(test)]

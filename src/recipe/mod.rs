@@ -63,6 +63,8 @@ pub struct Located<T> {
 pub struct Topic {
     pub text: String,
     pub pointer: String,
+    /// The other columns of its row in a CSV topics file: vars of this topic's jobs.
+    pub vars: BTreeMap<String, Value>,
 }
 
 /// A recipe with its project file merged in: what expansion works from.
@@ -332,6 +334,10 @@ pub fn load_partial(path: &Path) -> (Option<Resolved>, Vec<Diagnostic>) {
     };
     let mut resolved = resolve(recipe, parsed.source, project, path, &dir);
     diags.extend(check::check(&mut resolved));
+    // Without espeak-ng there is nothing to check against; the tool check says it is missing.
+    if let Some(known) = crate::providers::offline::EspeakVoices::installed() {
+        diags.extend(check::espeak_voices(&resolved, known));
+    }
     diags.extend(check::secrets(&resolved.source, &parsed.raw));
     if let (Some(src), Some(raw)) = (&resolved.project, &project_raw) {
         diags.extend(check::secrets(src, raw));
@@ -412,6 +418,7 @@ fn resolve(
         .map(|(i, t)| Topic {
             text: t.clone(),
             pointer: format!("/batch/matrix/topic/{i}"),
+            vars: BTreeMap::new(),
         })
         .collect();
     Resolved {

@@ -11,21 +11,44 @@ use super::diagnostic::{Diagnostic, SourceFile, closest, did_you_mean};
 use super::types::{Project, Recipe};
 use super::yaml::{SourceMap, escape_pointer};
 
+/// The schemas' stable ids: they name the format version, not a place, so a schema
+/// copied into a project (`factory init`) or served anywhere is the same schema.
+pub const RECIPE_ID: &str = "urn:tiktok-factory:schema:recipe:1";
+pub const PROJECT_ID: &str = "urn:tiktok-factory:schema:project:1";
+
 pub fn recipe_schema() -> Value {
-    generate::<Recipe>("TikTok Factory recipe")
+    generate::<Recipe>("TikTok Factory recipe", RECIPE_ID)
 }
 
 pub fn project_schema() -> Value {
-    generate::<Project>("TikTok Factory project file (factory.yaml)")
+    generate::<Project>("TikTok Factory project file (factory.yaml)", PROJECT_ID)
 }
 
-fn generate<T: schemars::JsonSchema>(title: &str) -> Value {
+fn generate<T: schemars::JsonSchema>(title: &str, id: &str) -> Value {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
     let mut schema = generator.into_root_schema_for::<T>().to_value();
     if let Some(obj) = schema.as_object_mut() {
+        obj.insert("$id".into(), Value::String(id.into()));
         obj.insert("title".into(), Value::String(title.into()));
     }
     schema
+}
+
+/// Limits the schema states for editors that the semantic checks report themselves,
+/// with the value, the allowed range and a hint (`version`, names, ranges, the video
+/// size): the structural pass leaves them to those checks, so each mistake is reported
+/// once, and the typed read keeps the value the checks look at. A negative number is
+/// still structural: no unsigned field can hold it.
+fn left_to_checks(error: &ValidationError<'_>) -> bool {
+    match &error.kind {
+        ValidationErrorKind::Constant { .. }
+        | ValidationErrorKind::Pattern { .. }
+        | ValidationErrorKind::Maximum { .. }
+        | ValidationErrorKind::MinLength { .. }
+        | ValidationErrorKind::MaxLength { .. } => true,
+        ValidationErrorKind::Minimum { .. } => error.instance.as_f64().is_some_and(|n| n >= 0.0),
+        _ => false,
+    }
 }
 
 /// The committed schema text: what `factory schema` prints and `schemas/` holds.
@@ -78,6 +101,7 @@ pub fn check(kind: Kind, value: &Value, file: &SourceFile, map: &SourceMap) -> F
     for error in validator.iter_errors(value) {
         unwrap_optional(error.to_owned(), &mut errors);
     }
+    errors.retain(|e| !left_to_checks(e));
     for error in errors {
         let pointer = error.instance_path.as_str().to_owned();
         let here = display_path(&pointer);

@@ -13,9 +13,15 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Format version. Only `1` exists.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     /// Recipe name: lowercase letters, digits and dashes. Names the drafts folder and the
     /// jobs in the store, so keep it stable.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+        length(min = 1, max = 64),
+        example = &"space-facts"
+    )]
     pub name: String,
     /// What this recipe is for (not used in output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +51,7 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct Project {
     /// Format version. Only `1` exists.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, Value>,
@@ -74,30 +81,39 @@ pub struct VoiceDef {
     pub provider: VoiceProvider,
     /// espeak: voice name, e.g. `en-us`, `en-gb`, `en-us+f3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"en-us", example = &"en-gb")]
     pub voice: Option<String>,
     /// espeak: speed in words per minute (80–450).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 80, max = 450), example = 165)]
     pub rate: Option<u32>,
     /// espeak: pitch, 0–99.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 99), example = 50)]
     pub pitch: Option<u32>,
     /// elevenlabs: the voice id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"21m00Tcm4TlvDq8N00")]
     pub voice_id: Option<String>,
     /// elevenlabs: model id, e.g. `eleven_multilingual_v2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"eleven_multilingual_v2")]
     pub model: Option<String>,
     /// elevenlabs: 0–1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub stability: Option<f64>,
     /// elevenlabs: 0–1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub similarity_boost: Option<f64>,
     /// elevenlabs: 0–1; above 0 adds latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub style: Option<f64>,
     /// elevenlabs: 0.7–1.2; 1 is normal speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.7, max = 1.2))]
     pub speed: Option<f64>,
     /// elevenlabs: boost similarity to the original speaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +121,67 @@ pub struct VoiceDef {
     /// elevenlabs: best-effort determinism.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// The language this voice speaks with the settings above (ISO 639-1, e.g. `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The voice in other languages, chosen by a job's `language` var (set in `vars`,
+    /// an `include` entry or a column of the topics file): espeak `{ fr: { voice: fr-fr } }`,
+    /// elevenlabs `{ fr: { voice_id: …, model: eleven_multilingual_v2 } }`. A job whose
+    /// language is neither `language` nor listed here is an error, never another voice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub languages: BTreeMap<String, VoiceLanguage>,
+}
+
+/// What changes when a voice speaks another language; the rest of the voice stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceLanguage {
+    /// espeak: voice name for this language, e.g. `fr-fr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    /// elevenlabs: the voice id for this language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+    /// elevenlabs: model id for this language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+impl VoiceDef {
+    /// The voice a job in `language` speaks with: this one with that language's settings,
+    /// and without the others (so adding a language changes no other job). `Err` names
+    /// the languages the voice has when it has none for `language`.
+    pub fn in_language(&self, language: Option<&str>) -> Result<Self, Vec<String>> {
+        let mut voice = Self {
+            languages: BTreeMap::new(),
+            ..self.clone()
+        };
+        let Some(language) = language.filter(|_| !self.languages.is_empty()) else {
+            return Ok(voice);
+        };
+        if self.language.as_deref() == Some(language) {
+            return Ok(voice);
+        }
+        let Some(other) = self.languages.get(language) else {
+            return Err(self
+                .language
+                .iter()
+                .chain(self.languages.keys())
+                .cloned()
+                .collect());
+        };
+        if let Some(v) = &other.voice {
+            voice.voice = Some(v.clone());
+        }
+        if let Some(id) = &other.voice_id {
+            voice.voice_id = Some(id.clone());
+        }
+        if let Some(model) = &other.model {
+            voice.model = Some(model.clone());
+        }
+        voice.language = Some(language.to_owned());
+        Ok(voice)
+    }
 }
 
 /// How one kind of video is made. String fields marked *template* are minijinja
@@ -138,6 +215,9 @@ pub enum ScriptProvider {
     Offline,
     /// OpenRouter chat completions (needs `OPENROUTER_API_KEY`).
     Openrouter,
+    /// Your own words: `text` (or the topics file's `script` column) is spoken exactly
+    /// as written, one line per sentence, never rewritten.
+    Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -146,6 +226,7 @@ pub struct ScriptDef {
     pub provider: ScriptProvider,
     /// openrouter: model slug with its organisation, e.g. `openai/gpt-4o-mini`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"openai/gpt-4o-mini")]
     pub model: Option<String>,
     /// openrouter: models to try, in order, when the first fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -155,6 +236,7 @@ pub struct ScriptDef {
     pub prompt: Option<String>,
     /// openrouter: 0–2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
     /// openrouter: sampling seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,10 +245,16 @@ pub struct ScriptDef {
     /// a var of that name overrides it). At least 3 (a hook and a call to action), at
     /// most `video.max_seconds`.
     #[serde(default = "default_seconds")]
+    #[schemars(range(min = 3, max = 600), example = 20)]
     pub seconds: u32,
-    /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`.
+    /// Closing line (*template*), e.g. `Follow for more.` Defaults to the var `cta`
+    /// (a `text` script ends with its own last sentence unless `cta` is set here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cta: Option<String>,
+    /// text: the narration (*template*), split into sentences exactly as written. Defaults
+    /// to the var `script`, which a `script` column of a CSV topics file gives per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 fn default_seconds() -> u32 {
@@ -192,13 +280,37 @@ pub struct FootageDef {
     pub provider: FootageProvider,
     /// pexels: search words (*template*).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"{{ topic }}")]
     pub query: Option<String>,
     /// local: folder of clips, relative to the recipe and inside its directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// Clips per video, 1–12.
+    /// Clips per video, 1–12, when the footage is chosen per video (`per: video`).
     #[serde(default = "default_clips")]
+    #[schemars(range(min = 1, max = 12))]
     pub clips: u32,
+    /// `scene` (the default): one clip per spoken line, searched with that line's visual
+    /// query and cut where the narration starts it. `video`: one query for the whole
+    /// video, `clips` clips sharing it evenly.
+    #[serde(default, skip_serializing_if = "FootagePer::is_scene")]
+    pub per: FootagePer,
+}
+
+/// How footage is chosen: per scene, or once for the whole video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FootagePer {
+    /// A clip per spoken line, from that line's visual query; cuts on the line starts.
+    #[default]
+    Scene,
+    /// One query for the video; `clips` clips share it evenly.
+    Video,
+}
+
+impl FootagePer {
+    pub fn is_scene(&self) -> bool {
+        *self == Self::Scene
+    }
 }
 
 fn default_clips() -> u32 {
@@ -212,6 +324,7 @@ impl Default for FootageDef {
             query: None,
             dir: None,
             clips: default_clips(),
+            per: FootagePer::Scene,
         }
     }
 }
@@ -222,8 +335,12 @@ pub enum CaptionStyleName {
     /// Large bold white words with a black outline, centred.
     #[default]
     BoldCenter,
-    /// The same, in the lower third (clear of the caption and buttons).
+    /// The same, low on the frame, just above TikTok's description.
     BoldLower,
+    /// Two words at a time in capitals, the spoken one yellow and popping, centred.
+    Pop,
+    /// Regular white words with a thin outline, low on the frame.
+    Clean,
     /// No burned-in captions.
     None,
 }
@@ -245,6 +362,7 @@ pub struct CaptionsDef {
     pub style: CaptionStyleName,
     /// Words on screen at once, 1–3.
     #[serde(default = "default_max_words")]
+    #[schemars(range(min = 1, max = 3))]
     pub max_words: u32,
     #[serde(default)]
     pub highlight: Highlight,
@@ -269,16 +387,20 @@ impl Default for CaptionsDef {
 pub struct VideoDef {
     /// Frame size. TikTok's vertical format is the only one: `1080x1920`.
     #[serde(default = "default_size")]
+    #[schemars(regex(pattern = r"^1080x1920$"), example = &"1080x1920")]
     pub size: String,
     /// Frames per second, 23–60.
     #[serde(default = "default_fps")]
+    #[schemars(range(min = 23, max = 60))]
     pub fps: u32,
     /// Longest allowed video, in seconds (3 to 600).
     #[serde(default = "default_max_seconds")]
+    #[schemars(range(min = 3, max = 600))]
     pub max_seconds: u32,
     /// Background music file, relative to the recipe and inside its directory; ducked
     /// under the narration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"assets/lofi.mp3")]
     pub music: Option<String>,
 }
 
@@ -317,6 +439,7 @@ pub struct Batch {
     /// The most jobs this batch may expand to (default 10,000; at most 1,000,000). A
     /// larger matrix is refused before any job is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_jobs: Option<u64>,
 }
 
@@ -327,8 +450,11 @@ pub struct Matrix {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topic: Vec<String>,
     /// Topics from a file inside the recipe directory: `.txt` (one per line, `#`
-    /// comments) or `.csv` (a `topic` column, or the first column).
+    /// comments) or `.csv` (a `topic` column, or the first column). Every other CSV
+    /// column is a var of its row's jobs; a `script` column is the row's narration for a
+    /// `text` script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"topics.csv")]
     pub topics_file: Option<String>,
     /// Voice names.
     pub voice: Vec<String>,
@@ -385,6 +511,7 @@ pub struct Publish {
     pub host: HostProvider,
     /// Days hosted copies and local renders are kept, 1–14 (the privacy policy's limit).
     #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 365))]
     pub retention_days: u32,
     /// Allow `retention_days` above 14 (up to 365). Every run that uses it says so in its
     /// output: the privacy policy promises deletion after 14 days.
@@ -416,6 +543,7 @@ impl Default for Publish {
 #[serde(deny_unknown_fields)]
 pub struct TikTokTarget {
     /// Account name given at `factory auth tiktok login --account NAME`.
+    #[schemars(example = &"main")]
     pub account: String,
 }
 
@@ -430,5 +558,6 @@ pub struct Notify {
 #[serde(deny_unknown_fields)]
 pub struct TelegramTarget {
     /// Chat id or `@channel` (the bot token comes from `TELEGRAM_BOT_TOKEN`).
+    #[schemars(example = &"@my_alerts")]
     pub chat: String,
 }

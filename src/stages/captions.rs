@@ -5,37 +5,57 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{Built, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::{ToolVersions, stage_key};
-use crate::media::{CaptionPosition, CaptionStyle};
+use crate::keys::{Inputs, ToolVersions};
+use crate::media::{CaptionPosition, CaptionStyle, Rgb};
 use crate::providers::{Narration, WordTiming};
 use crate::recipe::{CaptionStyleName, CaptionsDef, Highlight};
 
-pub const VERSION: u32 = 1;
+/// 2: the presets' positions come from the safe area; `pop` and `clean`.
+pub const VERSION: u32 = 2;
 const FILE: &str = "captions.ass";
 
 /// The caption settings, the narration (by its key) and the font.
 pub fn key(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> String {
-    stage_key(
-        Stage::Captions.as_str(),
-        VERSION,
-        &[
-            &json!(spec.captions),
-            &json!(voice_key),
-            &json!({ "font": versions.font }),
-        ],
-    )
+    inputs(spec, voice_key, versions).key()
 }
 
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, voice_key: &str, versions: &ToolVersions) -> Inputs {
+    Inputs::new(Stage::Captions, VERSION)
+        .part("captions", json!(spec.captions))
+        .part("voice_key", json!(voice_key))
+        .part("tools", json!({ "font": versions.font }))
+}
+
+/// The preset's look, with the recipe's words per line and highlight.
 pub fn style(def: &CaptionsDef) -> CaptionStyle {
-    CaptionStyle {
+    let base = CaptionStyle {
         max_words: u8::try_from(def.max_words.clamp(1, 3)).unwrap_or(3),
         highlight_word: def.highlight == Highlight::Word,
-        position: if def.style == CaptionStyleName::BoldLower {
-            CaptionPosition::Lower
-        } else {
-            CaptionPosition::Center
-        },
         ..CaptionStyle::default()
+    };
+    match def.style {
+        CaptionStyleName::BoldCenter | CaptionStyleName::None => base,
+        CaptionStyleName::BoldLower => CaptionStyle {
+            position: CaptionPosition::Lower,
+            ..base
+        },
+        CaptionStyleName::Pop => CaptionStyle {
+            max_words: base.max_words.min(2),
+            uppercase: true,
+            pop: true,
+            font_size: 100,
+            outline: 8,
+            ..base
+        },
+        CaptionStyleName::Clean => CaptionStyle {
+            position: CaptionPosition::Lower,
+            bold: false,
+            font_size: 76,
+            outline: 4,
+            highlight_colour: Rgb::new(0x7F, 0xE0, 0xFF),
+            ..base
+        },
     }
 }
 

@@ -8,22 +8,22 @@ use serde_json::{Value, json};
 use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::stage_key;
+use crate::keys::Inputs;
 use crate::providers::HostRequest;
 
 pub const VERSION: u32 = 2;
 
 /// The render, the job and where it is hosted: two jobs never share a hosted object.
 pub fn key(spec: &JobSpec, job_id: &str, render_key: &str) -> String {
-    stage_key(
-        Stage::Host.as_str(),
-        VERSION,
-        &[
-            &json!(render_key),
-            &json!(job_id),
-            &json!(spec.publish.host),
-        ],
-    )
+    inputs(spec, job_id, render_key).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, job_id: &str, render_key: &str) -> Inputs {
+    Inputs::new(Stage::Host, VERSION)
+        .part("render_key", json!(render_key))
+        .part("job_id", json!(job_id))
+        .part("host", json!(spec.publish.host))
 }
 
 /// The hosted copy's receipt (`url`, `location`, `expires_at`).

@@ -115,14 +115,15 @@ impl crate::engine::Pipeline for Pipeline {
     async fn run(&self, job: &mut JobRun<'_>) -> Result<(), Halt> {
         let spec = job.spec();
         let script = script::run(job).await?;
-        let (clips, footage_key) = footage::run(job).await?;
+        let (footage, footage_key) = footage::run(job, &script).await?;
         let (narration, voice_key) = voice::run(job, &script).await?;
         let (captions, captions_key) = captions::run(job, &narration, &voice_key).await?;
         let (video, render_key, expires) = render::run(
             job,
             render::Inputs {
-                clips: &clips,
+                footage: &footage,
                 footage_key: &footage_key,
+                script: &script,
                 narration: &narration,
                 voice_key: &voice_key,
                 captions,
@@ -135,16 +136,12 @@ impl crate::engine::Pipeline for Pipeline {
             .caption
             .clone()
             .unwrap_or_else(|| script.caption.clone());
-        let hashtags: Vec<String> = if spec.hashtags.is_empty() {
-            script
-                .hashtags
-                .iter()
-                .map(|h| h.trim_start_matches('#').to_owned())
-                .collect()
-        } else {
-            spec.hashtags.clone()
-        };
-        let credits: Vec<_> = clips.iter().filter_map(|c| c.credit.clone()).collect();
+        let hashtags = crate::plan::hashtags(spec, &script);
+        let credits: Vec<_> = footage
+            .clips
+            .iter()
+            .filter_map(|c| c.credit.clone())
+            .collect();
         let words = draft::Words {
             title: &spec.title,
             caption: &caption,
@@ -160,6 +157,7 @@ impl crate::engine::Pipeline for Pipeline {
             &credits,
             hosted["url"].as_str().unwrap_or_default(),
             receipt["external_id"].as_str().unwrap_or_default(),
+            hosted["expires_at"].as_i64().unwrap_or(expires),
         );
         notify::run(job, &draft_key, text).await?;
         Ok(())

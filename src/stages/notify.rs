@@ -7,18 +7,21 @@ use serde_json::json;
 use super::Stage;
 use crate::engine::{EffectKind, Effected, Halt, JobRun};
 use crate::expand::JobSpec;
-use crate::keys::stage_key;
+use crate::keys::Inputs;
 use crate::providers::{Credit, Notice};
 
 pub const VERSION: u32 = 1;
 
 /// The draft (by its key) and where the notice goes.
 pub fn key(spec: &JobSpec, draft_key: &str) -> String {
-    stage_key(
-        Stage::Notify.as_str(),
-        VERSION,
-        &[&json!(draft_key), &json!(spec.notify)],
-    )
+    inputs(spec, draft_key).key()
+}
+
+/// What [`key`] hashes, by name.
+pub fn inputs(spec: &JobSpec, draft_key: &str) -> Inputs {
+    Inputs::new(Stage::Notify, VERSION)
+        .part("draft_key", json!(draft_key))
+        .part("notify", json!(spec.notify))
 }
 
 /// Whether the notice was confirmed sent.
@@ -58,6 +61,7 @@ pub fn text(
     credits: &[Credit],
     link: &str,
     draft: &str,
+    deleted_at: i64,
 ) -> String {
     let mut text = format!("New draft: {title}\n\n{caption}");
     if !hashtags.is_empty() {
@@ -80,6 +84,31 @@ pub fn text(
                 .join(", "),
         );
     }
-    text.push_str(&format!("\n\nVideo: {link}\nDraft: {draft}"));
+    text.push_str(&format!(
+        "\n\nVideo: {link}\nDraft: {draft}\n{}",
+        crate::privacy::retention::deletion_notice(deleted_at)
+    ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_notice_says_when_the_local_files_are_deleted() {
+        let text = super::text(
+            "Owls",
+            "They fly at night.",
+            &["owls".to_owned()],
+            &[],
+            "file:///v.mp4",
+            "/drafts/owls-a-01234567.mp4",
+            1_800_000_000 + 14 * 86_400,
+        );
+        assert!(
+            text.ends_with(
+                "Draft: /drafts/owls-a-01234567.mp4\nThe video and its copies are deleted on 2027-01-29 08:00 UTC (retention); post or save it before then."
+            ),
+            "{text}"
+        );
+    }
 }

@@ -389,6 +389,7 @@ impl World {
                     max_retry_after: Duration::from_secs(1),
                 },
                 max_wait_in_run: Duration::from_secs(2),
+                record_jobs: true,
             },
             self.stop.subscribe(),
         ))
@@ -473,7 +474,11 @@ async fn a_failed_job_resumes_at_the_failed_stage() {
 
 #[tokio::test]
 async fn two_jobs_that_share_a_script_pay_for_it_once() {
-    let w = World::new("a, b");
+    // A second voice at the same pace (only the pitch differs) reads the same script.
+    let w = World::with_recipe(&RECIPE.replace("VOICES", "a, low").replace(
+        "templates:",
+        "  low: { provider: espeak, voice: en-us, pitch: 30 }\ntemplates:",
+    ));
     let summary = w.run().await;
     assert_eq!(summary.done, 2);
     assert_eq!(w.fakes.script.calls(), 1);
@@ -658,7 +663,7 @@ async fn an_intent_left_by_a_crash_keeps_a_notice_from_going_out_twice() {
             serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
         if r.kind == "notify" {
             r.status = EffectStatus::Intent;
-            engine.artifacts().put_effect(&r).unwrap();
+            engine.artifacts().put_effect(&r).await.unwrap();
         }
     }
     let fresh = w.engine_at("fresh-state", Budgets::default()).await;
@@ -689,7 +694,7 @@ async fn a_fresh_state_directory_over_a_kept_artifact_store_executes_nothing_and
     assert_eq!(calls(&w.fakes), before);
     assert_eq!(w.fakes.inbox.lock().unwrap().len(), 2);
     assert_eq!(w.fakes.notices.lock().unwrap().len(), 2);
-    assert_eq!(fresh.artifacts().jobs().unwrap().len(), 2);
+    assert_eq!(fresh.artifacts().jobs().await.unwrap().len(), 2);
 }
 
 #[tokio::test]

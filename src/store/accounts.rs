@@ -38,7 +38,7 @@ fn scopes(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn row_from(r: &sqlx::sqlite::SqliteRow) -> Result<AccountRow, StoreError> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<AccountRow, StoreError> {
     Ok(AccountRow {
         provider: r.try_get("provider")?,
         name: r.try_get("name")?,

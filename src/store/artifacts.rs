@@ -97,7 +97,9 @@ impl Store {
         Ok(row.try_get("attempt")?)
     }
 
-    /// Records how a stage ended: `done`, `cached`, `failed` or `interrupted`.
+    /// Records how a stage ended: `done`, `cached`, `failed` or `interrupted`. A cached
+    /// stage took no time of its own: its start is its end, whatever an earlier attempt
+    /// of the job left in the row.
     #[allow(clippy::too_many_arguments)]
     pub async fn stage_finished(
         &self,
@@ -115,7 +117,9 @@ impl Store {
              VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $8) \
              ON CONFLICT (job_id, stage) DO UPDATE SET key = excluded.key, status = excluded.status, \
              artifact = excluded.artifact, error = excluded.error, cost = excluded.cost, \
-             started_at = COALESCE(stages.started_at, excluded.started_at), finished_at = excluded.finished_at",
+             started_at = CASE WHEN excluded.status = 'cached' THEN excluded.started_at \
+                          ELSE COALESCE(stages.started_at, excluded.started_at) END, \
+             finished_at = excluded.finished_at",
         )
         .bind(job)
         .bind(stage)

@@ -20,48 +20,22 @@ impl Store {
         window: i64,
         now: i64,
     ) -> Result<Result<(), i64>, StoreError> {
-        sqlx::query("DELETE FROM budget_takes WHERE key = $1 AND at < $2")
-            .bind(key)
-            .bind(now - KEEP_SECONDS.max(window))
-            .execute(self.pool())
-            .await?;
-        let taken = sqlx::query(
-            "INSERT INTO budget_takes (key, seq, at) \
-             SELECT $1, COALESCE((SELECT MAX(seq) FROM budget_takes WHERE key = $1), 0) + 1, $2 \
-             WHERE (SELECT COUNT(*) FROM budget_takes WHERE key = $1 AND at > $2 - $3) < $4 \
-             AND NOT EXISTS (SELECT 1 FROM budget_blocks WHERE key = $1 AND until > $2)",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(window)
-        .bind(i64::from(limit))
-        .execute(self.pool())
-        .await?;
-        if taken.rows_affected() == 1 {
-            return Ok(Ok(()));
+        if !self.is_postgres() {
+            // SQLite runs one writer at a time: the insert below is the take.
+            let mut conn = self.pool().acquire().await?;
+            return take_on(&mut conn, key, limit, window, now).await;
         }
-        let blocked: Option<i64> =
-            sqlx::query("SELECT until FROM budget_blocks WHERE key = $1 AND until > $2")
-                .bind(key)
-                .bind(now)
-                .fetch_optional(self.pool())
-                .await?
-                .map(|r| r.try_get("until"))
-                .transpose()?;
-        // The window opens again when its oldest take leaves it.
-        let oldest: Option<i64> = sqlx::query(
-            "SELECT MIN(at) AS oldest FROM (SELECT at FROM budget_takes WHERE key = $1 AND at > $2 - $3 \
-             ORDER BY at DESC LIMIT $4)",
+        // Postgres runs takes side by side: takes of one key wait for each other.
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS locked",
         )
         .bind(key)
-        .bind(now)
-        .bind(window)
-        .bind(i64::from(limit))
-        .fetch_one(self.pool())
-        .await?
-        .try_get("oldest")?;
-        let reopens = oldest.map_or(now, |at| at + window);
-        Ok(Err(blocked.unwrap_or(now).max(reopens).max(now + 1)))
+        .fetch_one(&mut *tx)
+        .await?;
+        let taken = take_on(&mut tx, key, limit, window, now).await?;
+        tx.commit().await?;
+        Ok(taken)
     }
 
     /// Gives back the last unit taken from `key`.
@@ -78,16 +52,74 @@ impl Store {
 
     /// Blocks `key` until `until`; a later block wins over an earlier one.
     pub async fn block_budget(&self, key: &str, until: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        // SQLite's two-argument `MAX()` is Postgres' `GREATEST()`.
+        let greatest = if self.is_postgres() {
+            "GREATEST"
+        } else {
+            "MAX"
+        };
+        sqlx::query(&format!(
             "INSERT INTO budget_blocks (key, until) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET until = MAX(budget_blocks.until, excluded.until)",
-        )
+             ON CONFLICT (key) DO UPDATE SET until = {greatest}(budget_blocks.until, excluded.until)",
+        ))
         .bind(key)
         .bind(until)
         .execute(self.pool())
         .await?;
         Ok(())
     }
+}
+
+/// One take on one connection (in Postgres, inside the key's lock).
+async fn take_on(
+    conn: &mut sqlx::AnyConnection,
+    key: &str,
+    limit: u32,
+    window: i64,
+    now: i64,
+) -> Result<Result<(), i64>, StoreError> {
+    sqlx::query("DELETE FROM budget_takes WHERE key = $1 AND at < $2")
+        .bind(key)
+        .bind(now - KEEP_SECONDS.max(window))
+        .execute(&mut *conn)
+        .await?;
+    let taken = sqlx::query(
+        "INSERT INTO budget_takes (key, seq, at) \
+         SELECT $1, COALESCE((SELECT MAX(seq) FROM budget_takes WHERE key = $1), 0) + 1, $2 \
+         WHERE (SELECT COUNT(*) FROM budget_takes WHERE key = $1 AND at > $2 - $3) < $4 \
+         AND NOT EXISTS (SELECT 1 FROM budget_blocks WHERE key = $1 AND until > $2)",
+    )
+    .bind(key)
+    .bind(now)
+    .bind(window)
+    .bind(i64::from(limit))
+    .execute(&mut *conn)
+    .await?;
+    if taken.rows_affected() == 1 {
+        return Ok(Ok(()));
+    }
+    let blocked: Option<i64> =
+        sqlx::query("SELECT until FROM budget_blocks WHERE key = $1 AND until > $2")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get("until"))
+            .transpose()?;
+    // The window opens again when its oldest take leaves it.
+    let oldest: Option<i64> = sqlx::query(
+        "SELECT MIN(at) AS oldest FROM (SELECT at FROM budget_takes WHERE key = $1 AND at > $2 - $3 \
+         ORDER BY at DESC LIMIT $4) AS recent",
+    )
+    .bind(key)
+    .bind(now)
+    .bind(window)
+    .bind(i64::from(limit))
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("oldest")?;
+    let reopens = oldest.map_or(now, |at| at + window);
+    Ok(Err(blocked.unwrap_or(now).max(reopens).max(now + 1)))
 }
 
 fn unavailable(e: &StoreError) -> ProviderError {

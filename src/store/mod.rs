@@ -1,25 +1,31 @@
-//! The job store: sqlx over SQLite (WAL) with embedded migrations. Statements use `$n`
-//! placeholders, integer timestamps and JSON as text, so the same SQL serves Postgres.
+//! The job store: sqlx's `Any` driver over SQLite (WAL, the default) or Postgres (a store
+//! many machines share), chosen by URL ([`StoreUrl`]), with embedded migrations per
+//! backend. Statements use `$n` placeholders, integer timestamps and JSON as text, so one
+//! set of SQL serves both; the few that differ ask [`Store::is_postgres`].
 
 mod accounts;
 mod artifacts;
 mod budgets;
+mod inputs;
 mod migrations;
 mod privacy;
 pub mod queue;
 mod status;
+mod url;
 
 pub use accounts::{AccountRow, AccountSummary};
 pub use artifacts::{Artifact, Effect};
+pub use inputs::RecordedInputs;
 pub use privacy::{ArtifactRef, ExportJob, ExportRows, JobScope};
 pub use status::{EffectStatus, StageStatus, Status, UnknownStatus};
+pub use url::{BadStoreUrl, StoreUrl, scrub};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Connection, Row};
 
 use crate::stages::Stage;
 
@@ -64,6 +70,14 @@ pub enum StoreError {
     #[error("cannot migrate the job store `{path}`: {source}")]
     Migrate {
         path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    /// `url` is shown without credentials ([`StoreUrl`]'s `Display`).
+    #[error("cannot connect to the job store `{url}`: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot migrate the job store `{url}`: {source}")]
+    MigrateShared {
+        url: String,
         source: sqlx::migrate::MigrateError,
     },
     #[error("job store query failed: {0}")]
@@ -130,9 +144,21 @@ pub struct JobFilter {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    url: StoreUrl,
 }
+
+/// Per SQLite connection: the `Any` driver takes its options from a URL, which cannot
+/// carry these. WAL is kept in the file; the rest hold per connection.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+const SQLITE_READ_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;";
+
+/// How long a Postgres store may take to answer the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections per process to a Postgres store.
+const POSTGRES_CONNECTIONS: u32 = 8;
 
 pub use crate::clock::now;
 
@@ -177,10 +203,13 @@ impl StoreError {
 /// Whether sqlx reports a full disk: `SQLITE_FULL` (by its primary code), or `ENOSPC`.
 fn is_full(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i64>().ok())
-            .is_some_and(|c| c & 0xff == SQLITE_FULL),
+        sqlx::Error::Database(db) => {
+            db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| c & 0xff == SQLITE_FULL)
+        }
         sqlx::Error::Io(io) => crate::disk::is_full(io),
         _ => false,
     }
@@ -200,45 +229,63 @@ fn list_ids(ids: &[String]) -> String {
 }
 
 impl Store {
-    /// Opens (creating when needed) the store in `state_dir`: the directory user-only
-    /// (0700), the database file 0600, migrations applied.
-    pub async fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        create_private_dir(state_dir)?;
-        let path = state_dir.join(DB_FILE);
-        locate(state_dir)?;
+    /// Opens (creating when needed) the store at `at`: a state directory stands for its
+    /// SQLite file. SQLite: the directory user-only (0700), the database file 0600.
+    /// Postgres: connected, named without credentials when it cannot be. Migrations
+    /// applied either way.
+    pub async fn open(at: impl Into<StoreUrl>) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        match at.into() {
+            StoreUrl::Sqlite(path) => Self::open_sqlite(path).await,
+            url @ StoreUrl::Postgres { .. } => {
+                let pool = connect_postgres(&url).await?;
+                migrations::run(&pool, true)
+                    .await
+                    .map_err(|source| StoreError::MigrateShared {
+                        url: url.to_string(),
+                        source,
+                    })?;
+                Ok(Self { pool, url })
+            }
+        }
+    }
+
+    async fn open_sqlite(path: PathBuf) -> Result<Self, StoreError> {
+        let dir = parent_dir(&path);
+        create_private_dir(dir)?;
+        locate(&path)?;
         create_private_file(&path).map_err(|source| StoreError::DbFile {
             path: path.clone(),
             source,
         })?;
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = connect(&path, options, 4).await?;
-        migrations::run(&pool)
+        let pool = connect_sqlite(&path, "rwc", SQLITE_PRAGMAS, 4).await?;
+        migrations::run(&pool, false)
             .await
             .map_err(|source| StoreError::Migrate {
                 path: path.clone(),
                 source,
             })?;
         tighten(&path);
-        let store = Self { pool, path };
+        let store = Self {
+            pool,
+            url: StoreUrl::Sqlite(path),
+        };
         store.keep_reserve();
         Ok(store)
     }
 
-    fn reserve_path(&self) -> PathBuf {
-        self.path.with_file_name(RESERVE_FILE)
+    /// The reserve beside a SQLite file; a Postgres store keeps none.
+    fn reserve_path(&self) -> Option<PathBuf> {
+        self.path().map(|p| p.with_file_name(RESERVE_FILE))
     }
 
     /// Makes the reserve when it is missing and the disk has room for it and as much
     /// again; without room the store runs without one (a failure record may then be
     /// lost to a full disk, and the next run still resumes the job).
     fn keep_reserve(&self) {
-        let path = self.reserve_path();
+        let Some(path) = self.reserve_path() else {
+            return;
+        };
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
             return;
         }
@@ -254,7 +301,9 @@ impl Store {
     /// Gives a slice of the reserve back to the filesystem (the last one deletes it);
     /// `false` when there is nothing left to give.
     fn release_reserve(&self) -> bool {
-        let path = self.reserve_path();
+        let Some(path) = self.reserve_path() else {
+            return false;
+        };
         let Ok(len) = std::fs::metadata(&path).map(|m| m.len()) else {
             return false;
         };
@@ -283,41 +332,83 @@ impl Store {
         }
     }
 
-    /// Whether `state_dir` holds a store: `false` only when there is none yet; a store
-    /// that cannot be read is an error, never "no store".
-    pub fn exists(state_dir: &Path) -> Result<bool, StoreError> {
-        locate(state_dir).map(|found| found.is_some())
-    }
-
-    /// Opens an existing store without writing to it; `None` when there is none yet, an
-    /// error when there is one that cannot be read.
-    /// `plan`, `validate` and `jobs` use this: they never create or change the store.
-    pub async fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StoreError> {
-        let Some(path) = locate(state_dir)? else {
-            return Ok(None);
-        };
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = connect(&path, options, 2).await?;
-        // SQLite reads the header only on first use: ask now, so a file that is not a
-        // database fails here, named, and not in some later query.
-        if let Err(source) = sqlx::query("SELECT count(*) FROM sqlite_master")
-            .fetch_one(&pool)
-            .await
-        {
-            pool.close().await;
-            return Err(StoreError::Open { path, source });
+    /// Whether there is a store at `at`: `false` only when a SQLite file does not exist
+    /// yet; one that cannot be read is an error, never "no store". A Postgres store is
+    /// there once its server is (opening it says when it is not).
+    pub fn exists(at: impl Into<StoreUrl>) -> Result<bool, StoreError> {
+        match at.into() {
+            StoreUrl::Sqlite(path) => locate(&path).map(|found| found.is_some()),
+            StoreUrl::Postgres { .. } => Ok(true),
         }
-        Ok(Some(Self { pool, path }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens an existing store without writing to it; `None` when there is none yet (no
+    /// SQLite file, or a Postgres database without the store's tables), an error when
+    /// there is one that cannot be read.
+    /// `plan`, `validate` and `jobs` use this: they never create or change the store.
+    pub async fn open_read_only(at: impl Into<StoreUrl>) -> Result<Option<Self>, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = at.into();
+        let pool = match &url {
+            StoreUrl::Sqlite(path) => {
+                let Some(path) = locate(path)? else {
+                    return Ok(None);
+                };
+                let pool = connect_sqlite(&path, "ro", SQLITE_READ_PRAGMAS, 2).await?;
+                // SQLite reads the header only on first use: ask now, so a file that is
+                // not a database fails here, named, and not in some later query.
+                if let Err(source) = sqlx::query("SELECT count(*) FROM sqlite_master")
+                    .fetch_one(&pool)
+                    .await
+                {
+                    pool.close().await;
+                    return Err(StoreError::Open { path, source });
+                }
+                pool
+            }
+            StoreUrl::Postgres { .. } => {
+                let pool = connect_postgres(&url).await?;
+                let tables: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name = 'jobs'",
+                )
+                .fetch_one(&pool)
+                .await?
+                .try_get("n")?;
+                if tables == 0 {
+                    pool.close().await;
+                    return Ok(None);
+                }
+                pool
+            }
+        };
+        Ok(Some(Self { pool, url }))
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    /// The SQLite file; `None` for a Postgres store.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.url {
+            StoreUrl::Sqlite(path) => Some(path),
+            StoreUrl::Postgres { .. } => None,
+        }
+    }
+
+    /// The directory a full disk is reported in: the SQLite file's (a Postgres store
+    /// never reports one).
+    pub fn dir_of(file: Option<&Path>) -> &Path {
+        file.map_or(Path::new("."), parent_dir)
+    }
+
+    /// Where the store is, for messages: shown without credentials.
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.is_postgres()
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -354,7 +445,7 @@ impl Store {
     pub async fn find_job(&self, prefix: &str) -> Result<StoredJob, StoreError> {
         let prefix = job_prefix(prefix)?;
         let rows = sqlx::query(&format!(
-            "{JOB_COLUMNS} WHERE substr(id, 1, $2) = $1 ORDER BY id LIMIT $3"
+            "{JOB_COLUMNS} WHERE substr(id, 1, CAST($2 AS INTEGER)) = $1 ORDER BY id LIMIT $3"
         ))
         .bind(&prefix)
         .bind(i64::try_from(prefix.len()).unwrap_or(i64::MAX))
@@ -585,7 +676,7 @@ pub struct NewJob<'a> {
 const JOB_COLUMNS: &str = "SELECT id, recipe, cell, topic, voice, status, stage, attempts, error, \
                            created_at, updated_at, finished_at, deferred_until FROM jobs";
 
-fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
+fn job_from_row(r: &AnyRow) -> Result<StoredJob, StoreError> {
     let status: String = r.try_get("status")?;
     Ok(StoredJob {
         id: r.try_get("id")?,
@@ -604,39 +695,102 @@ fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredJob, StoreError> {
     })
 }
 
-/// The store file of `state_dir`: `None` when neither it nor the directory exists yet
-/// (or the directory exists without it); an error when either cannot be read or the
-/// store's path is not a file.
-fn locate(state_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
-    let path = state_dir.join(DB_FILE);
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(Some(path)),
-        Ok(_) => Err(StoreError::NotAFile { path }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(state_dir) {
+/// The SQLite file at `path`: `None` when neither it nor its directory exists yet (or the
+/// directory exists without it); an error when either cannot be read or the store's path
+/// is not a file.
+fn locate(path: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let dir = parent_dir(path);
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path.to_owned())),
+        Ok(_) => Err(StoreError::NotAFile {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(dir) {
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Unreadable {
-                path: state_dir.to_owned(),
+                path: dir.to_owned(),
                 source,
             }),
         },
-        Err(source) => Err(StoreError::Unreadable { path, source }),
+        Err(source) => Err(StoreError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
-async fn connect(
+fn parent_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A pool over the SQLite file at `path` in `mode` (`rwc`, `ro`), each connection set up
+/// with `pragmas`.
+async fn connect_sqlite(
     path: &Path,
-    options: SqliteConnectOptions,
+    mode: &str,
+    pragmas: &'static str,
     max: u32,
-) -> Result<SqlitePool, StoreError> {
-    SqlitePoolOptions::new()
+) -> Result<AnyPool, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let absolute = std::path::absolute(path).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+    let url = format!("sqlite://{}?mode={mode}", encode_path(&absolute));
+    AnyPoolOptions::new()
         .max_connections(max)
-        .connect_with(options)
-        .await
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute(pragmas).await.map(|_| ())
+            })
         })
+        .connect(&url)
+        .await
+        .map_err(open_err)
+}
+
+async fn connect_postgres(url: &StoreUrl) -> Result<AnyPool, StoreError> {
+    let StoreUrl::Postgres { url: given, .. } = url else {
+        unreachable!("called for a Postgres URL")
+    };
+    let failed = |source| StoreError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    // One connection first: the pool retries a refused one until its timeout and then
+    // reports only that it timed out; this reports why.
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(given))
+        .await
+        .map_err(|_| failed(sqlx::Error::PoolTimedOut))?
+        .map_err(failed)?;
+    probe.close().await.ok();
+    AnyPoolOptions::new()
+        .max_connections(POSTGRES_CONNECTIONS)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect(given)
+        .await
+        .map_err(failed)
+}
+
+/// A path as the SQLite URL's file part: every byte but unreserved ones and `/`
+/// percent-encoded (the driver decodes it), so `?`, `#` and `%` in a folder name stay
+/// part of the file name.
+fn encode_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {
@@ -758,6 +912,48 @@ mod tests {
             store.stages("abcd000011112222").await,
             Err(StoreError::Corrupt { table: "stages", ref value }) if value == "weird"
         ));
+    }
+
+    /// `jobs show` showed a reused stage with the time since the job's first attempt.
+    #[tokio::test]
+    async fn a_cached_stage_takes_no_time_even_after_an_earlier_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = one_job(dir.path()).await;
+        let job = "abcd000011112222";
+        store.stage_started(job, "script", "k").await.unwrap();
+        store
+            .stage_finished(job, "script", "k", "done", None, None, None)
+            .await
+            .unwrap();
+        // The earlier attempt was an hour ago.
+        sqlx::query("UPDATE stages SET started_at = started_at - 3600")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "script", "k", "cached", None, None, None)
+            .await
+            .unwrap();
+        let s = &store.stages(job).await.unwrap()[0];
+        assert_eq!(s.started_at, s.finished_at, "{s:?}");
+        // An executed stage keeps its own start.
+        store.stage_started(job, "voice", "v").await.unwrap();
+        sqlx::query("UPDATE stages SET started_at = started_at - 5 WHERE stage = 'voice'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .stage_finished(job, "voice", "v", "done", None, None, None)
+            .await
+            .unwrap();
+        let voice = store
+            .stages(job)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.stage == "voice")
+            .unwrap();
+        assert_eq!(voice.finished_at.unwrap() - voice.started_at.unwrap(), 5);
     }
 
     #[tokio::test]

@@ -2,8 +2,8 @@
 //! store methods, so `crate::privacy` decides and deletes files while the SQL stays here.
 
 use serde_json::{Map, Value};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, Row, TypeInfo};
+use sqlx::any::AnyRow;
+use sqlx::{Column, Row};
 
 use super::{AccountSummary, Effect, EffectStatus, Store, StoreError};
 
@@ -46,10 +46,21 @@ pub struct ArtifactRef {
 }
 
 impl Store {
-    /// Rewrites the database so deleted content is gone from the file and its WAL:
-    /// SQLite keeps deleted rows in free pages and, in WAL mode, in the log, so a
-    /// `DELETE` alone leaves the content in the file's bytes.
+    /// Rewrites the database so deleted content is gone from its files: SQLite keeps
+    /// deleted rows in free pages and, in WAL mode, in the log, and Postgres keeps them
+    /// as dead row versions, so a `DELETE` alone leaves the content in the bytes.
+    /// Postgres rewrites the store's tables (`VACUUM FULL`, one short exclusive lock per
+    /// table); its server's write-ahead log and backups are the operator's to keep.
     pub async fn compact(&self) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            // One statement: VACUUM refuses to run inside a (multi-statement) transaction.
+            sqlx::raw_sql(
+                "VACUUM FULL recipes, jobs, stages, events, artifacts, effects, accounts",
+            )
+            .execute(self.pool())
+            .await?;
+            return Ok(());
+        }
         sqlx::query("VACUUM").execute(self.pool()).await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(self.pool())
@@ -300,7 +311,7 @@ impl Store {
     }
 }
 
-fn refs(rows: &[SqliteRow]) -> Result<Vec<ArtifactRef>, StoreError> {
+fn refs(rows: &[AnyRow]) -> Result<Vec<ArtifactRef>, StoreError> {
     rows.iter()
         .map(|r| {
             Ok(ArtifactRef {
@@ -311,26 +322,20 @@ fn refs(rows: &[SqliteRow]) -> Result<Vec<ArtifactRef>, StoreError> {
         .collect()
 }
 
-/// A row as a JSON object, by the declared type of each column.
-fn row_object(row: &SqliteRow) -> Map<String, Value> {
+/// A row as a JSON object, by the type of each value (the same on both backends: the
+/// schema has integers, doubles and text only).
+fn row_object(row: &AnyRow) -> Map<String, Value> {
     let mut object = Map::new();
     for (i, column) in row.columns().iter().enumerate() {
-        let value = match column.type_info().name() {
-            "INTEGER" | "BIGINT" => row
-                .try_get::<Option<i64>, _>(i)
+        let value = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+            v.map_or(Value::Null, Value::from)
+        } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+            v.map_or(Value::Null, Value::from)
+        } else {
+            row.try_get::<Option<String>, _>(i)
                 .ok()
                 .flatten()
-                .map_or(Value::Null, Value::from),
-            "REAL" | "DOUBLE PRECISION" => row
-                .try_get::<Option<f64>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, Value::from),
-            _ => row
-                .try_get::<Option<String>, _>(i)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, Value::from),
+                .map_or(Value::Null, Value::from)
         };
         object.insert(column.name().to_owned(), value);
     }

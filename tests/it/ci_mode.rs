@@ -181,3 +181,148 @@ fn changed_since_selects_exactly_the_changed_recipes() {
         ["history-shorts", "new-one", "ocean-life", "space-facts"]
     );
 }
+
+/// A job that fails and one done before: under GitHub Actions, an `::error` at the failed
+/// job's cell, a `::group::` per job, a Markdown table in the step summary, and JUnit with
+/// the done job skipped and every test named with its voice.
+#[test]
+fn github_actions_gets_annotations_groups_a_step_summary_and_junit_with_voices() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let d = tmp.path();
+    crate::plan_diff::make_clip(&d.join("good/one.mp4"));
+    write(d, "bad/one.mp4", "this is not a video");
+    write(
+        d,
+        "mixed.yaml",
+        "version: 1\nname: mixed\nvoices:\n  a: { provider: espeak, voice: en-us, rate: 260 }\ntemplates:\n  good:\n    script: { provider: offline, seconds: 3 }\n    footage: { provider: local, dir: good, clips: 1 }\n    title: \"{{ topic }}\"\n  bad:\n    script: { provider: offline, seconds: 3 }\n    footage: { provider: local, dir: bad, clips: 1 }\n    title: \"{{ topic }} again\"\nbatch:\n  matrix:\n    topic: [Alpha]\n    voice: [a]\n    template: [good, bad]\n",
+    );
+    let run = |summary: &Path| {
+        Factory::new()
+            .current_dir(d)
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", summary)
+            .args(["run", "mixed.yaml"])
+            .run()
+    };
+    let first = run(&d.join("first.md"));
+    assert_eq!(first.code, 1, "{first:?}");
+    let summary = d.join("summary.md");
+    let second = run(&summary);
+    assert_eq!(second.code, 1, "{second:?}");
+    let annotations: Vec<&str> = second
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::"))
+        .collect();
+    assert_eq!(annotations.len(), 1, "{}", second.stdout);
+    assert!(
+        annotations[0].starts_with(
+            "::error file=mixed.yaml,line=16,title=mixed job failed::\"Alpha\" (voice a, job "
+        ),
+        "{}",
+        annotations[0]
+    );
+    assert_eq!(
+        second.stderr.matches("::group::").count(),
+        1,
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.stderr.matches("::endgroup::").count(),
+        1,
+        "{}",
+        second.stderr
+    );
+
+    let xml = std::fs::read_to_string(d.join(".factory/reports/junit.xml")).expect("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2, "{xml}");
+    assert!(
+        cases.iter().all(|c| c
+            .attribute("name")
+            .is_some_and(|n| n.starts_with("Alpha · a ("))),
+        "{xml}"
+    );
+    let skipped: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{xml}");
+    assert_eq!(
+        skipped[0].attribute("message"),
+        Some("already done before this run")
+    );
+
+    let table = std::fs::read_to_string(&summary).expect("the step summary");
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\b[0-9a-f]{8}\b", "[ID]");
+    settings.add_filter(r"\d+ s\b", "[TIME] s");
+    settings.add_filter(
+        r"is unreadable or corrupt: .*",
+        "is unreadable or corrupt: [FFMPEG]",
+    );
+    settings.bind(|| {
+        insta::assert_snapshot!("github_step_summary", table);
+        insta::assert_snapshot!("github_annotations", annotations.join("\n"));
+    });
+}
+
+#[test]
+fn an_empty_or_missing_recipes_folder_suggests_init() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let missing = Factory::new().current_dir(tmp.path()).arg("validate").run();
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("help: `factory init` makes a recipes folder"),
+        "{}",
+        missing.stderr
+    );
+    std::fs::create_dir(tmp.path().join("recipes")).expect("an empty folder");
+    let empty = Factory::new().current_dir(tmp.path()).arg("plan").run();
+    assert_eq!(empty.code, 0, "{empty:?}");
+    assert!(
+        empty
+            .stderr
+            .contains("note: no recipes in `recipes`; `factory init` makes a recipes folder"),
+        "{}",
+        empty.stderr
+    );
+}
+
+/// A ref is the user's text: printed back, it must not become a workflow command.
+#[test]
+fn a_git_ref_with_a_newline_cannot_start_a_workflow_command() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let d = tmp.path();
+    git(d, &["init", "-q"]);
+    copy_samples(d);
+    let out = Factory::new()
+        .current_dir(d)
+        .args([
+            "validate",
+            "--changed-since",
+            "main\n::error::INJECTED",
+            "recipes",
+        ])
+        .run();
+    assert_ne!(out.code, 0, "{out:?}");
+    for line in out.stdout.lines().chain(out.stderr.lines()) {
+        assert!(
+            !line.trim_start().starts_with("::error::INJECTED"),
+            "{line}"
+        );
+    }
+    assert!(
+        out.stderr.contains("main␊::error::INJECTED"),
+        "{}",
+        out.stderr
+    );
+}

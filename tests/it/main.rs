@@ -1,6 +1,7 @@
 //! The one integration-test binary. Each module covers one area; shared helpers live in
 //! `support`.
 
+mod artifacts_s3;
 mod auth;
 mod ci_mode;
 mod cli;
@@ -8,18 +9,24 @@ mod completions;
 mod doctor;
 mod exactly_once;
 mod fakes;
+mod gates;
 mod hardening;
+mod init;
 mod job_id;
+mod lengths;
+mod looks;
 mod outputs;
 mod pg;
 mod pipeline;
 mod pipeline_real;
 mod plan;
+mod plan_diff;
 mod plan_spend;
 mod privacy_export;
 mod privacy_gc;
 mod privacy_purge;
 mod privacy_schema;
+mod progress;
 mod providers_elevenlabs;
 mod providers_keys;
 mod providers_openrouter;
@@ -29,8 +36,15 @@ mod publish_run;
 mod publish_telegram;
 mod publish_tiktok;
 mod report;
+mod scenes_media;
+mod scenes_script;
 mod schema;
+mod select;
+mod shards;
+mod store_backends;
 mod support;
 mod validate;
+mod voices;
 mod watch;
+mod why;
 mod workers;

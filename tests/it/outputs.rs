@@ -238,3 +238,125 @@ fn help_of_every_command() {
     }
     insta::assert_snapshot!("help", text);
 }
+
+/// The `.mp4` files in a drafts folder.
+fn videos(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| r.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    found.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "mp4"));
+    found.sort();
+    found
+}
+
+#[test]
+fn a_draft_has_a_readable_name_one_copy_on_disk_and_goes_when_its_replacement_is_delivered() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    recipe(d);
+    let run = factory(d, T0, &["run", "tiny.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let drafts = d.join("state/drafts/tiny");
+    let first = videos(&drafts);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let name = first[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let id = factory(d, T0, &["--json", "jobs", "list"]).json()["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(name, format!("owls-a-{}.mp4", &id[..8]));
+    assert!(first[0].with_extension("json").is_file());
+
+    // The render, its hosted copy and the draft are one file on disk.
+    let hosted: Vec<_> = walk(&d.join("state/hosted"));
+    assert_eq!(hosted.len(), 1, "{hosted:?}");
+    let draft_meta = std::fs::metadata(&first[0]).unwrap();
+    assert_eq!(
+        std::fs::metadata(&hosted[0]).unwrap().ino(),
+        draft_meta.ino()
+    );
+    assert_eq!(draft_meta.nlink(), 3, "render, hosted copy and draft");
+
+    // The notice says when the files go: 14 days after the run.
+    let notices = std::fs::read_to_string(d.join("state/notices.log")).unwrap();
+    assert!(
+        notices.contains("deleted on 2027-01-29 08:00 UTC"),
+        "{notices}"
+    );
+
+    // `jobs show` says where the video went; `jobs retry` of a done job does nothing.
+    let show = factory(d, T0, &["jobs", "show", &id]);
+    assert!(
+        show.stdout.contains(&format!(
+            "  draft    {}",
+            first[0].canonicalize().unwrap().display()
+        )),
+        "{show:?}"
+    );
+    assert!(show.stdout.contains("  hosted   file://"), "{show:?}");
+    let retry = factory(d, T0, &["jobs", "retry", &id[..6]]);
+    assert_eq!(retry.code, 0, "{retry:?}");
+    assert_eq!(
+        retry.stdout,
+        format!("job {id} is done; nothing to retry (finished 2027-01-15 08:00 UTC)\n")
+    );
+
+    // A new title is a new version of the job: its draft replaces the old one.
+    let text = std::fs::read_to_string(d.join("tiny.yaml")).unwrap();
+    std::fs::write(
+        d.join("tiny.yaml"),
+        text.replace("title: \"{{ topic }}\"", "title: \"{{ topic }} at night\""),
+    )
+    .unwrap();
+    let second = factory(d, T0 + 60, &["run", "tiny.yaml"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    let now = videos(&drafts);
+    assert_eq!(now.len(), 1, "{now:?}\n{second:?}");
+    assert_ne!(now, first);
+    assert!(!first[0].with_extension("json").exists());
+    assert!(
+        second
+            .stderr
+            .contains("removed 1 draft of older versions of 1 job: a newer version was delivered"),
+        "{second:?}"
+    );
+
+    // A superseded draft left over (from before this rule) goes with `gc --superseded`.
+    std::fs::copy(&now[0], &first[0]).unwrap();
+    std::fs::copy(
+        now[0].with_extension("json"),
+        first[0].with_extension("json"),
+    )
+    .unwrap();
+    let settings = filters(d);
+    let _bound = settings.bind_to_scope();
+    insta::assert_snapshot!(
+        "gc_superseded_dry_run",
+        shown(&factory(d, T0 + 120, &["gc", "--superseded", "--dry-run"]))
+    );
+    assert!(first[0].exists());
+    insta::assert_snapshot!(
+        "gc_superseded",
+        shown(&factory(d, T0 + 120, &["gc", "--superseded"]))
+    );
+    assert!(!first[0].exists() && !first[0].with_extension("json").exists());
+    assert_eq!(videos(&drafts), now);
+    insta::assert_snapshot!(
+        "jobs_list_two_versions",
+        shown(&factory(d, T0 + 120, &["jobs", "list"]))
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -117,9 +117,13 @@ async fn drafts_are_watchable_and_a_second_run_executes_nothing() {
     let jobs = s.list_jobs(&JobFilter::default()).await.unwrap();
     let by_template = |t: &str| {
         let job = jobs.iter().find(|j| j.cell.contains(t)).unwrap();
-        dir.path()
-            .join(".factory/drafts/tiny")
-            .join(format!("{}.mp4", job.id))
+        // Drafts are named `<topic>-<voice>-<short id>.mp4`.
+        let suffix = format!("-{}.mp4", &job.id[..8]);
+        std::fs::read_dir(dir.path().join(".factory/drafts/tiny"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&suffix))
+            .unwrap()
     };
     let (plain, captioned) = (
         frame(&by_template("plain"), "1.0"),
@@ -166,16 +170,17 @@ async fn drafts_are_watchable_and_a_second_run_executes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_one_voice_reruns_only_that_jobs_voice_to_draft_stages() {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = |rate: u32| {
+    // The pitch, not the rate: a voice of another pace gets a script sized to it.
+    let recipe = |pitch: u32| {
         format!(
-            "version: 1\nname: voices\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n  b: {{ provider: espeak, voice: en-gb, rate: {rate} }}\ntemplates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix:\n    topic: [Alpha]\n    voice: [a]\n    include: [{{ topic: Beta, voice: b }}]\n"
+            "version: 1\nname: voices\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n  b: {{ provider: espeak, voice: en-gb, rate: 260, pitch: {pitch} }}\ntemplates:\n  t:\n    script: {{ provider: offline, seconds: 3 }}\n    footage: {{ provider: generated, clips: 1 }}\n    title: \"{{{{ topic }}}}\"\nbatch:\n  template: t\n  matrix:\n    topic: [Alpha]\n    voice: [a]\n    include: [{{ topic: Beta, voice: b }}]\n"
         )
     };
-    write(dir.path(), "voices.yaml", &recipe(260));
+    write(dir.path(), "voices.yaml", &recipe(50));
     let first = run(dir.path(), "voices.yaml");
     assert_eq!(first.code, 0, "{first:?}");
 
-    write(dir.path(), "voices.yaml", &recipe(240));
+    write(dir.path(), "voices.yaml", &recipe(30));
     let second = run(dir.path(), "voices.yaml");
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(executed(&second), 6, "{}", second.stdout);
@@ -246,7 +251,8 @@ async fn a_corrupt_clip_fails_only_its_job_and_a_rerun_finishes_it() {
     };
 
     std::fs::remove_file(dir.path().join("bad/one.mp4")).unwrap();
-    make_clip(&dir.path().join("bad/one.mp4"), "rgbtestsrc");
+    // A moving pattern: a still one would fail the frozen gate.
+    make_clip(&dir.path().join("bad/one.mp4"), "testsrc");
     let second = Factory::new()
         .args(["jobs", "retry", &failed_id[..8]])
         .current_dir(dir.path())

@@ -12,7 +12,8 @@ use crate::fakes::{self, Fake};
 use crate::support::{Factory, Output, copy_samples, write};
 
 /// The sample `space-facts` recipe with its template switched to the paid services: one
-/// ElevenLabs voice beside the espeak narrator, so two jobs share one script.
+/// ElevenLabs voice beside the espeak narrator. A script is sized to its voice's pace, so
+/// the two Black holes jobs get one script each.
 pub(crate) const REAL_RECIPE: &str = r#"version: 1
 name: space-facts
 description: Short space facts from the real services.
@@ -197,7 +198,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
     let state = dir.join("state");
     let mut outputs = Vec::new();
 
-    // The plan predicts the spend: two scripts (the Black holes jobs share one), two
+    // The plan predicts the spend: three scripts (one per topic and voice pace), two
     // footage searches, and the characters of two ElevenLabs narrations.
     let planned =
         run(fakes
@@ -206,7 +207,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
         .await;
     let spend = plan_spend(&planned);
     assert_eq!(spend["estimate"], true);
-    assert_eq!(spend["spend"]["llm_requests"], 2, "{spend}");
+    assert_eq!(spend["spend"]["llm_requests"], 3, "{spend}");
     assert_eq!(spend["spend"]["footage_searches"], 2, "{spend}");
     assert!(spend["spend"]["tts_characters"].as_u64().unwrap() > 0);
     assert!(spend["spend"]["llm_cost_usd"].as_f64().unwrap() > 0.0);
@@ -220,7 +221,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert_eq!(
         fakes.openrouter.requests_to("/api/v1/chat/completions"),
-        2,
+        3,
         "one completion per distinct script"
     );
     let speech: Vec<_> = fakes
@@ -273,7 +274,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
             .fetch_all(&pool)
             .await
             .expect("script stages");
-    assert_eq!(costs.len(), 2, "{costs:?}");
+    assert_eq!(costs.len(), 3, "{costs:?}");
     for (cost,) in &costs {
         assert!((cost.expect("a cost") - 0.00042).abs() < 1e-9);
     }
@@ -281,7 +282,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
         .fetch_all(&pool)
         .await
         .expect("script artifacts");
-    assert_eq!(metas.len(), 2);
+    assert_eq!(metas.len(), 3);
     for (meta,) in &metas {
         let meta: Value = serde_json::from_str(meta).expect("meta JSON");
         assert_eq!(meta["usage"]["prompt_tokens"], 120, "{meta}");
@@ -316,7 +317,7 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
     assert_eq!(spend["spend"]["llm_requests"], 0, "{spend}");
     assert_eq!(spend["spend"]["tts_characters"], 0, "{spend}");
     assert_eq!(spend["spend"]["footage_searches"], 0, "{spend}");
-    assert_eq!(spend["saved"]["llm_requests"], 2, "{spend}");
+    assert_eq!(spend["saved"]["llm_requests"], 3, "{spend}");
     assert_eq!(spend["saved"]["footage_searches"], 2, "{spend}");
     let spoken: u64 = speech
         .iter()
@@ -336,7 +337,11 @@ async fn the_sample_recipe_runs_on_the_real_clients_like_offline() {
     .await;
     assert_eq!(edited.code, 0, "{}", edited.stderr);
     assert_eq!(fakes.counts(), before, "cached stages make no request");
-    assert_eq!(drafts(&state).len(), 6, "three new drafts beside the old");
+    assert_eq!(
+        drafts(&state).len(),
+        3,
+        "the three new drafts replace the ones they supersede"
+    );
     outputs.push(edited);
 
     // No key anywhere: not in what the runs printed, not in any file they left.

@@ -368,7 +368,12 @@ async fn jobs_list_and_show_print_the_rows() {
         .factory()
         .args(["jobs", "list", "--status", "failed"])
         .run();
-    assert_eq!(failed.stdout.lines().count(), 1, "{}", failed.stdout);
+    assert_eq!(
+        failed.stdout.lines().count(),
+        2,
+        "a header and one job: {}",
+        failed.stdout
+    );
 
     let target = project
         .jobs()
@@ -389,6 +394,7 @@ async fn jobs_list_and_show_print_the_rows() {
 
     let mut settings = tmp_filters(project.path());
     settings.add_filter(r"\b[0-9a-f]{16}\b", "[JOB-ID]");
+    settings.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\d( UTC)?", "[DATE]");
     settings.bind(|| {
         insta::assert_snapshot!("jobs_list", list.stdout);
         insta::assert_snapshot!("jobs_list_failed", failed.stdout);

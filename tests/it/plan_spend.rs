@@ -45,8 +45,9 @@ fn plan(model: &str, price: Option<&str>) -> (Value, String) {
 #[test]
 fn jobs_sharing_a_script_or_footage_count_once() {
     let (spend, human) = plan("openai/gpt-4o-mini", None);
-    // Six jobs, three topics: each script and each footage search serves two voices.
-    assert_eq!(spend["spend"]["llm_requests"], 3, "{spend}");
+    // Six jobs, three topics: each footage search serves two voices; a script is sized
+    // to its voice's pace, so each topic has one per voice.
+    assert_eq!(spend["spend"]["llm_requests"], 6, "{spend}");
     assert_eq!(spend["spend"]["footage_searches"], 3, "{spend}");
     // Only the ElevenLabs jobs need characters: three narrations of a 20 s script.
     let characters = spend["spend"]["tts_characters"].as_u64().unwrap();
@@ -54,7 +55,7 @@ fn jobs_sharing_a_script_or_footage_count_once() {
     assert!(spend["spend"]["llm_cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(spend["saved"]["llm_requests"], 0);
     assert!(
-        human.contains("spend (estimate): 3 LLM requests"),
+        human.contains("spend (estimate): 6 LLM requests"),
         "{human}"
     );
 }

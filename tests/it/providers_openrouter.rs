@@ -39,6 +39,7 @@ pub fn request() -> ScriptRequest {
         models: vec!["openai/gpt-4o-mini".into()],
         temperature: Some(0.8),
         seed: Some(7),
+        pace: tiktok_factory::providers::Pace::default(),
     }
 }
 

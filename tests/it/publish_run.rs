@@ -100,7 +100,11 @@ async fn drafts_go_to_the_inbox_and_wait_in_a_queue_when_the_account_is_full() {
         .factory(dir.path())
         .args(["jobs", "list", "--status", "deferred"])
         .run();
-    assert_eq!(listed.stdout.lines().count(), 1, "{listed:?}");
+    assert_eq!(
+        listed.stdout.lines().count(),
+        2,
+        "a header and one job: {listed:?}"
+    );
     let planned = services
         .factory(dir.path())
         .args(["plan", "publish.yaml"])

@@ -94,6 +94,7 @@ fn request(video: PathBuf) -> DraftRequest {
         video,
         job_id: "job-1".to_owned(),
         recipe: "space-facts".to_owned(),
+        name: "black-holes-narrator-job-1".to_owned(),
         account: ACCOUNT.to_owned(),
         title: "Black holes".to_owned(),
         caption: "They bend light.".to_owned(),

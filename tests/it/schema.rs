@@ -161,3 +161,81 @@ fn broken_recipes_do_not_validate() {
         );
     }
 }
+
+#[test]
+fn values_validate_rejects_fail_the_schema_too() {
+    // Each of these used to pass the schema and fail only in `validate`: an editor now
+    // underlines them as they are typed.
+    let validator = Validator::committed("recipe.schema.json");
+    let cases: [(&str, Value); 8] = [
+        ("version 7", broken(|r| r["version"] = 7.into())),
+        (
+            "a landscape size",
+            broken(|r| {
+                r["templates"]["quick"]["video"] = serde_json::json!({ "size": "640x480" });
+            }),
+        ),
+        (
+            "an espeak rate of 10000",
+            broken(|r| {
+                r["voices"] =
+                    serde_json::json!({ "fast": { "provider": "espeak", "rate": 10000 } });
+            }),
+        ),
+        (
+            "nine words on screen",
+            broken(|r| r["templates"]["story"]["captions"]["max_words"] = 9.into()),
+        ),
+        (
+            "an upper-case name",
+            broken(|r| r["name"] = "History Shorts".into()),
+        ),
+        (
+            "no clips",
+            broken(|r| r["templates"]["quick"]["footage"]["clips"] = 0.into()),
+        ),
+        (
+            "120 frames per second",
+            broken(|r| r["templates"]["quick"]["video"] = serde_json::json!({ "fps": 120 })),
+        ),
+        (
+            "a temperature of 3",
+            broken(|r| r["templates"]["quick"]["script"]["temperature"] = 3.0.into()),
+        ),
+    ];
+    for (what, recipe) in cases {
+        assert!(
+            validator.check(&recipe).is_err(),
+            "a recipe with {what} validates"
+        );
+    }
+}
+
+#[test]
+fn the_schemas_name_themselves_state_defaults_and_give_examples() {
+    for (file, id) in [
+        ("recipe.schema.json", "urn:tiktok-factory:schema:recipe:1"),
+        ("project.schema.json", "urn:tiktok-factory:schema:project:1"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("schemas").join(file)).expect("read");
+        let schema: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(schema["$id"], id, "{file}");
+        assert_eq!(schema["properties"]["version"]["const"], 1, "{file}");
+        let video = &schema["definitions"]["VideoDef"]["properties"];
+        assert_eq!(video["size"]["default"], "1080x1920", "{file}");
+        assert_eq!(video["size"]["pattern"], "^1080x1920$", "{file}");
+        assert_eq!(video["fps"]["minimum"], 23, "{file}");
+        assert_eq!(video["fps"]["maximum"], 60, "{file}");
+        let voice = &schema["definitions"]["VoiceDef"]["properties"];
+        assert_eq!(voice["voice"]["examples"][0], "en-us", "{file}");
+        assert_eq!(voice["rate"]["maximum"], 450, "{file}");
+    }
+    let recipe: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/recipe.schema.json")).expect("read"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        recipe["properties"]["name"]["pattern"],
+        "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    );
+}

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Variables that would change what the binary does if the caller's shell set them.
-const ISOLATED_ENV: [&str; 14] = [
+const ISOLATED_ENV: [&str; 16] = [
     // CI itself sets `CI`; tests that want CI mode set it themselves.
     "CI",
     "FACTORY_CACHE_DIR",
     "FACTORY_NOW",
     "FACTORY_STATE_DIR",
+    "FACTORY_STORE",
+    "FACTORY_ARTIFACTS",
     "OPENROUTER_API_KEY",
     "PEXELS_API_KEY",
     "ELEVENLABS_API_KEY",

@@ -118,6 +118,7 @@ invalid! {
     template_syntax_single_line => "template-syntax-single-line.yaml",
     template_syntax_block_scalar => "template-syntax-block-scalar.yaml",
     undefined_template_variable => "undefined-template-variable.yaml",
+    unknown_filter_once_with_a_hint => "unknown-filter.yaml",
     reserved_var_topic => "reserved-var.yaml",
     topics_file_missing => "topics-file-missing/recipe.yaml",
     topics_file_outside_recipe_dir => "topics-file-outside/recipe.yaml",

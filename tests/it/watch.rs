@@ -121,7 +121,7 @@ fn saves_are_planned_errors_reported_and_bursts_merged() {
         Duration::from_secs(20),
     );
     w.wait_for(
-        |l| l.trim_start().starts_with("new ") && l.contains("Comets"),
+        |l| l.trim_start().starts_with("+ new ") && l.contains("Comets"),
         Duration::from_secs(5),
     );
 
@@ -219,4 +219,159 @@ fn recipes_run_again_now_and_then_to_collect_and_send_what_waited() {
         "{swept}\n{}",
         w.seen.join("\n")
     );
+}
+
+/// [`recipe`] with its topics in a file.
+fn recipe_with_topics_file(name: &str, file: &str) -> String {
+    recipe(name, "x").replace("    topic: [x]\n", &format!("    topics_file: {file}\n"))
+}
+
+#[test]
+fn editing_the_topics_file_plans_and_runs_the_new_job() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write(
+        tmp.path(),
+        "recipes/tiny.yaml",
+        &recipe_with_topics_file("tiny", "topics.csv"),
+    );
+    write(tmp.path(), "recipes/topics.csv", "topic\nComets\n");
+    let mut w = Watch::start(tmp.path(), &[]);
+    let first = w.wait_for(|l| l.starts_with("run: "), Duration::from_secs(240));
+    assert!(
+        first.starts_with("run: 1 done"),
+        "{first}\n{}",
+        w.seen.join("\n")
+    );
+
+    write(tmp.path(), "recipes/topics.csv", "topic\nComets\nMeteors\n");
+    w.wait_for(
+        |l| l.starts_with("== plan tiny: 1 added, 0 gone"),
+        Duration::from_secs(20),
+    );
+    w.wait_for(
+        |l| l.trim_start().starts_with("new ") && l.contains("Meteors"),
+        Duration::from_secs(5),
+    );
+    let second = w.wait_for(|l| l.starts_with("run: "), Duration::from_secs(240));
+    assert!(
+        second.starts_with("run: 1 done") && second.contains("1 already done"),
+        "{second}\n{}",
+        w.seen.join("\n")
+    );
+}
+
+#[test]
+fn music_footage_and_project_files_are_inputs_of_the_recipes_that_use_them() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let uses = recipe("uses", "Comets").replace(
+        "footage: { provider: generated, clips: 1 }",
+        "footage: { provider: local, dir: clips, clips: 1 }\n    video: { music: music.mp3 }",
+    );
+    write(tmp.path(), "recipes/uses.yaml", &uses);
+    write(
+        tmp.path(),
+        "recipes/other/plain.yaml",
+        &recipe("plain", "Owls"),
+    );
+    write(tmp.path(), "recipes/music.mp3", "not really music");
+    write(tmp.path(), "recipes/clips/one.mp4", "not really a clip");
+    let mut w = Watch::start(tmp.path(), &["--plan-only"]);
+    w.drain(Duration::from_secs(1));
+
+    // A replaced music file and a new clip plan the recipe that reads them, and only it.
+    for (file, text) in [
+        ("recipes/music.mp3", "other music, longer than before"),
+        ("recipes/clips/two.mp4", "another clip"),
+    ] {
+        write(tmp.path(), file, text);
+        let got = w.drain(Duration::from_secs(3));
+        assert_eq!(plan_headers(&got, "uses"), 1, "{file}: {got:?}");
+        assert_eq!(plan_headers(&got, "plain"), 0, "{file}: {got:?}");
+    }
+    // A file nobody reads plans nothing.
+    write(tmp.path(), "recipes/notes.md", "ideas");
+    let got = w.drain(Duration::from_secs(3));
+    assert_eq!(
+        plan_headers(&got, "uses") + plan_headers(&got, "plain"),
+        0,
+        "{got:?}"
+    );
+    // A project file created beside a recipe is its input.
+    write(
+        tmp.path(),
+        "recipes/other/factory.yaml",
+        "version: 1\nvars: { cta: Hello. }\n",
+    );
+    let got = w.drain(Duration::from_secs(3));
+    assert_eq!(plan_headers(&got, "plain"), 1, "{got:?}");
+    assert_eq!(plan_headers(&got, "uses"), 0, "{got:?}");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .status()
+        .expect("git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// The recipe names `validate --changed-since HEAD` keeps, for the recipe given by file.
+fn changed_since(dir: &Path, path: &str) -> Vec<String> {
+    let out = crate::support::Factory::new()
+        .current_dir(dir)
+        .args(["--json", "validate", "--changed-since", "HEAD", path])
+        .run();
+    if out.stdout.starts_with("no recipe changed") {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = out.json()["recipes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out:?}"))
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn changed_since_keeps_a_recipe_whose_topics_file_or_footage_changed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    write(
+        dir,
+        "recipes/tiny.yaml",
+        &recipe_with_topics_file("tiny", "topics.csv"),
+    );
+    write(dir, "recipes/topics.csv", "topic\nComets\n");
+    write(
+        dir,
+        "recipes/clipped.yaml",
+        &recipe("clipped", "Owls").replace(
+            "provider: generated, clips: 1",
+            "provider: local, dir: clips, clips: 1",
+        ),
+    );
+    write(dir, "recipes/clips/one.mp4", "a clip");
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "recipes"]);
+    assert_eq!(changed_since(dir, "recipes"), Vec::<String>::new());
+
+    write(dir, "recipes/topics.csv", "topic\nComets\nMeteors\n");
+    assert_eq!(changed_since(dir, "recipes"), ["tiny"]);
+    // Named by its file, the recipe still sees its topics file.
+    assert_eq!(changed_since(dir, "recipes/tiny.yaml"), ["tiny"]);
+    git(dir, &["commit", "-qam", "topics"]);
+
+    // A clip added to a local footage folder, and one deleted from it.
+    write(dir, "recipes/clips/two.mp4", "another clip");
+    assert_eq!(changed_since(dir, "recipes"), ["clipped"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "clip"]);
+    std::fs::remove_file(dir.join("recipes/clips/one.mp4")).expect("delete");
+    assert_eq!(changed_since(dir, "recipes"), ["clipped"]);
 }

@@ -7,8 +7,9 @@ mod script;
 mod voice;
 
 pub use footage::{GeneratedFootage, LocalFootage};
-pub use script::OfflineWriter;
-pub use voice::Espeak;
+pub use script::{OfflineWriter, TextWriter};
+pub use script::{sentences, visual_query};
+pub use voice::{Espeak, EspeakVoices, PAUSE_SECONDS as LINE_PAUSE_SECONDS};
 
 use super::ProviderError;
 use crate::media::MediaError;
@@ -22,6 +23,7 @@ fn permanent(service: &'static str) -> impl Fn(MediaError) -> ProviderError {
 /// A fixed pseudo-random sequence (splitmix64). Written out rather than taken from a
 /// library so that the same job keeps getting the same script and footage across
 /// dependency upgrades.
+#[derive(Clone)]
 struct Sequence(u64);
 
 impl Sequence {

@@ -8,12 +8,23 @@ use async_trait::async_trait;
 
 use super::permanent;
 use crate::media::{Tools, media_url, probe, run};
-use crate::providers::{Narration, ProviderError, Voice, VoiceRequest, WordTiming};
+use crate::providers::{Narration, Pace, ProviderError, Voice, VoiceRequest, WordTiming};
 
 const SERVICE: &str = "espeak";
 
 /// Silence between lines: a breath, long enough to split caption groups.
-const PAUSE_SECONDS: f64 = 0.35;
+pub const PAUSE_SECONDS: f64 = 0.35;
+
+/// What a voice is timed on: sentences of the lengths and punctuation scripts have. Fixed,
+/// so a measurement is made once per voice, rate and espeak-ng.
+const CALIBRATION: &[&str] = &[
+    "Here is what nobody tells you about the deep ocean.",
+    "At first glance, it might seem simple, but the details tell a different story.",
+    "Every part of it follows rules that took centuries to work out.",
+    "The strangest thing is how ordinary it can look from the outside.",
+    "Scientists still find new creatures there every single year, some of them glowing in the dark.",
+    "Follow for more.",
+];
 
 /// espeak-ng reports no word timings, so each line is synthesized on its own and
 /// measured: timings are exact at every line boundary, and within a line the words share
@@ -152,6 +163,139 @@ impl Voice for Espeak {
             characters: 0,
         })
     }
+
+    /// Speaks the calibration sentences one by one: the words over the time they take,
+    /// and the pause the narration leaves between lines.
+    async fn measure_pace(&self, dir: &Path) -> Result<Option<Pace>, ProviderError> {
+        let parts = tempfile::tempdir_in(dir).map_err(|error| {
+            ProviderError::permanent(
+                SERVICE,
+                format!("cannot write into `{}`: {error}", dir.display()),
+            )
+        })?;
+        let mut seconds = 0.0;
+        let mut sample_rate = 0;
+        for (index, line) in CALIBRATION.iter().enumerate() {
+            let (duration, rate) = self.line(line, parts.path(), index).await?;
+            seconds += duration;
+            sample_rate = rate;
+        }
+        let words: usize = CALIBRATION
+            .iter()
+            .map(|l| l.split_whitespace().count())
+            .sum();
+        let pause = (PAUSE_SECONDS * f64::from(sample_rate)).round() / f64::from(sample_rate);
+        Ok(Some(Pace {
+            words_per_second: words as f64 / seconds,
+            pause_seconds: pause,
+        }))
+    }
+}
+
+/// The voice names espeak-ng accepts for `-v`: each voice's language, the other
+/// languages it speaks and its file, with an optional `+variant`. espeak-ng itself takes
+/// an unknown name silently and speaks another voice, so recipes are checked against this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EspeakVoices {
+    /// Lowercase names a voice can be given by, in the order `espeak-ng --voices` lists them.
+    voices: Vec<String>,
+    /// Lowercase variant names (`f3`, `klatt`, …).
+    variants: Vec<String>,
+}
+
+impl EspeakVoices {
+    /// From the tables `espeak-ng --voices` and `espeak-ng --voices=variant` print.
+    pub fn parse(voices: &str, variants: &str) -> Self {
+        let rows = |table: &str| -> Vec<Vec<String>> {
+            table
+                .lines()
+                .skip(1)
+                .map(|line| line.split_whitespace().map(str::to_lowercase).collect())
+                .filter(|cols: &Vec<String>| cols.len() >= 5)
+                .collect()
+        };
+        let mut names = Vec::new();
+        let mut add = |name: &str| {
+            if !name.is_empty() && !names.iter().any(|n: &String| n == name) {
+                names.push(name.to_owned());
+            }
+        };
+        for cols in rows(voices) {
+            // Pty, Language, Age/Gender, VoiceName, File, then `(en 3)` pairs.
+            add(&cols[1]);
+            add(&cols[4]);
+            if let Some((_, base)) = cols[4].rsplit_once('/') {
+                add(base);
+            }
+            for other in cols[5..].iter().filter(|c| c.starts_with('(')) {
+                add(other.trim_start_matches('('));
+            }
+        }
+        let variants = rows(variants)
+            .into_iter()
+            .filter_map(|cols| cols[4].rsplit_once('/').map(|(_, v)| v.to_owned()))
+            .collect();
+        Self {
+            voices: names,
+            variants,
+        }
+    }
+
+    /// The voices espeak-ng on this machine has (`FACTORY_ESPEAK` or `espeak-ng` on
+    /// `PATH`), asked once per process; `None` when it cannot be asked, which the tool
+    /// check reports.
+    pub fn installed() -> Option<&'static Self> {
+        static INSTALLED: std::sync::OnceLock<Option<EspeakVoices>> = std::sync::OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let program = std::env::var_os("FACTORY_ESPEAK")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "espeak-ng".into());
+                let table = |arg: &str| -> Option<String> {
+                    let out = std::process::Command::new(&program)
+                        .arg(arg)
+                        .stdin(std::process::Stdio::null())
+                        .output()
+                        .ok()?;
+                    out.status
+                        .success()
+                        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+                };
+                let voices = table("--voices")?;
+                let variants = table("--voices=variant").unwrap_or_default();
+                Some(Self::parse(&voices, &variants)).filter(|v| !v.voices.is_empty())
+            })
+            .as_ref()
+    }
+
+    /// `Ok` when espeak-ng knows `name` (`en-us`, `en-us+f3`); else the closest name it
+    /// does know, when one is close.
+    pub fn check(&self, name: &str) -> Result<(), Option<String>> {
+        let lower = name.trim().to_lowercase();
+        let (base, variant) = lower.split_once('+').unwrap_or((lower.as_str(), ""));
+        let base_known = self.voices.iter().any(|v| v == base);
+        let variant_known = variant.is_empty() || self.variants.iter().any(|v| v == variant);
+        if base_known && variant_known {
+            return Ok(());
+        }
+        let base = if base_known {
+            Some(base.to_owned())
+        } else {
+            crate::recipe::diagnostic::closest(base, self.voices.iter().map(String::as_str))
+                .map(str::to_owned)
+        };
+        let variant = if variant_known {
+            Some(variant.to_owned())
+        } else {
+            crate::recipe::diagnostic::closest(variant, self.variants.iter().map(String::as_str))
+                .map(str::to_owned)
+        };
+        Err(match (base, variant) {
+            (Some(base), Some(v)) if v.is_empty() => Some(base),
+            (Some(base), Some(v)) => Some(format!("{base}+{v}")),
+            _ => None,
+        })
+    }
 }
 
 /// Pads every input but the last with `pause_samples` of silence, then joins them.
@@ -274,6 +418,88 @@ mod tests {
                 "{pair:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_measured_pace_predicts_a_narration() {
+        let espeak = Espeak::new(testing::tools(), "en-us", 165, 50);
+        let dir = tempfile::tempdir().unwrap();
+        let pace = espeak.measure_pace(dir.path()).await.unwrap().unwrap();
+        assert!(
+            (2.0..3.2).contains(&pace.words_per_second),
+            "{pace:?} at 165 words a minute"
+        );
+        let faster = Espeak::new(testing::tools(), "en-us", 250, 50)
+            .measure_pace(dir.path())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            faster.words_per_second > pace.words_per_second * 1.3,
+            "{faster:?}"
+        );
+
+        let lines = [
+            "Owls can turn their heads almost all the way around.",
+            "Their eyes do not move, so the whole head does the looking.",
+            "Follow for more.",
+        ];
+        let request = VoiceRequest {
+            lines: lines.iter().map(|line| line.to_string()).collect(),
+        };
+        let out = tempfile::tempdir().unwrap();
+        let narration = espeak.speak(&request, out.path()).await.unwrap();
+        let words = lines.iter().map(|l| l.split_whitespace().count()).sum();
+        let predicted = pace.seconds(words, lines.len());
+        assert!(
+            (predicted / narration.duration - 1.0).abs() < 0.1,
+            "predicted {predicted:.2} s, spoken {:.2} s",
+            narration.duration
+        );
+    }
+
+    const VOICES: &str =
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  af              --/M      Afrikaans          gmw/af
+ 5  en-029          --/M      English_(Caribbean) gmw/en-029           (en 10)
+ 2  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)
+ 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)
+ 5  fr-fr           --/M      French_(France)    roa/fr               (fr 5)
+";
+    const VARIANTS: &str =
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  variant         --/F      f3                 !v/f3
+ 5  variant         --/M      Klatt              !v/klatt
+";
+
+    #[test]
+    fn voice_names_are_checked_against_what_espeak_lists() {
+        let known = EspeakVoices::parse(VOICES, VARIANTS);
+        for ok in [
+            "en-us",
+            "EN-US",
+            "en",
+            "gmw/en-US",
+            "en-US",
+            "fr",
+            "fr-fr",
+            "en-us+f3",
+            "af+klatt",
+        ] {
+            assert_eq!(known.check(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(known.check("en-usa"), Err(Some("en-us".into())));
+        assert_eq!(known.check("en-us+f33"), Err(Some("en-us+f3".into())));
+        assert_eq!(known.check("fr-frr+klat"), Err(Some("fr-fr+klatt".into())));
+        assert_eq!(known.check("zz-nothing-like-it"), Err(None));
+    }
+
+    #[test]
+    fn the_installed_espeak_lists_the_usual_voices() {
+        let installed = EspeakVoices::installed().expect("espeak-ng is installed");
+        assert_eq!(installed.check("en-us"), Ok(()));
+        assert_eq!(installed.check("en-gb+f3"), Ok(()));
+        assert_eq!(installed.check("en-usa"), Err(Some("en-us".into())));
     }
 
     #[tokio::test]

@@ -16,8 +16,9 @@ use super::{Fake, Seen, Shared, bytes, json, truncated, with_header};
 
 pub const KEY: &str = "sk_fake_elevenlabs_0123456789abcdef0123";
 pub const VOICE_ID: &str = "21m00Tcm4TlvDq8ikWAM";
-/// Seconds of audio per character in the alignment the fake returns.
-pub const CHARACTER_SECONDS: f64 = 0.05;
+/// Seconds of audio per character in the alignment the fake returns: 1,000 characters a
+/// minute, the pace ElevenLabs prices its characters at.
+pub const CHARACTER_SECONDS: f64 = 0.06;
 
 #[derive(Debug, Clone)]
 pub enum Scenario {
@@ -97,6 +98,34 @@ pub fn audio() -> &'static [u8] {
         assert!(status.success(), "ffmpeg could not make the test audio");
         std::fs::read(path).unwrap()
     })
+}
+
+/// The audio of an aligned answer: as long as the speech its alignment times, as the
+/// real service's always is; [`audio`] when that covers it. Longer tones are made once
+/// per whole second.
+fn speech_audio(seconds: f64) -> Vec<u8> {
+    static LONGER: std::sync::Mutex<Vec<(u64, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+    if seconds <= 1.5 {
+        return audio().to_vec();
+    }
+    let whole = seconds.ceil() as u64;
+    let mut made = LONGER.lock().unwrap();
+    if let Some((_, bytes)) = made.iter().find(|(s, _)| *s == whole) {
+        return bytes.clone();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tone.mp3");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={whole}"))
+        .args(["-c:a", "libmp3lame", "-b:a", "64k", "-y"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg could not make the test audio");
+    let bytes = std::fs::read(path).unwrap();
+    made.push((whole, bytes.clone()));
+    bytes
 }
 
 async fn handle(
@@ -181,7 +210,8 @@ async fn speech(shared: &Shared<Scenario>, seen: &Seen, voice: &str) -> Response
         return invalid(&["body", field], &problem);
     }
     let text = request["text"].as_str().unwrap_or_default().to_owned();
-    let normal = || speech_body(&text, audio(), true, true);
+    let spoken = speech_audio(text.chars().count() as f64 * CHARACTER_SECONDS);
+    let normal = || speech_body(&text, &spoken, true, true);
     let response = match shared.next() {
         None => json(200, &normal()),
         Some(Scenario::Detail {

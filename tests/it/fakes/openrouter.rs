@@ -59,22 +59,35 @@ pub async fn start() -> Fake<Scenario> {
     .await
 }
 
-/// A script the client accepts: a hook, four sentences and the rest.
+/// A script the client accepts: a hook, four sentences and the call to action, each a
+/// scene with what is said and what is shown, as a model answering the client's strict
+/// JSON schema returns it.
 pub fn good_script() -> Value {
+    let scene = |say: &str, show: &str| json!({ "say": say, "show": show });
     json!({
-        "hook": "Black holes bend time itself.",
+        "hook": scene("Black holes bend time itself.", "black hole bending starlight"),
         "sentences": [
-            "Near one, a clock runs slower than on Earth.",
-            "Nothing that crosses the edge comes back.",
-            "Not even light escapes.",
-            "Yet they glow, lit by the gas they swallow."
+            scene("Near one, a clock runs slower than on Earth.", "close-up of a ticking pocket watch"),
+            scene("Nothing that crosses the edge comes back.", "spiral galaxy rotating in space"),
+            scene("Not even light escapes.", "flashlight beam in darkness"),
+            scene("Yet they glow, lit by the gas they swallow.", "glowing gas cloud nebula")
         ],
-        "cta": "Follow for more space facts.",
+        "cta": scene("Follow for more space facts.", "starry night sky timelapse"),
         "title": "Black holes in 30 seconds",
         "caption": "Time slows down near a black hole.",
         "hashtags": ["#space", "blackholes", "science"]
     })
 }
+
+/// The footage queries of [`good_script`], in speaking order.
+pub const GOOD_VISUALS: [&str; 6] = [
+    "black hole bending starlight",
+    "close-up of a ticking pocket watch",
+    "spiral galaxy rotating in space",
+    "flashlight beam in darkness",
+    "glowing gas cloud nebula",
+    "starry night sky timelapse",
+];
 
 async fn handle(
     State(shared): State<Arc<Shared<Scenario>>>,
@@ -221,6 +234,13 @@ fn check_request(request: &Value) -> Result<(), String> {
         || !format["json_schema"]["schema"].is_object()
     {
         return Err("`response_format` must be a strict json_schema".into());
+    }
+    // Structured output answers in the schema the request gives; this fake answers in
+    // one shape only, so it refuses a schema of another.
+    let schema = &format["json_schema"]["schema"];
+    if schema["properties"]["sentences"]["items"]["required"] != serde_json::json!(["say", "show"])
+    {
+        return Err("the fake answers scenes (`say`, `show`) only".into());
     }
     if request["provider"]["require_parameters"] != true {
         return Err("`provider.require_parameters` must be true".into());
