@@ -428,14 +428,21 @@ impl ArtifactStore {
             &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
         )?;
         let dest = self.entry(stage, key);
-        if dest.exists() {
-            // Built meanwhile by another job or left by a crash: a verified entry wins.
+        // No look before the rename: another build of the same key (a job of this run
+        // measuring the same voice, another process) may put its entry in place at any
+        // moment, and the rename is what decides.
+        if let Err(e) = tokio::fs::rename(work, &dest).await {
+            if !dest.exists() {
+                return Err(io(&dest)(e));
+            }
+            // Built meanwhile, or left by a crash: a verified entry wins; a corrupt one
+            // (which `get` removes) is replaced by ours.
             if let Lookup::Hit(hit) = self.get(stage, key).await? {
                 tokio::fs::remove_dir_all(work).await.map_err(io(work))?;
                 return Ok(hit);
             }
+            tokio::fs::rename(work, &dest).await.map_err(io(&dest))?;
         }
-        tokio::fs::rename(work, &dest).await.map_err(io(&dest))?;
         let hit = Hit {
             dir: dest,
             manifest,
@@ -832,6 +839,42 @@ mod tests {
             .commit(stage, key, &work, "out.bin", &output, None)
             .await
             .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_of_one_key_all_return_the_entry_instead_of_directory_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(ArtifactStore::open(dir.path()).unwrap());
+        let mut builds = Vec::new();
+        for _ in 0..16 {
+            let work = store.workdir("pace", "same").await.unwrap();
+            std::fs::write(work.join("out.bin"), b"pace").unwrap();
+            builds.push(work);
+        }
+        let commits = builds.into_iter().map(|work| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .commit("pace", "same", &work, "out.bin", &json!({}), None)
+                    .await
+            })
+        });
+        for commit in futures_util::future::join_all(commits).await {
+            let hit = commit
+                .unwrap()
+                .expect("every build of the key gets the entry");
+            assert_eq!(std::fs::read(hit.path("out.bin")).unwrap(), b"pace");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("pace"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("same")],
+            "no work folder left"
+        );
     }
 
     #[tokio::test]

@@ -448,12 +448,12 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn of<L>(plans: &[(RecipePlan, Spend, L)]) -> Self {
+    pub fn of<'a>(plans: impl IntoIterator<Item = (&'a RecipePlan, &'a Spend)>) -> Self {
         let mut t = Self {
             cost_usd: Some(0.0),
             ..Self::default()
         };
-        for (p, spend, _) in plans {
+        for (p, spend) in plans {
             let c = &p.counts;
             t.counts.new += c.new;
             t.counts.changed += c.changed;
@@ -1043,7 +1043,7 @@ mod tests {
                 ),
             ],
         };
-        let free = Totals::of(&[(plan.clone(), Spend::default(), ())]);
+        let free = Totals::of([(&plan, &Spend::default())]);
         assert_eq!(
             free.render(),
             "Plan: 1 new, 1 changed, 1 removed; 3 stages to run, 1 reused\n"
@@ -1057,7 +1057,7 @@ mod tests {
             ..Spend::default()
         };
         assert_eq!(
-            Totals::of(&[(plan, paid, ())]).render(),
+            Totals::of([(&plan, &paid)]).render(),
             "Plan: 1 new, 1 changed, 1 removed; 3 stages to run, 1 reused; ~$0.04\n"
         );
     }

@@ -109,7 +109,7 @@ pub async fn run(
         let long = plan::long_jobs(&running, &cached);
         plans.push((p, spend, long));
     }
-    let totals = plan::Totals::of(&plans);
+    let totals = plan::Totals::of(plans.iter().map(|(p, spend, _)| (p, spend)));
     if json {
         let recipes: Vec<Planned> = plans
             .iter()

@@ -14,7 +14,6 @@ use crate::artifacts::ArtifactStore;
 use crate::engine::{Budgets, Engine, Halt, JobInput, JobRun, Settings, Sink};
 use crate::media::Tools;
 use crate::registry::Registry;
-use crate::stages::{captions, footage, render, script, voice};
 use crate::store::Store;
 
 /// The preview's frame: a quarter of the pixels, at TikTok's lowest frame rate.
@@ -30,23 +29,7 @@ struct Preview {
 #[async_trait::async_trait]
 impl crate::engine::Pipeline for Preview {
     async fn run(&self, job: &mut JobRun<'_>) -> Result<(), Halt> {
-        let script = script::run(job).await?;
-        let (footage, footage_key) = footage::run(job, &script).await?;
-        let (narration, voice_key) = voice::run(job, &script).await?;
-        let (captions, captions_key) = captions::run(job, &narration, &voice_key).await?;
-        let (video, _, _) = render::run(
-            job,
-            render::Inputs {
-                footage: &footage,
-                footage_key: &footage_key,
-                script: &script,
-                narration: &narration,
-                voice_key: &voice_key,
-                captions,
-                captions_key: &captions_key,
-            },
-        )
-        .await?;
+        let video = crate::stages::render_job(job).await?.video;
         *self
             .video
             .lock()

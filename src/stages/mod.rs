@@ -107,30 +107,58 @@ impl FromStr for Stage {
     }
 }
 
+/// What the stages up to the render made.
+pub struct Rendered {
+    pub script: crate::providers::Script,
+    pub footage: footage::Footage,
+    pub video: std::path::PathBuf,
+    pub render_key: String,
+    pub expires: i64,
+}
+
+/// Script, footage, voice, captions and render: the part of the pipeline a preview runs
+/// too.
+pub async fn render_job(job: &mut JobRun<'_>) -> Result<Rendered, Halt> {
+    let script = script::run(job).await?;
+    let (footage, footage_key) = footage::run(job, &script).await?;
+    let (narration, voice_key) = voice::run(job, &script).await?;
+    let (captions, captions_key) = captions::run(job, &narration, &voice_key).await?;
+    let (video, render_key, expires) = render::run(
+        job,
+        render::Inputs {
+            footage: &footage,
+            footage_key: &footage_key,
+            script: &script,
+            narration: &narration,
+            voice_key: &voice_key,
+            captions,
+            captions_key: &captions_key,
+        },
+    )
+    .await?;
+    Ok(Rendered {
+        script,
+        footage,
+        video,
+        render_key,
+        expires,
+    })
+}
+
 /// The eight stages in order.
 pub struct Pipeline;
 
 #[async_trait::async_trait]
 impl crate::engine::Pipeline for Pipeline {
     async fn run(&self, job: &mut JobRun<'_>) -> Result<(), Halt> {
+        let Rendered {
+            script,
+            footage,
+            video,
+            render_key,
+            expires,
+        } = render_job(job).await?;
         let spec = job.spec();
-        let script = script::run(job).await?;
-        let (footage, footage_key) = footage::run(job, &script).await?;
-        let (narration, voice_key) = voice::run(job, &script).await?;
-        let (captions, captions_key) = captions::run(job, &narration, &voice_key).await?;
-        let (video, render_key, expires) = render::run(
-            job,
-            render::Inputs {
-                footage: &footage,
-                footage_key: &footage_key,
-                script: &script,
-                narration: &narration,
-                voice_key: &voice_key,
-                captions,
-                captions_key: &captions_key,
-            },
-        )
-        .await?;
         let hosted = host::run(job, &video, &render_key, expires).await?;
         let caption = spec
             .caption

@@ -275,7 +275,7 @@ async fn a_voice_edit_runs_the_voice_and_everything_after_it_and_totals_count_th
     );
     let out = project.plan(&[]);
     assert!(
-        out.stdout.contains("~ voice.rate: 155 → 140"),
+        out.stdout.contains("~ voice.pitch: null → 60"),
         "{}",
         out.stdout
     );
@@ -305,7 +305,7 @@ async fn a_voice_edit_runs_the_voice_and_everything_after_it_and_totals_count_th
     for j in changed {
         assert_eq!(
             j["changes"],
-            serde_json::json!([{ "field": "voice.rate", "old": 155, "new": 140 }])
+            serde_json::json!([{ "field": "voice.pitch", "old": null, "new": 60 }])
         );
         assert_eq!(
             j["stages"][0],

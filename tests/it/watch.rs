@@ -249,7 +249,7 @@ fn editing_the_topics_file_plans_and_runs_the_new_job() {
         Duration::from_secs(20),
     );
     w.wait_for(
-        |l| l.trim_start().starts_with("new ") && l.contains("Meteors"),
+        |l| l.trim_start().starts_with("+ new ") && l.contains("Meteors"),
         Duration::from_secs(5),
     );
     let second = w.wait_for(|l| l.starts_with("run: "), Duration::from_secs(240));
