@@ -259,12 +259,22 @@ impl Store {
             source,
         })?;
         let pool = connect_sqlite(&path, "rwc", SQLITE_PRAGMAS, 4).await?;
+        // Processes opening one store together (a machine's workers) migrate it one after
+        // another: an exclusive `flock` on the file, which SQLite's own locks (`fcntl`)
+        // leave alone.
+        let migrating = lock_file(&path)
+            .await
+            .map_err(|source| StoreError::DbFile {
+                path: path.clone(),
+                source,
+            })?;
         migrations::run(&pool, false)
             .await
             .map_err(|source| StoreError::Migrate {
                 path: path.clone(),
                 source,
             })?;
+        drop(migrating);
         tighten(&path);
         let store = Self {
             pool,
@@ -846,6 +856,15 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `path` opened and locked exclusively, waiting for another holder without blocking the
+/// runtime; unlocked when dropped.
+async fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::open(path)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// The WAL and shared-memory files appear with the process umask; make them private.
 fn tighten(db: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -876,6 +895,23 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    /// Workers of one machine started together opened a fresh store at once, and all but
+    /// one stopped on a migration the first had applied (`duplicate column name`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_fresh_store_opened_by_several_workers_at_once_is_migrated_once() {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opens = tokio::task::JoinSet::new();
+            for _ in 0..6 {
+                let path = dir.path().to_owned();
+                opens.spawn(async move { Store::open(path.as_path()).await.map(|_| ()) });
+            }
+            for opened in opens.join_all().await {
+                opened.unwrap();
+            }
+        }
     }
 
     #[tokio::test]
