@@ -780,8 +780,22 @@ impl<'a> JobRun<'a> {
         artifact: Option<&str>,
     ) -> Result<(), Halt> {
         self.reused += 1;
-        self.record(stage, key, StageStatus::Cached, artifact, None, None)
+        if self.lease.is_none() {
+            return self
+                .record(stage, key, StageStatus::Cached, artifact, None, None)
+                .await;
+        }
+        // A worker runs a job in phases, each from the first stage: what an earlier phase
+        // of this job did stays recorded `done`, with its own time, and is not rewritten
+        // as reused.
+        self.fenced(stage).await?;
+        self.engine
+            .store
+            .stage_reused_in_phase(&self.job.id, stage.as_str(), key, artifact)
             .await
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
+        self.report(stage, StageStatus::Cached, None);
+        Ok(())
     }
 
     /// Records how a stage stands, in the store and as an event.
