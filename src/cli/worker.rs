@@ -140,8 +140,12 @@ pub async fn run(args: &WorkerArgs, opts: &Options, queue: &QueueArgs) -> CmdRes
     let queue = queue.connect(connections).await?;
     let store = Store::open(&opts.store).await?;
     // No stale-work sweep here: the work folders belong to the other workers' stages.
+    // With `--artifacts s3://…` the bucket is behind the local cache, as for `run`: the
+    // phases of one job run on any machine, and the effect ledger (what was sent) is
+    // shared with them.
     let artifacts =
         ArtifactStore::open(&opts.cache_dir()).map_err(|e| Failure::environment(e.to_string()))?;
+    let artifacts = super::run::with_remote(artifacts, opts.remote.as_ref())?;
     let name = args.name.clone().unwrap_or_else(default_name);
     let progress = Arc::new(Progress::with_history(
         if opts.json { Mode::Json } else { Mode::Plain },
