@@ -6,22 +6,28 @@
 //!
 //! Capacity is two library workers per process: one on the render queue with `renders`
 //! slots, one on the network queue with `network` slots. A slot claims one task only when
-//! it is free (a buffer of one, and a concurrency limit in front of the handler).
+//! it is free (a concurrency limit in front of the handler, and a claim of one task at a
+//! time). Claims poll at a fixed interval (`FACTORY_QUEUE_POLL_MS`): the library's own
+//! poller doubles its wait after every empty poll up to five minutes, so a slot idle for
+//! a while would leave new, re-queued or deferred work waiting for minutes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use apalis_core::backend::Backend;
 use apalis_core::error::BoxDynError;
 use apalis_core::layers::Service;
 use apalis_core::worker::builder::WorkerBuilder;
+use apalis_core::worker::context::WorkerContext;
 use apalis_postgres::{PgTask, PostgresStorage};
 use futures_core::future::BoxFuture;
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::engine::{Engine, JobInput, Lease, Leg, Slot};
 use crate::stages::Stage;
-use crate::store::queue::{Phase, PhaseEnd, QueueError, QueueStore, QueueTask};
+use crate::store::queue::{Acquired, Phase, PhaseEnd, QueueError, QueueStore, QueueTask};
 
 /// How long leases last and how often they are renewed; tests shorten them.
 #[derive(Debug, Clone)]
@@ -30,10 +36,13 @@ pub struct Timing {
     pub lease: Duration,
     /// How often a held lease is renewed (and the library's worker heartbeat beats).
     pub heartbeat: Duration,
+    /// How long an idle slot waits between two claims that found nothing.
+    pub poll: Duration,
 }
 
 impl Timing {
-    /// From `FACTORY_LEASE_MS` and `FACTORY_HEARTBEAT_MS`; 30 s and 5 s by default.
+    /// From `FACTORY_LEASE_MS`, `FACTORY_HEARTBEAT_MS` and `FACTORY_QUEUE_POLL_MS`; 30 s,
+    /// 5 s and 500 ms by default.
     pub fn from_env() -> Result<Self, String> {
         let read = |name: &str, default: u64| -> Result<Duration, String> {
             match std::env::var(name) {
@@ -52,6 +61,7 @@ impl Timing {
         let timing = Self {
             lease: read("FACTORY_LEASE_MS", 30_000)?,
             heartbeat: read("FACTORY_HEARTBEAT_MS", 5_000)?,
+            poll: read("FACTORY_QUEUE_POLL_MS", 500)?,
         };
         if timing.heartbeat * 2 > timing.lease {
             return Err(format!(
@@ -124,8 +134,15 @@ impl Worker {
                 loop {
                     let config =
                         QueueStore::config(phase, timing.heartbeat, timing.orphaned_after());
-                    let storage =
-                        PostgresStorage::<QueueTask>::new_with_config(queue.pool(), &config);
+                    let storage = Polled {
+                        library: PostgresStorage::<QueueTask>::new_with_config(
+                            queue.pool(),
+                            &config,
+                        ),
+                        queue: queue.clone(),
+                        phase,
+                        every: timing.poll,
+                    };
                     let handler = Handler {
                         shared: Arc::clone(&shared),
                         phase,
@@ -161,6 +178,72 @@ impl Worker {
             slot(Phase::Network, self.network)
         );
         Ok(())
+    }
+}
+
+/// The library's storage with claims of our own: its heartbeat (which re-queues the tasks
+/// of dead workers) and its middleware (which marks a task running and acknowledges how it
+/// ended) as they are, and a claim of one task whenever a slot is free, every `every`
+/// while none is due.
+struct Polled {
+    library: PostgresStorage<QueueTask>,
+    queue: QueueStore,
+    phase: Phase,
+    every: Duration,
+}
+
+type Library = PostgresStorage<QueueTask>;
+
+impl Backend for Polled {
+    type Args = QueueTask;
+    type IdType = <Library as Backend>::IdType;
+    type Context = <Library as Backend>::Context;
+    type Error = QueueError;
+    type Stream = BoxStream<'static, Result<Option<PgTask<QueueTask>>, QueueError>>;
+    type Beat = BoxStream<'static, Result<(), QueueError>>;
+    type Layer = <Library as Backend>::Layer;
+
+    fn heartbeat(&self, worker: &WorkerContext) -> Self::Beat {
+        self.library
+            .heartbeat(worker)
+            .map_err(QueueError::from)
+            .boxed()
+    }
+
+    fn middleware(&self) -> Self::Layer {
+        self.library.middleware()
+    }
+
+    fn poll(self, worker: &WorkerContext) -> Self::Stream {
+        let name = worker.name().to_owned();
+        let Self {
+            queue,
+            phase,
+            every,
+            ..
+        } = self;
+        // The first item registers the worker (its claims name it); then one claim each
+        // time the worker asks for a task, which it does only with a slot free.
+        futures_util::stream::unfold(false, move |registered| {
+            let (queue, name) = (queue.clone(), name.clone());
+            async move {
+                if !registered {
+                    let done = queue.register_worker(&name, phase).await;
+                    return Some((done.map(|()| None), true));
+                }
+                loop {
+                    match queue.claim(&name, phase).await {
+                        Ok(Some(task)) => return Some((Ok(Some(task)), true)),
+                        Ok(None) => tokio::time::sleep(every).await,
+                        Err(e) => {
+                            tokio::time::sleep(every).await;
+                            return Some((Err(e), true));
+                        }
+                    }
+                }
+            }
+        })
+        .boxed()
     }
 }
 
@@ -229,15 +312,26 @@ fn backoff(attempt: usize) -> Duration {
 async fn handle(shared: &Shared, phase: Phase, task: &QueueTask) -> Result<String, String> {
     let q = &shared.queue;
     let started = std::time::Instant::now();
-    let Some(token) = q
-        .acquire(&task.job, &shared.name, shared.timing.lease)
+    let token = match q
+        .acquire(task, &shared.name, shared.timing.lease)
         .await
         .map_err(|e| e.to_string())?
-    else {
-        return Err(format!(
-            "job `{}` is leased by a live worker; waiting for its lease to end",
-            task.job
-        ));
+    {
+        Acquired::Held(token) => token,
+        Acquired::Busy => {
+            return Err(format!(
+                "job `{}` is leased by a live worker; waiting for its lease to end",
+                task.job
+            ));
+        }
+        Acquired::Stale(why) => {
+            (shared.notes)(format!(
+                "job `{}`: a {} task left over ({why}); dropped",
+                task.job,
+                phase.as_str()
+            ));
+            return Ok("left over".to_owned());
+        }
     };
     let acquired = started.elapsed();
     let lease = Arc::new(PgLease::new(q.clone(), task.job.clone(), token));
@@ -476,6 +570,7 @@ mod tests {
         let timing = Timing {
             lease: Duration::from_secs(10),
             heartbeat: Duration::from_secs(2),
+            poll: Duration::from_millis(500),
         };
         assert_eq!(timing.orphaned_after(), Duration::from_secs(12));
         assert_eq!(backoff(0), Duration::from_secs(1));

@@ -55,6 +55,8 @@ pub enum QueueError {
         "`{0}` is not a queue state the store knows; the queue is damaged or from a newer version"
     )]
     Corrupt(String),
+    #[error("a task on the queue cannot be read: {0}")]
+    Unreadable(String),
 }
 
 /// Which capacity a task waits for: a render slot, or a network slot.
@@ -166,6 +168,17 @@ pub enum PhaseEnd {
     },
 }
 
+/// What taking a job's lease for a task gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lease, under this fencing token (the attempt number).
+    Held(i64),
+    /// A live worker holds it: the task waits for that lease to end.
+    Busy,
+    /// The task is one the job has moved past: nothing to do, and nothing taken.
+    Stale(String),
+}
+
 /// The queue's tables over one pool.
 #[derive(Debug, Clone)]
 pub struct QueueStore {
@@ -244,23 +257,80 @@ impl QueueStore {
         &self.pool
     }
 
-    /// The library's configuration for one phase's queue.
+    /// The library's configuration for one phase's queue: its heartbeat, and when a
+    /// worker not seen has its tasks re-queued. (Claims are the worker's own, see
+    /// [`QueueStore::claim`].)
     pub fn config(phase: Phase, keep_alive: Duration, orphaned_after: Duration) -> Config {
-        use apalis_core::backend::poll_strategy::{
-            BackoffConfig, IntervalStrategy, StrategyBuilder,
-        };
-        // An idle worker polls less often, but never so rarely that new work waits long.
-        let poll = StrategyBuilder::new()
-            .apply(
-                IntervalStrategy::new(Duration::from_millis(100))
-                    .with_backoff(BackoffConfig::new(Duration::from_secs(2))),
-            )
-            .build();
         Config::new(phase.queue())
-            .with_poll_interval(poll)
             .set_buffer_size(1)
             .set_keep_alive(keep_alive)
             .set_reenqueue_orphaned_after(orphaned_after)
+    }
+
+    /// Registers `worker` as the queue library's worker on `phase`'s queue: the row its
+    /// claims point to, and whose `last_seen` its heartbeat renews (a worker not seen for
+    /// long has its tasks re-queued). A name registered before is taken over.
+    pub async fn register_worker(&self, worker: &str, phase: Phase) -> Result<(), QueueError> {
+        sqlx::query(
+            "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+             VALUES ($1, $2, 'factory', '', now(), now()) \
+             ON CONFLICT (id) DO UPDATE SET worker_type = excluded.worker_type, \
+             storage_name = excluded.storage_name, last_seen = now(), started_at = now()",
+        )
+        .bind(worker)
+        .bind(phase.queue())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the next task of `phase` that is due (`FOR UPDATE SKIP LOCKED`, through the
+    /// library's own function), for `worker`; `None` when none is.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        phase: Phase,
+    ) -> Result<Option<PgTask<QueueTask>>, QueueError> {
+        let Some(row) = sqlx::query(
+            "SELECT job, id, job_type, status, attempts, max_attempts, \
+             extract(epoch FROM run_at)::bigint AS run_at_s, last_result, lock_by, priority, \
+             metadata, idempotency_key FROM apalis.get_jobs($1, $2, 1)",
+        )
+        .bind(worker)
+        .bind(phase.queue())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let count = |name: &str| -> Result<Option<usize>, QueueError> {
+            Ok(row
+                .try_get::<Option<i32>, _>(name)?
+                .map(|n| usize::try_from(n).unwrap_or(0)))
+        };
+        let run_at: i64 = row.try_get("run_at_s")?;
+        let task = apalis_sql::from_row::TaskRow {
+            job: row.try_get("job")?,
+            id: row.try_get("id")?,
+            job_type: row.try_get("job_type")?,
+            status: row.try_get("status")?,
+            attempts: count("attempts")?.unwrap_or(0),
+            max_attempts: count("max_attempts")?,
+            run_at: apalis_sql::DateTime::from_timestamp(run_at, 0),
+            last_result: row.try_get("last_result")?,
+            lock_at: None,
+            lock_by: row.try_get("lock_by")?,
+            done_at: None,
+            priority: count("priority")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            metadata: row.try_get("metadata")?,
+        };
+        let task: PgTask<CompactType> = task
+            .try_into_task_compact()
+            .map_err(|e| QueueError::Unreadable(e.to_string()))?;
+        task.try_map(|body| serde_json::from_slice::<QueueTask>(&body))
+            .map(Some)
+            .map_err(|e| QueueError::Unreadable(e.to_string()))
     }
 
     /// Puts jobs on the queue; a job already waiting, running or deferred is left as it
@@ -297,16 +367,20 @@ impl QueueStore {
         Ok(count)
     }
 
-    /// Takes the lease on `job` for `worker`: a fresh one, or one whose holder let it end.
-    /// Returns the fencing token (the attempt number), or `None` while another holds it.
+    /// Takes the lease on `task`'s job for `worker`: a fresh one, or one whose holder let
+    /// it end. A task the job has moved past (a phase finished whose worker died before
+    /// the queue library heard of it, so the library ran it again) takes nothing: running
+    /// it would queue the next phase a second time.
     pub async fn acquire(
         &self,
-        job: &str,
+        task: &QueueTask,
         worker: &str,
         ttl: Duration,
-    ) -> Result<Option<i64>, QueueError> {
+    ) -> Result<Acquired, QueueError> {
         let ttl = millis(ttl);
+        let job = task.job.as_str();
         let mut tx = self.pool.begin().await?;
+        // The lease row first, then the queue's row: the order `finish` locks them in.
         let token: Option<i64> = sqlx::query(&format!(
             "INSERT INTO factory_queue.leases (job_id, worker, token, since_ms, expires_ms) \
              VALUES ($1, $2, 1, {NOW_MS}, {NOW_MS} + $3) \
@@ -323,20 +397,44 @@ impl QueueStore {
         .await?
         .map(|r| r.try_get("token"))
         .transpose()?;
-        if let Some(token) = token {
-            sqlx::query(
-                "UPDATE factory_queue.jobs SET state = 'running', worker = $2, token = $3, \
-                 stage = NULL, until = NULL, why = NULL, since = $4 WHERE job_id = $1",
-            )
-            .bind(job)
-            .bind(worker)
-            .bind(token)
-            .bind(crate::clock::now())
-            .execute(&mut *tx)
-            .await?;
+        let Some(token) = token else {
+            return Ok(Acquired::Busy);
+        };
+        let row =
+            sqlx::query("SELECT state, phase FROM factory_queue.jobs WHERE job_id = $1 FOR UPDATE")
+                .bind(job)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
+            return Ok(Acquired::Stale(format!("job `{job}` is not on the queue")));
+        };
+        let state = QueueState::parse(&row.try_get::<String, _>("state")?)?;
+        let phase = Phase::parse(&row.try_get::<String, _>("phase")?)?;
+        if matches!(state, QueueState::Done | QueueState::Failed) {
+            return Ok(Acquired::Stale(format!(
+                "job `{job}` is {} already",
+                state.as_str()
+            )));
         }
+        if phase != task.phase {
+            return Ok(Acquired::Stale(format!(
+                "job `{job}` went on from its {} phase to its {} phase",
+                task.phase.as_str(),
+                phase.as_str()
+            )));
+        }
+        sqlx::query(
+            "UPDATE factory_queue.jobs SET state = 'running', worker = $2, token = $3, \
+             stage = NULL, until = NULL, why = NULL, since = $4 WHERE job_id = $1",
+        )
+        .bind(job)
+        .bind(worker)
+        .bind(token)
+        .bind(crate::clock::now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(token)
+        Ok(Acquired::Held(token))
     }
 
     /// Extends a lease still held; a lease that ended or passed to another is lost.
