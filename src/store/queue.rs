@@ -689,6 +689,11 @@ impl PgBudgets {
     /// Takes one unit of `key` (`limit` per `window` seconds) at `now`: one statement,
     /// whose row lock makes concurrent takes wait for each other. When refused, when the
     /// budget has room again.
+    ///
+    /// The clock is whole seconds, so a take recorded at `t` happened somewhere in
+    /// `[t, t + 1)`: it stays in the window through `t + window` and leaves it after, or
+    /// a take at `t + window` could fall less than `window` seconds after it (a seventh
+    /// TikTok init 59.2 s after the first, refused with a 429).
     pub async fn take_at(
         &self,
         key: &str,
@@ -699,9 +704,9 @@ impl PgBudgets {
         let taken = sqlx::query(
             "INSERT INTO factory_queue.budgets AS b (key, takes) VALUES ($1, ARRAY[$2]::bigint[]) \
              ON CONFLICT (key) DO UPDATE SET takes = array_append(\
-               ARRAY(SELECT t FROM unnest(b.takes) AS t WHERE t > $2 - $3 ORDER BY t), $2) \
+               ARRAY(SELECT t FROM unnest(b.takes) AS t WHERE t >= $2 - $3 ORDER BY t), $2) \
              WHERE b.blocked_until <= $2 \
-               AND cardinality(ARRAY(SELECT t FROM unnest(b.takes) AS t WHERE t > $2 - $3)) < $4 \
+               AND cardinality(ARRAY(SELECT t FROM unnest(b.takes) AS t WHERE t >= $2 - $3)) < $4 \
              RETURNING key",
         )
         .bind(key)
@@ -714,10 +719,10 @@ impl PgBudgets {
             return Ok(Ok(()));
         }
         // Refused: the window opens again when the oldest of its last `limit` takes
-        // leaves it, and never before a block ends.
+        // leaves it (a second after `window` has passed), and never before a block ends.
         let row = sqlx::query(
             "SELECT blocked_until, \
-             (SELECT MIN(t) FROM (SELECT t FROM unnest(takes) AS t WHERE t > $2 - $3 \
+             (SELECT MIN(t) FROM (SELECT t FROM unnest(takes) AS t WHERE t >= $2 - $3 \
               ORDER BY t DESC LIMIT $4) AS last) AS oldest \
              FROM factory_queue.budgets WHERE key = $1",
         )
@@ -729,7 +734,7 @@ impl PgBudgets {
         .await?;
         let blocked: i64 = row.try_get("blocked_until")?;
         let oldest: Option<i64> = row.try_get("oldest")?;
-        let reopens = oldest.map_or(now, |at| at + window);
+        let reopens = oldest.map_or(now, |at| at + window + 1);
         Ok(Err(blocked.max(reopens).max(now + 1)))
     }
 

@@ -868,11 +868,21 @@ mod queue_store {
         }
         let results = takes.join_all().await;
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 6);
+        // Whole seconds: a take at 1000 may have happened at 1000.9, so it stays in the
+        // window through 1060 and a seventh waits for 1061.
         assert!(
             results
                 .iter()
                 .filter_map(|r| r.err())
-                .all(|until| until == 1_060)
+                .all(|until| until == 1_061)
+        );
+        assert_eq!(
+            workers[1]
+                .take_at("tiktok:inits:o", 6, 60, 1_060)
+                .await
+                .unwrap(),
+            Err(1_061),
+            "a take 60 s after the first may fall 59.1 s after it"
         );
         // The window slides: at 1061 the six takes at 1000 have left it.
         assert_eq!(
