@@ -212,10 +212,15 @@ fn count(status: &serde_json::Value, state: &str) -> u64 {
     status["counts"][state].as_u64().unwrap()
 }
 
-/// The job running a render on `worker`, if any.
+/// The job running a render on `worker`, if any: its render phase at the render stage.
+/// (A network phase handing its job on to a render slot shows the render stage for a
+/// moment too.)
 fn rendering_on(status: &serde_json::Value, worker: &str) -> Option<String> {
     status["jobs"].as_array().unwrap().iter().find_map(|j| {
-        (j["state"] == "running" && j["stage"] == "render" && j["worker"] == worker)
+        (j["state"] == "running"
+            && j["phase"] == "render"
+            && j["stage"] == "render"
+            && j["worker"] == worker)
             .then(|| j["job"].as_str().unwrap().to_owned())
     })
 }
@@ -313,11 +318,8 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
             )
         })
         .collect();
-    let killed = held
-        .iter()
-        .find(|(_, stage)| stage == "render")
-        .map(|(job, _)| job.clone())
-        .unwrap_or_else(|| panic!("w1 died without a render: {dead:#}"));
+    let killed =
+        rendering_on(&dead, "w1").unwrap_or_else(|| panic!("w1 died without a render: {dead:#}"));
     let done = wait_for(
         dir,
         &queue,
@@ -370,11 +372,18 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
         );
     }
     assert_eq!(runs.len(), 30 * 8, "every stage of every job ran");
-    let statuses = stage_statuses(dir).await;
-    assert!(
-        statuses.values().all(|s| s == "done"),
-        "every stage recorded done by the phase that ran it: {statuses:?}"
-    );
+    // Every stage stays recorded `done` by the phase that ran it; only what w1 left
+    // half-recorded may read otherwise: a stage it committed but did not record done is
+    // reused (`cached`), a notice it was sending is `unconfirmed` (never sent again).
+    let held_jobs: std::collections::BTreeSet<&String> = held.iter().map(|(j, _)| j).collect();
+    for ((job, stage), status) in stage_statuses(dir).await {
+        assert!(
+            status == "done"
+                || (held_jobs.contains(&job)
+                    && ["cached", "unconfirmed"].contains(&status.as_str())),
+            "`{stage}` of `{job}` is recorded `{status}`, and w1 did not hold it ({held:?})"
+        );
+    }
 }
 
 /// Each (job, stage)'s recorded status.
