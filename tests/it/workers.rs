@@ -75,9 +75,11 @@ fn gated_ffmpeg(dir: &Path) -> PathBuf {
             format!(
                 "#!/bin/sh\n\
                  case \"$*\" in *\"/render/.tmp-\"*)\n\
+                 \x20 touch '{}/rendering.'$PPID\n\
                  \x20 while [ -e '{}' ]; do sleep 0.05; done;;\n\
                  esac\n\
                  exec ffmpeg \"$@\"\n",
+                dir.display(),
                 render_gate(dir).display()
             ),
         )
@@ -85,6 +87,21 @@ fn gated_ffmpeg(dir: &Path) -> PathBuf {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     path
+}
+
+/// Waits until `worker` has started a render's ffmpeg (it stands at the gate): the render
+/// stage is recorded started in the store, whatever the queue's row showed before.
+fn wait_rendering(dir: &Path, worker: &Worker, name: &str) {
+    let marker = dir.join(format!("rendering.{}", worker.0.id()));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name} to render; logs:\n{}",
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn hold_renders(dir: &Path) {
@@ -296,11 +313,8 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
         .iter()
         .map(|n| ((*n).to_owned(), spawn_worker(dir, &queue, n)))
         .collect();
-    let seen = wait_for(dir, &queue, Duration::from_secs(300), "w1 to render", |s| {
-        rendering_on(s, "w1").is_some()
-    });
-    assert!(rendering_on(&seen, "w1").is_some());
     let (_, mut w1) = workers.remove(0);
+    wait_rendering(dir, &w1, "w1");
     signal(&w1, libc::SIGKILL);
     w1.0.wait().unwrap();
     release_renders(dir);
@@ -469,14 +483,9 @@ async fn a_zombie_worker_woken_after_its_lease_passed_on_overwrites_nothing() {
     enqueue(dir, &queue, 1);
     hold_renders(dir);
     let zombie = spawn_worker(dir, &queue, "zombie");
-    let seen = wait_for(
-        dir,
-        &queue,
-        Duration::from_secs(300),
-        "the zombie to render",
-        |s| rendering_on(s, "zombie").is_some(),
-    );
-    let job = rendering_on(&seen, "zombie").unwrap();
+    wait_rendering(dir, &zombie, "the zombie");
+    let seen = status(dir, &queue);
+    let job = rendering_on(&seen, "zombie").unwrap_or_else(|| panic!("{seen:#}"));
     // One lease per phase: the network stages took attempt 1, the render attempt 2.
     assert_eq!(seen["jobs"][0]["attempt"], 2, "{seen:#}");
     signal(&zombie, libc::SIGSTOP);
@@ -938,13 +947,7 @@ async fn sigterm_hands_a_running_render_back_at_once_and_another_worker_finishes
     enqueue(dir, &queue, 1);
     hold_renders(dir);
     let first = spawn_worker(dir, &queue, "first");
-    wait_for(
-        dir,
-        &queue,
-        Duration::from_secs(300),
-        "the first worker to render",
-        |s| rendering_on(s, "first").is_some(),
-    );
+    wait_rendering(dir, &first, "the first worker");
     stop(first);
     // Handed back, not left to expire: waiting for a render slot, with no lease held.
     let back = status(dir, &queue);
