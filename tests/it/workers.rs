@@ -1111,3 +1111,21 @@ async fn a_worker_keeps_artifacts_and_its_effect_ledger_in_the_s3_bucket() {
         );
     }
 }
+
+/// Workers of one machine started together opened a fresh SQLite store at once, and all
+/// but one stopped on a migration the first had applied (`duplicate column name`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_store_opened_by_several_workers_at_once_is_migrated_once() {
+    use tiktok_factory::store::Store;
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opens = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let path = dir.path().to_owned();
+            opens.spawn(async move { Store::open(path.as_path()).await.map(|_| ()) });
+        }
+        for opened in opens.join_all().await {
+            opened.unwrap();
+        }
+    }
+}
