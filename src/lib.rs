@@ -17,6 +17,7 @@ pub mod plan;
 pub mod preflight;
 pub mod privacy;
 pub mod providers;
+pub mod queue;
 pub mod recipe;
 pub mod registry;
 pub mod secret;

@@ -155,6 +155,8 @@ pub struct Registry {
     used_clips: UsedClips,
     state_dir: PathBuf,
     store: crate::store::Store,
+    /// Where rate budgets are kept: the store, or the shared queue's database on a worker.
+    budgets: Arc<dyn crate::providers::Budgets>,
     openrouter: OnceLock<Result<Arc<OpenRouter>, ProviderError>>,
     pexels: OnceLock<Result<Pexels, ProviderError>>,
     elevenlabs_permits: Arc<Semaphore>,
@@ -181,6 +183,7 @@ impl Registry {
             digests: Digests::default(),
             used_clips: UsedClips::default(),
             state_dir,
+            budgets: Arc::new(store.clone()),
             store,
             openrouter: OnceLock::new(),
             pexels: OnceLock::new(),
@@ -189,6 +192,12 @@ impl Registry {
             tiktok: OnceLock::new(),
             telegram: OnceLock::new(),
         }
+    }
+
+    /// Keeps rate budgets in `budgets` instead of the store (shared by every worker).
+    pub fn with_budgets(mut self, budgets: Arc<dyn crate::providers::Budgets>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     fn build_tiktok(&self) -> Result<Arc<TikTokDrafts>, ProviderError> {
@@ -203,7 +212,7 @@ impl Registry {
         Ok(Arc::new(
             TikTokDrafts::new(config, store)?
                 .with_seed_account(seed)
-                .with_budgets(Arc::new(self.store.clone())),
+                .with_budgets(Arc::clone(&self.budgets)),
         ))
     }
 }
@@ -247,7 +256,7 @@ impl Services for Registry {
                     .get_or_init(|| {
                         Pexels::from_env()
                             .map(|p| {
-                                p.with_budgets(Arc::new(self.store.clone()))
+                                p.with_budgets(Arc::clone(&self.budgets))
                                     .sharing_searches()
                             })
                             .map_err(|e| setup("pexels")(e.to_string()))

@@ -128,6 +128,18 @@ The state directory (job store, renders, drafts); default \fI.factory\fR. Same a
 \fBFACTORY_CACHE_DIR\fR
 The artifact store; default \fISTATE_DIR/cache\fR. Same as \fB\-\-cache\-dir\fR.
 .TP
+\fBFACTORY_STORE\fR
+The job store: \fIsqlite://FILE\fR (default \fISTATE_DIR/factory.db\fR) or \fIpostgres://USER:PASSWORD@HOST/DATABASE\fR. Same as \fB\-\-store\fR.
+.TP
+\fBFACTORY_ARTIFACTS\fR
+The artifact store: a folder, or \fIs3://BUCKET/PREFIX\fR in front of the local cache (endpoint and keys from \fBR2_ENDPOINT\fR or \fBR2_ACCOUNT_ID\fR or \fBAWS_ENDPOINT_URL\fR, \fBR2_ACCESS_KEY_ID\fR or \fBAWS_ACCESS_KEY_ID\fR, \fBR2_SECRET_ACCESS_KEY\fR or \fBAWS_SECRET_ACCESS_KEY\fR). Same as \fB\-\-artifacts\fR.
+.TP
+\fBFACTORY_QUEUE\fR
+The shared queue of \fBrun \-\-enqueue\fR, \fBworker\fR and \fBstatus\fR: a Postgres URL. Same as \fB\-\-queue\fR.
+.TP
+\fBFACTORY_LEASE_MS\fR, \fBFACTORY_HEARTBEAT_MS\fR, \fBFACTORY_QUEUE_POLL_MS\fR
+A worker's lease on a job (default 30000; another worker takes the job over once it ends), how often the lease is renewed (default 5000, at most half the lease), and how often an idle slot looks for work (default 500).
+.TP
 \fBCI\fR
 When set (not \fIfalse\fR or \fI0\fR), CI mode: plain lines, annotations, summary and JUnit files.
 .TP

@@ -22,9 +22,11 @@ mod purge;
 mod report;
 mod run;
 mod schema;
+mod status;
 mod validate;
 mod watch;
 mod why;
+mod worker;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -135,6 +137,30 @@ pub enum Command {
         /// Write a JUnit XML report here [CI default: STATE_DIR/reports/junit.xml].
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Put the selected jobs on the shared queue for `factory worker` and return.
+        #[arg(long)]
+        enqueue: bool,
+        #[command(flatten)]
+        queue: worker::QueueArgs,
+    },
+    /// Run jobs from the shared queue until stopped (SIGTERM hands back the stages running).
+    Worker {
+        /// Renders at once [default: one per two cores].
+        #[arg(long, value_name = "N")]
+        renders: Option<usize>,
+        /// Network stages (script, footage, voice, uploads) at once.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        network: usize,
+        /// How `factory status` names this worker [default: HOST-PID].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        queue: worker::QueueArgs,
+    },
+    /// Show the shared queue: waiting, running, deferred and failed jobs.
+    Status {
+        #[command(flatten)]
+        queue: worker::QueueArgs,
     },
     /// Watch a recipes folder: re-plan on every save and run the new and changed jobs.
     Watch {
@@ -478,6 +504,8 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             shard,
             summary,
             junit,
+            enqueue,
+            queue,
         } => {
             let Some(paths) = ci::select(&paths, &select)? else {
                 return Ok(Outcome::Ok);
@@ -497,8 +525,35 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                     limit: pick.limit,
                 },
             };
+            if enqueue {
+                return worker::enqueue(&paths, &opts, &queue).await;
+            }
             run::run(&paths, &opts, &reports).await
         }
+        Command::Worker {
+            renders,
+            network,
+            name,
+            queue,
+        } => {
+            let opts = run::Options {
+                state_dir: cli.state_dir,
+                store,
+                remote,
+                cache_dir: cli.cache_dir,
+                json: cli.json,
+                ci,
+                wait: cli.wait,
+                picked: run::Picked::default(),
+            };
+            let args = worker::WorkerArgs {
+                renders,
+                network,
+                name,
+            };
+            worker::run(&args, &opts, &queue).await
+        }
+        Command::Status { queue } => status::run(&queue, cli.json).await,
         Command::Watch {
             dir,
             plan_only,

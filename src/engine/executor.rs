@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Engine, Event, JobInput, JobRef, StageStatus};
+use super::{Engine, Event, JobInput, JobRef, Lease, Slot, StageStatus};
 use crate::artifacts::{ArtifactError, ArtifactStore, EffectRecord, EffectStatus, Hit, Lookup};
 use crate::expand::JobSpec;
 use crate::providers::{EffectLog, EffectProgress, ProviderError};
@@ -37,6 +37,12 @@ pub enum HaltKind {
     /// Failed because a disk is full: the job is `failed` at its stage like any other,
     /// and the run ends as an environment failure.
     NoSpace(String),
+    /// The stage needs the other slot of a worker (a render on a network slot): the job
+    /// continues there.
+    Handoff,
+    /// The worker's lease on the job was lost: another worker took it over, and this one
+    /// writes nothing more.
+    LeaseLost(String),
 }
 
 impl Halt {
@@ -110,6 +116,8 @@ pub struct JobRun<'a> {
     engine: &'a Engine,
     input: &'a JobInput,
     job: JobRef,
+    lease: Option<Arc<dyn Lease>>,
+    slot: Option<Slot>,
     keys: Vec<(String, String)>,
     executed: usize,
     reused: usize,
@@ -125,11 +133,19 @@ enum Next {
 }
 
 impl<'a> JobRun<'a> {
-    pub(super) fn new(engine: &'a Engine, input: &'a JobInput, job: JobRef) -> Self {
+    pub(super) fn new(
+        engine: &'a Engine,
+        input: &'a JobInput,
+        job: JobRef,
+        lease: Option<Arc<dyn Lease>>,
+        slot: Option<Slot>,
+    ) -> Self {
         Self {
             engine,
             input,
             job,
+            lease,
+            slot,
             keys: Vec::new(),
             executed: 0,
             reused: 0,
@@ -216,6 +232,7 @@ impl<'a> JobRun<'a> {
                     .await);
             }
         }
+        self.in_slot(stage)?;
         let _permit = self.permit(stage).await?;
         self.begin(stage, key).await?;
         let mut attempt = 1;
@@ -231,6 +248,7 @@ impl<'a> JobRun<'a> {
             let result = self.guarded(stage, build(work.clone())).await;
             let outcome = match result {
                 Ok(built) => {
+                    self.fenced(stage).await?;
                     let committed = e
                         .artifacts
                         .commit(
@@ -289,6 +307,7 @@ impl<'a> JobRun<'a> {
             self.record_cached(stage, key, None).await?;
             return Ok(Effected::Done(done));
         }
+        self.in_slot(stage)?;
         let _permit = self.permit(stage).await?;
         self.begin(stage, key).await?;
         let mut attempt = 1;
@@ -329,6 +348,8 @@ impl<'a> JobRun<'a> {
                 artifacts: e.artifacts.clone(),
                 store: e.store.clone(),
                 key: key.to_owned(),
+                lease: self.lease.clone(),
+                stage,
             });
             let result = self.guarded(stage, send(log)).await;
             let mut after = e
@@ -490,6 +511,7 @@ impl<'a> JobRun<'a> {
 
     async fn write_effect(&mut self, stage: Stage, record: &EffectRecord) -> Result<(), Halt> {
         let e = self.engine;
+        self.fenced(stage).await?;
         if let Err(err) = e.artifacts.put_effect(record).await {
             if let ArtifactError::Claimed { .. } = err {
                 // Another runner sharing the bucket sends it at this moment: its outcome
@@ -590,6 +612,7 @@ impl<'a> JobRun<'a> {
         wait: Duration,
         err: &ProviderError,
     ) -> Result<(), Halt> {
+        self.fenced(stage).await?;
         self.retries += 1;
         self.emit(Event::Retry {
             job: self.job.clone(),
@@ -713,6 +736,7 @@ impl<'a> JobRun<'a> {
                 kind: HaltKind::Cancelled,
             });
         }
+        self.fenced(stage).await?;
         let fail = |err: crate::store::StoreError| store_halt(e, stage, &err);
         e.store
             .set_status(
@@ -738,8 +762,20 @@ impl<'a> JobRun<'a> {
         body: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
         let mut cancel = self.engine.cancel.clone();
+        let mut lost = self.lease.as_ref().map(|l| l.lost());
+        let lease_lost = async {
+            match lost.as_mut() {
+                Some(lost) => {
+                    if lost.wait_for(|l| *l).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         let limit = stage.timeout();
         tokio::select! {
+            () = lease_lost => Err(ProviderError::Cancelled),
             r = tokio::time::timeout(limit, body) => r.unwrap_or_else(|_| Err(ProviderError::retryable(
                 "engine",
                 format!("`{}` timed out after {} s", stage.as_str(), limit.as_secs()),
@@ -750,6 +786,7 @@ impl<'a> JobRun<'a> {
     }
 
     async fn index(&self, stage: Stage, key: &str, hit: &Hit) -> Result<(), Halt> {
+        self.fenced(stage).await?;
         let main = hit.manifest.main_file();
         self.engine
             .store
@@ -795,8 +832,22 @@ impl<'a> JobRun<'a> {
         artifact: Option<&str>,
     ) -> Result<(), Halt> {
         self.reused += 1;
-        self.record(stage, key, StageStatus::Cached, artifact, None, None)
+        if self.lease.is_none() {
+            return self
+                .record(stage, key, StageStatus::Cached, artifact, None, None)
+                .await;
+        }
+        // A worker runs a job in phases, each from the first stage: what an earlier phase
+        // of this job did stays recorded `done`, with its own time, and is not rewritten
+        // as reused.
+        self.fenced(stage).await?;
+        self.engine
+            .store
+            .stage_reused_in_phase(&self.job.id, stage.as_str(), key, artifact)
             .await
+            .map_err(|err| store_halt(self.engine, stage, &err))?;
+        self.report(stage, StageStatus::Cached, None);
+        Ok(())
     }
 
     /// Records how a stage stands, in the store and as an event.
@@ -809,6 +860,7 @@ impl<'a> JobRun<'a> {
         message: Option<&str>,
         cost: Option<f64>,
     ) -> Result<(), Halt> {
+        self.fenced(stage).await?;
         self.engine
             .store
             .stage_finished(
@@ -824,6 +876,28 @@ impl<'a> JobRun<'a> {
             .map_err(|err| store_halt(self.engine, stage, &err))?;
         self.report(stage, status, message.map(str::to_owned));
         Ok(())
+    }
+
+    /// Under a lease, proves it is still held before a state write.
+    async fn fenced(&self, stage: Stage) -> Result<(), Halt> {
+        match &self.lease {
+            Some(lease) => lease.fence(Some(stage)).await.map_err(|message| Halt {
+                stage,
+                kind: HaltKind::LeaseLost(message),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// On a worker, a stage of the other slot is handed off before it starts.
+    fn in_slot(&self, stage: Stage) -> Result<(), Halt> {
+        match self.slot {
+            Some(slot) if !slot.runs(stage.lane()) => Err(Halt {
+                stage,
+                kind: HaltKind::Handoff,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn report(&self, stage: Stage, status: StageStatus, detail: Option<String>) {
@@ -851,6 +925,8 @@ struct Ledger {
     artifacts: ArtifactStore,
     store: Store,
     key: String,
+    lease: Option<Arc<dyn Lease>>,
+    stage: Stage,
 }
 
 fn ledger_error(err: &ArtifactError) -> ProviderError {
@@ -869,6 +945,12 @@ impl EffectLog for Ledger {
     }
 
     async fn record(&self, progress: &EffectProgress) -> Result<(), ProviderError> {
+        if let Some(lease) = &self.lease {
+            lease
+                .fence(Some(self.stage))
+                .await
+                .map_err(|m| ProviderError::permanent("lease", m))?;
+        }
         let mut record = self
             .artifacts
             .effect(&self.key)

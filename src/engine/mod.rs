@@ -6,10 +6,12 @@
 pub mod events;
 mod executor;
 mod flights;
+mod lease;
 mod retry;
 
 pub use events::{Collect, Event, JobEnd, JobRef, Sink, StageStatus};
 pub use executor::{Built, EffectKind, Effected, Halt, HaltKind, JobRun};
+pub use lease::{Lease, Leg, Slot};
 pub use retry::RetryPolicy;
 
 use std::path::PathBuf;
@@ -239,7 +241,10 @@ impl Engine {
         for input in jobs {
             let engine = Arc::clone(self);
             let job = job_ref(&input);
-            let handle = tasks.spawn(async move { engine.run_job(&input).await });
+            let handle = tasks.spawn(async move {
+                let (end, counts, _) = engine.run_job(&input, None).await;
+                (end, counts)
+            });
             owners.insert(handle.id(), job);
         }
         while let Some(result) = tasks.join_next_with_id().await {
@@ -319,7 +324,13 @@ impl Engine {
         JobEnd::Failed
     }
 
-    async fn run_job(&self, input: &JobInput) -> (JobEnd, Counts) {
+    /// Runs one job; under a lease (a worker's), every state write is fenced by it and
+    /// only the stages of the worker's slot execute. Returns the halt that stopped it.
+    async fn run_job(
+        &self,
+        input: &JobInput,
+        leased: Option<(&Arc<dyn Lease>, Slot)>,
+    ) -> (JobEnd, Counts, Option<Halt>) {
         let job = job_ref(input);
         let id = input.job.id.to_string();
         let spec_json = serde_json::to_string(&input.job.spec).unwrap_or_default();
@@ -333,6 +344,16 @@ impl Engine {
             voice: &input.job.spec.voice_name,
             status: Status::Pending,
         };
+        let lease = leased.map(|(l, _)| Arc::clone(l));
+        if let Some(lease) = &lease
+            && let Err(message) = lease.fence(None).await
+        {
+            let halt = Halt {
+                stage: crate::stages::Stage::ALL[0],
+                kind: HaltKind::LeaseLost(message),
+            };
+            return (JobEnd::Interrupted, Counts::default(), Some(halt));
+        }
         if let Err(e) = self.store.upsert_job(&new).await {
             self.sink.emit(&Event::Job {
                 job,
@@ -340,17 +361,48 @@ impl Engine {
                 stage: None,
                 detail: Some(format!("cannot record the job: {e}")),
             });
-            return (JobEnd::Failed, Counts::default());
+            return (JobEnd::Failed, Counts::default(), None);
         }
-        let mut run = JobRun::new(self, input, job.clone());
+        let mut run = JobRun::new(
+            self,
+            input,
+            job.clone(),
+            lease.clone(),
+            leased.map(|(_, s)| s),
+        );
         let result = self.pipeline.run(&mut run).await;
         let mut counts = run.counts();
         let stages = run.keys().to_vec();
+        let mut stopped = None;
         let (end, stage, detail) = match result {
-            Ok(()) => match self.finish_done(input, &id, &spec_json, stages).await {
+            Ok(()) => match self
+                .finish_done(input, &id, &spec_json, stages, lease.as_ref())
+                .await
+            {
                 Ok(()) => (JobEnd::Done, None, None),
-                Err(message) => (JobEnd::Failed, None, Some(message)),
+                Err(
+                    halt @ Halt {
+                        kind: HaltKind::LeaseLost(_),
+                        ..
+                    },
+                ) => {
+                    stopped = Some(halt);
+                    (JobEnd::Interrupted, None, None)
+                }
+                Err(Halt { kind, .. }) => {
+                    let message = match kind {
+                        HaltKind::Failed(m) | HaltKind::NoSpace(m) => m,
+                        other => format!("{other:?}"),
+                    };
+                    (JobEnd::Failed, None, Some(message))
+                }
             },
+            Err(halt) if matches!(halt.kind, HaltKind::LeaseLost(_)) => {
+                // The lease is another worker's now: nothing more is written for this job.
+                let stage = halt.stage;
+                stopped = Some(halt);
+                (JobEnd::Interrupted, Some(stage), None)
+            }
             Err(halt) => {
                 counts.no_space = matches!(halt.kind, HaltKind::NoSpace(_));
                 let (status, end, message, until) = match &halt.kind {
@@ -363,41 +415,81 @@ impl Engine {
                         Some(reason.clone()),
                         Some(*until),
                     ),
-                    HaltKind::Cancelled => (Status::Interrupted, JobEnd::Interrupted, None, None),
-                };
-                let recorded = self
-                    .store
-                    .set_status_until(
-                        &id,
-                        status,
-                        Some(halt.stage.as_str()),
-                        message.as_deref(),
-                        until,
-                    )
-                    .await;
-                let detail = match (recorded, message) {
-                    (Ok(()), m) => m,
-                    (Err(e), m) => Some(format!(
-                        "{}; recording it failed: {e}",
-                        m.unwrap_or_else(|| end.as_str().to_owned())
-                    )),
-                };
-                let detail = match (&halt.kind, detail) {
-                    (HaltKind::Deferred { until, .. }, Some(d)) => {
-                        Some(format!("{d} (until {})", crate::clock::format(*until)))
+                    HaltKind::Cancelled | HaltKind::LeaseLost(_) => {
+                        (Status::Interrupted, JobEnd::Interrupted, None, None)
                     }
-                    (_, d) => d,
+                    HaltKind::Handoff => (Status::Pending, JobEnd::Interrupted, None, None),
                 };
-                (end, Some(halt.stage), detail)
+                let fenced = match &lease {
+                    Some(lease) => lease.fence(Some(halt.stage)).await,
+                    None => Ok(()),
+                };
+                if let Err(message) = fenced {
+                    let stage = halt.stage;
+                    stopped = Some(Halt {
+                        stage,
+                        kind: HaltKind::LeaseLost(message),
+                    });
+                    (JobEnd::Interrupted, Some(stage), None)
+                } else {
+                    let recorded = self
+                        .store
+                        .set_status_until(
+                            &id,
+                            status,
+                            Some(halt.stage.as_str()),
+                            message.as_deref(),
+                            until,
+                        )
+                        .await;
+                    let detail = match (recorded, message) {
+                        (Ok(()), m) => m,
+                        (Err(e), m) => Some(format!(
+                            "{}; recording it failed: {e}",
+                            m.unwrap_or_else(|| end.as_str().to_owned())
+                        )),
+                    };
+                    let detail = match (&halt.kind, detail) {
+                        (HaltKind::Deferred { until, .. }, Some(d)) => {
+                            Some(format!("{d} (until {})", crate::clock::format(*until)))
+                        }
+                        (_, d) => d,
+                    };
+                    let stage = halt.stage;
+                    stopped = Some(halt);
+                    (end, Some(stage), detail)
+                }
             }
         };
-        self.sink.emit(&Event::Job {
-            job,
-            status: end,
-            stage,
-            detail,
-        });
-        (end, counts)
+        let handed_off = matches!(
+            stopped,
+            Some(Halt {
+                kind: HaltKind::Handoff,
+                ..
+            })
+        );
+        if !handed_off {
+            self.sink.emit(&Event::Job {
+                job,
+                status: end,
+                stage,
+                detail: match &stopped {
+                    Some(Halt {
+                        kind: HaltKind::LeaseLost(m),
+                        ..
+                    }) => Some(m.clone()),
+                    _ => detail,
+                },
+            });
+        }
+        (end, counts, stopped)
+    }
+
+    /// Runs one job under `lease` as far as `slot` allows: the stages of the other slot
+    /// are handed off (the worker queues the job for them), and a lease lost stops it.
+    pub async fn run_leased(&self, input: &JobInput, lease: Arc<dyn Lease>, slot: Slot) -> Leg {
+        let (end, counts, halt) = self.run_job(input, Some((&lease, slot))).await;
+        Leg::from_run(end, counts.executed, halt)
     }
 
     /// Records a finished job: in the store, and beside its artifacts, so a runner with
@@ -408,14 +500,27 @@ impl Engine {
         id: &str,
         spec_json: &str,
         stages: Vec<(String, String)>,
-    ) -> Result<(), String> {
+        lease: Option<&Arc<dyn Lease>>,
+    ) -> Result<(), Halt> {
+        let last = *crate::stages::Stage::ALL
+            .last()
+            .expect("a pipeline has stages");
+        let failed = |message: String| Halt::failed(last, message);
+        if let Some(lease) = lease {
+            lease.fence(None).await.map_err(|m| Halt {
+                stage: last,
+                kind: HaltKind::LeaseLost(m),
+            })?;
+        }
         if self.settings.record_jobs {
-            self.put_record(input, id, spec_json, stages).await?;
+            self.put_record(input, id, spec_json, stages)
+                .await
+                .map_err(failed)?;
         }
         self.store
             .set_status(id, Status::Done, None, None)
             .await
-            .map_err(|e| format!("cannot record the finished job: {e}"))
+            .map_err(|e| failed(format!("cannot record the finished job: {e}")))
     }
 
     async fn put_record(

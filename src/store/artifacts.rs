@@ -134,6 +134,38 @@ impl Store {
         self.event(job, Some(stage), status, error).await
     }
 
+    /// Records a stage reused by a later phase of the same job on a worker: a row the job
+    /// already has `done` under `key` is left as it is; anything else is recorded
+    /// `cached`, as [`Store::stage_finished`] does.
+    pub async fn stage_reused_in_phase(
+        &self,
+        job: &str,
+        stage: &str,
+        key: &str,
+        artifact: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let written = self.write(|| sqlx::query(
+            "INSERT INTO stages (job_id, stage, key, status, attempt, artifact, error, cost, started_at, finished_at) \
+             VALUES ($1, $2, $3, 'cached', 0, $4, NULL, NULL, $5, $5) \
+             ON CONFLICT (job_id, stage) DO UPDATE SET key = excluded.key, status = excluded.status, \
+             artifact = excluded.artifact, error = NULL, cost = NULL, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at \
+             WHERE NOT (stages.status = 'done' AND stages.key = excluded.key)",
+        )
+        .bind(job)
+        .bind(stage)
+        .bind(key)
+        .bind(artifact)
+        .bind(now)
+        .execute(self.pool()))
+        .await?;
+        if written.rows_affected() == 0 {
+            return Ok(());
+        }
+        self.event(job, Some(stage), "cached", None).await
+    }
+
     /// Records a failed attempt that is tried again: the attempt count grows and the
     /// history says why.
     pub async fn stage_retry(&self, job: &str, stage: &str, error: &str) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ mod budgets;
 mod inputs;
 mod migrations;
 mod privacy;
+pub mod queue;
 mod status;
 mod url;
 
@@ -258,12 +259,22 @@ impl Store {
             source,
         })?;
         let pool = connect_sqlite(&path, "rwc", SQLITE_PRAGMAS, 4).await?;
+        // Processes opening one store together (a machine's workers) migrate it one after
+        // another: an exclusive `flock` on the file, which SQLite's own locks (`fcntl`)
+        // leave alone.
+        let migrating = lock_file(&path)
+            .await
+            .map_err(|source| StoreError::DbFile {
+                path: path.clone(),
+                source,
+            })?;
         migrations::run(&pool, false)
             .await
             .map_err(|source| StoreError::Migrate {
                 path: path.clone(),
                 source,
             })?;
+        drop(migrating);
         tighten(&path);
         let store = Self {
             pool,
@@ -843,6 +854,15 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
             .open(path)?;
     }
     Ok(())
+}
+
+/// `path` opened and locked exclusively, waiting for another holder without blocking the
+/// runtime; unlocked when dropped.
+async fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::open(path)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// The WAL and shared-memory files appear with the process umask; make them private.

@@ -50,3 +50,4 @@ mod validate;
 mod voices;
 mod watch;
 mod why;
+mod workers;

@@ -108,6 +108,8 @@ struct Inner {
     init_times: HashMap<String, VecDeque<Instant>>,
     put_attempts: u32,
     init_requests: u32,
+    /// When each init request with a valid token arrived, refused ones included.
+    init_request_times: Vec<Instant>,
     inbox: Vec<String>,
 }
 
@@ -185,6 +187,11 @@ impl FakeTikTok {
     /// Init requests that reached the API, refused ones included.
     pub fn init_requests(&self) -> u32 {
         self.shared.inner.lock().unwrap().init_requests
+    }
+
+    /// When each init request with a valid token arrived, in order, refused ones included.
+    pub fn init_request_times(&self) -> Vec<Instant> {
+        self.shared.inner.lock().unwrap().init_request_times.clone()
     }
 
     /// Pending shares: inits of the last 24 hours that did not fail, orphans included.
@@ -480,6 +487,7 @@ async fn init(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
     }
     inner.init_content_types.push(content_type);
     inner.init_requests += 1;
+    inner.init_request_times.push(Instant::now());
     if let Some((status, code)) = inner.behaviour.init_error.take() {
         let mut response = api_error(status, code, "injected");
         if let Some(after) = inner.behaviour.retry_after {
