@@ -255,10 +255,7 @@ impl Services for Registry {
                 self.pexels
                     .get_or_init(|| {
                         Pexels::from_env()
-                            .map(|p| {
-                                p.with_budgets(Arc::clone(&self.budgets))
-                                    .sharing_searches()
-                            })
+                            .map(|p| p.with_budgets(Arc::clone(&self.budgets)).sharing_searches())
                             .map_err(|e| setup("pexels")(e.to_string()))
                     })
                     .clone()?,
