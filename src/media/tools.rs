@@ -8,7 +8,8 @@ use std::process::{Output, Stdio};
 use super::MediaError;
 
 /// The one command that installs everything this module needs on Debian and Ubuntu.
-pub const INSTALL_HINT: &str = "sudo apt-get install -y ffmpeg espeak-ng fonts-dejavu-core";
+pub const INSTALL_HINT: &str =
+    "sudo apt-get install -y ffmpeg espeak-ng fonts-dejavu-core fonts-noto-core fonts-noto-cjk";
 
 /// How many stderr lines a failure keeps: enough for ffmpeg's actual complaint, which
 /// comes last, without its whole banner.

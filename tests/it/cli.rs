@@ -30,11 +30,12 @@ fn sample_recipes_validate_and_nothing_is_written() {
             "recipes",
             // Not `examples`: its GitHub Actions workflow is YAML but no recipe.
             "examples/cooking-channel",
+            "examples/showcase",
         ],
         root,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("ok: 5 recipes"), "{out}");
+    assert!(out.starts_with("ok: 6 recipes"), "{out}");
     assert!(
         !state_dir.exists(),
         "validate must not create the state directory"
