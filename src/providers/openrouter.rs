@@ -254,49 +254,61 @@ impl OpenRouter {
             });
         self.classify(status, headers, &error)
     }
-}
 
-#[async_trait]
-impl ScriptWriter for OpenRouter {
-    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
-        let body = self.body(request)?;
+    /// One `POST /chat/completions`, its answer parsed and its errors classified: an HTTP
+    /// error, a body that is not JSON (a transport problem, worth a retry), and the
+    /// `error` object OpenRouter sends inside an HTTP 200, at the top or in the first
+    /// choice, once the model has started.
+    async fn complete<B: serde::Serialize + ?Sized>(
+        &self,
+        body: &B,
+        doing: &'static str,
+    ) -> Result<Completion, ProviderError> {
         let mut call = self
             .http
             .post(format!("{}/chat/completions", self.options.base_url))
             .header(AUTHORIZATION, self.authorization()?)
             .header("X-OpenRouter-Title", &self.options.app_title)
             .header("X-Title", &self.options.app_title)
-            .json(&body);
+            .json(body);
         if let Some(url) = &self.options.app_url {
             call = call.header("HTTP-Referer", url);
         }
         let response = call
             .send()
             .await
-            .map_err(|e| http::classify_transport(SERVICE, "asking for a script", e))?;
+            .map_err(|e| http::classify_transport(SERVICE, doing, e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = http::read_body(SERVICE, response).await?;
         if !status.is_success() {
             return Err(self.error_from_body(status, &headers, &bytes));
         }
-        // A body cut short or mangled by a proxy is a transport problem, worth a retry.
         let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
             ProviderError::retryable(SERVICE, format!("the response is not valid JSON ({e})"))
         })?;
-        // Errors after the model started come back as HTTP 200 with an `error` object.
-        if let Some(error) = &completion.error {
+        let error = completion
+            .error
+            .as_ref()
+            .or_else(|| completion.choices.first().and_then(|c| c.error.as_ref()));
+        if let Some(error) = error {
             return Err(self.classify(status, &headers, error));
         }
+        Ok(completion)
+    }
+}
+
+#[async_trait]
+impl ScriptWriter for OpenRouter {
+    async fn write(&self, request: &ScriptRequest) -> Result<Script, ProviderError> {
+        let body = self.body(request)?;
+        let completion = self.complete(&body, "asking for a script").await?;
         let Some(choice) = completion.choices.first() else {
             return Err(ProviderError::retryable(
                 SERVICE,
                 "the response has no choices",
             ));
         };
-        if let Some(error) = &choice.error {
-            return Err(self.classify(status, &headers, error));
-        }
         match choice.finish_reason.as_deref() {
             Some("length") => {
                 return Err(ProviderError::permanent(
@@ -394,35 +406,9 @@ impl ImageMaker for OpenRouter {
                 ),
             ));
         }
-        let mut call = self
-            .http
-            .post(format!("{}/chat/completions", self.options.base_url))
-            .header(AUTHORIZATION, self.authorization()?)
-            .header("X-OpenRouter-Title", &self.options.app_title)
-            .header("X-Title", &self.options.app_title)
-            .json(&Self::image_body(request));
-        if let Some(url) = &self.options.app_url {
-            call = call.header("HTTP-Referer", url);
-        }
-        let response = call
-            .send()
-            .await
-            .map_err(|e| http::classify_transport(SERVICE, "asking for an image", e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = http::read_body(SERVICE, response).await?;
-        if !status.is_success() {
-            return Err(self.error_from_body(status, &headers, &bytes));
-        }
-        let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
-            ProviderError::retryable(SERVICE, format!("the response is not valid JSON ({e})"))
-        })?;
-        if let Some(error) = &completion.error {
-            return Err(self.classify(status, &headers, error));
-        }
-        if let Some(error) = completion.choices.first().and_then(|c| c.error.as_ref()) {
-            return Err(self.classify(status, &headers, error));
-        }
+        let completion = self
+            .complete(&Self::image_body(request), "asking for an image")
+            .await?;
         let (extension, image) =
             image_of(&completion, &request.model).map_err(|e| e.into_error())?;
         let path = dir.join(format!("{stem}.{extension}"));
