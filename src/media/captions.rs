@@ -309,18 +309,9 @@ pub fn hook_ass(text: &str, seconds: f64, font: &str, width: u32, height: u32) -
         .unwrap_or(0.2);
     let size = HOOK_SIZE * fit;
     let fade_out = (f64::from(HOOK_FADE_OUT_MS) / 1000.0).min(seconds / 2.0);
+    let head = ass_head(width, height);
     format!(
-        "[Script Info]\n\
-         ScriptType: v4.00+\n\
-         PlayResX: {width}\n\
-         PlayResY: {height}\n\
-         WrapStyle: 0\n\
-         ScaledBorderAndShadow: yes\n\
-         \n\
-         [V4+ Styles]\n\
-         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
-         Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
-         Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n\
+        "{head}\
          Style: Hook,{font},{size},&H00FFFFFF,&H00FFFFFF,&H30101010,&H00000000,-1,0,0,0,100,100,0,0,3,\
          {padding},0,8,{margin_l},{margin_r},{margin_v},1\n\
          \n\
@@ -359,18 +350,9 @@ fn header(style: &CaptionStyle, width: u32, height: u32) -> String {
     };
     let side = side_margin(style);
     let colour = style.text_colour.ass();
+    let head = ass_head(width, height);
     format!(
-        "[Script Info]\n\
-         ScriptType: v4.00+\n\
-         PlayResX: {width}\n\
-         PlayResY: {height}\n\
-         WrapStyle: 0\n\
-         ScaledBorderAndShadow: yes\n\
-         \n\
-         [V4+ Styles]\n\
-         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
-         Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
-         Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n\
+        "{head}\
          Style: Caption,{font},{size},{colour},{colour},{outline_colour},&H80000000,{bold},0,0,0,100,100,0,0,1,\
          {outline},{shadow},{alignment},{margin_l},{margin_r},{margin_v},1\n\
          \n\
@@ -618,6 +600,24 @@ fn timestamp(cs: u64) -> String {
         cs / 6_000 % 60,
         cs / 100 % 60,
         cs % 100
+    )
+}
+
+/// The head of an ASS script for a `width`×`height` frame, through the styles' format
+/// line; each script adds its `Style:` lines and its events.
+fn ass_head(width: u32, height: u32) -> String {
+    format!(
+        "[Script Info]\n\
+         ScriptType: v4.00+\n\
+         PlayResX: {width}\n\
+         PlayResY: {height}\n\
+         WrapStyle: 0\n\
+         ScaledBorderAndShadow: yes\n\
+         \n\
+         [V4+ Styles]\n\
+         Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
+         Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
+         Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
     )
 }
 
