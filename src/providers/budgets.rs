@@ -43,7 +43,7 @@ impl MemoryBudgets {
             .map_or(0, |b| {
                 b.taken
                     .iter()
-                    .filter(|t| **t > now.saturating_sub(window_secs))
+                    .filter(|t| **t >= now.saturating_sub(window_secs))
                     .count()
             })
     }
@@ -74,14 +74,16 @@ impl Budgets for MemoryBudgets {
         if budget.blocked_until > now {
             return Ok(Err(budget.blocked_until));
         }
+        // Whole seconds: a unit taken at `t` happened in `[t, t + 1)`, so it counts
+        // through `t + window_secs` and leaves the window a second later.
         let start = now.saturating_sub(window_secs);
-        while budget.taken.front().is_some_and(|t| *t <= start) {
+        while budget.taken.front().is_some_and(|t| *t < start) {
             budget.taken.pop_front();
         }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         if budget.taken.len() >= limit {
             let oldest = budget.taken.front().copied().unwrap_or(now);
-            return Ok(Err(oldest.saturating_add(window_secs).max(now + 1)));
+            return Ok(Err(oldest.saturating_add(window_secs + 1).max(now + 1)));
         }
         budget.taken.push_back(now);
         Ok(Ok(()))

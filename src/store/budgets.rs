@@ -86,7 +86,7 @@ async fn take_on(
     let taken = sqlx::query(
         "INSERT INTO budget_takes (key, seq, at) \
          SELECT $1, COALESCE((SELECT MAX(seq) FROM budget_takes WHERE key = $1), 0) + 1, $2 \
-         WHERE (SELECT COUNT(*) FROM budget_takes WHERE key = $1 AND at > $2 - $3) < $4 \
+         WHERE (SELECT COUNT(*) FROM budget_takes WHERE key = $1 AND at >= $2 - $3) < $4 \
          AND NOT EXISTS (SELECT 1 FROM budget_blocks WHERE key = $1 AND until > $2)",
     )
     .bind(key)
@@ -106,9 +106,12 @@ async fn take_on(
             .await?
             .map(|r| r.try_get("until"))
             .transpose()?;
-    // The window opens again when its oldest take leaves it.
+    // The window opens again when its oldest take leaves it. The clock is whole seconds:
+    // a take recorded at `t` happened somewhere in `[t, t + 1)`, so it stays in the window
+    // through `t + window` and leaves it a second later; otherwise a seventh TikTok init
+    // could go out 59.x seconds after the first.
     let oldest: Option<i64> = sqlx::query(
-        "SELECT MIN(at) AS oldest FROM (SELECT at FROM budget_takes WHERE key = $1 AND at > $2 - $3 \
+        "SELECT MIN(at) AS oldest FROM (SELECT at FROM budget_takes WHERE key = $1 AND at >= $2 - $3 \
          ORDER BY at DESC LIMIT $4) AS recent",
     )
     .bind(key)
@@ -118,7 +121,7 @@ async fn take_on(
     .fetch_one(&mut *conn)
     .await?
     .try_get("oldest")?;
-    let reopens = oldest.map_or(now, |at| at + window);
+    let reopens = oldest.map_or(now, |at| at + window + 1);
     Ok(Err(blocked.unwrap_or(now).max(reopens).max(now + 1)))
 }
 
@@ -171,21 +174,37 @@ mod tests {
         }
         assert_eq!(
             store.take_budget(key, 6, 60, 1010).await.unwrap(),
-            Err(1060)
+            Err(1061)
         );
         // Another store over the same file (another process) sees the same window.
         let other = Store::open(dir.path()).await.unwrap();
         assert_eq!(
             other.take_budget(key, 6, 60, 1030).await.unwrap(),
-            Err(1060)
+            Err(1061)
         );
-        // At 1061 the takes at 1000 and 1001 have left the window: two more fit.
-        assert_eq!(other.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
-        assert_eq!(other.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
+        // At 1062 the takes at 1000 and 1001 have left the window: two more fit.
+        assert_eq!(other.take_budget(key, 6, 60, 1062).await.unwrap(), Ok(()));
+        assert_eq!(other.take_budget(key, 6, 60, 1062).await.unwrap(), Ok(()));
         assert_eq!(
-            other.take_budget(key, 6, 60, 1061).await.unwrap(),
-            Err(1062)
+            other.take_budget(key, 6, 60, 1062).await.unwrap(),
+            Err(1063)
         );
+    }
+
+    #[tokio::test]
+    async fn a_take_in_the_last_second_of_a_window_still_counts_against_it() {
+        // Recorded at 1000, it happened at up to 1000.99: a take at 1060 may be less than
+        // 60 seconds later, so a limit of 6 a minute refuses the seventh.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for _ in 0..6 {
+            assert_eq!(store.take_budget("k", 6, 60, 1000).await.unwrap(), Ok(()));
+        }
+        assert_eq!(
+            store.take_budget("k", 6, 60, 1060).await.unwrap(),
+            Err(1061)
+        );
+        assert_eq!(store.take_budget("k", 6, 60, 1061).await.unwrap(), Ok(()));
     }
 
     #[tokio::test]

@@ -347,7 +347,7 @@ async fn a_budget_window_holds_its_limit_and_a_later_block_wins(backend: Backend
     for i in 0..6 {
         assert_eq!(s.take_budget(key, 6, 60, 1000 + i).await.unwrap(), Ok(()));
     }
-    assert_eq!(s.take_budget(key, 6, 60, 1010).await.unwrap(), Err(1060));
+    assert_eq!(s.take_budget(key, 6, 60, 1010).await.unwrap(), Err(1061));
     assert_eq!(s.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
     s.give_back_budget(key).await.unwrap();
     assert_eq!(s.take_budget(key, 6, 60, 1061).await.unwrap(), Ok(()));
@@ -368,7 +368,7 @@ async fn takes_from_many_connections_at_once_never_exceed_a_postgres_budget() {
     });
     let results = futures_util::future::join_all(takes).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 6);
-    assert!(results.iter().all(|r| *r == Ok(()) || *r == Err(5060)));
+    assert!(results.iter().all(|r| *r == Ok(()) || *r == Err(5061)));
 }
 
 fn account(name: &str) -> AccountRow {
