@@ -1119,20 +1119,7 @@ mod tests {
 
     /// The one job of a recipe whose footage is `footage`.
     fn spec_with(footage: &str) -> JobSpec {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "version: 1\nname: r\nvoices:\n  v: {{ provider: espeak }}\ntemplates:\n  t:\n    \
-                 script: {{ provider: offline, seconds: 20 }}\n    footage: {footage}\n    title: x\n\
-                 batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
-            ),
-        )
-        .unwrap();
-        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        recipes[0].jobs[0].spec.clone()
+        crate::stages::footage::spec_with_footage(footage, 20)
     }
 
     #[test]

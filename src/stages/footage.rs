@@ -546,6 +546,26 @@ pub async fn fetch_scenes_with(
     Ok(footage)
 }
 
+/// The one job of a recipe whose footage is `footage` and whose offline script asks for
+/// `seconds`: for tests of what footage a job needs.
+#[cfg(test)]
+pub(crate) fn spec_with_footage(footage: &str, seconds: u32) -> JobSpec {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: r\nvoices:\n  v: {{ provider: espeak }}\ntemplates:\n  t:\n    \
+             script: {{ provider: offline, seconds: {seconds} }}\n    footage: {footage}\n    title: x\n\
+             batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
+        ),
+    )
+    .unwrap();
+    let (recipes, diagnostics) = crate::cli::load_all(&[path]);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    recipes[0].jobs[0].spec.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -590,20 +610,7 @@ mod tests {
     }
 
     fn spec(footage: &str) -> JobSpec {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "version: 1\nname: r\nvoices:\n  v: {{ provider: espeak }}\ntemplates:\n  t:\n    \
-                 script: {{ provider: offline, seconds: 10 }}\n    footage: {footage}\n    title: x\n\
-                 batch:\n  template: t\n  matrix: {{ topic: [Owls], voice: [v] }}\n"
-            ),
-        )
-        .unwrap();
-        let (recipes, diagnostics) = crate::cli::load_all(&[path]);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        recipes[0].jobs[0].spec.clone()
+        super::spec_with_footage(footage, 10)
     }
 
     fn script(visuals: &[&str]) -> Script {

@@ -420,8 +420,14 @@ impl World {
     /// An engine on the state directory `state` over the artifact store `cache`: another
     /// machine on a shared store has the same store and artifacts of its own.
     async fn engine_over(&self, state: &str, cache: &str) -> Arc<Engine> {
-        let store = Store::open(&self.root.join(state)).await.unwrap();
-        let artifacts = ArtifactStore::open(&self.root.join(cache)).unwrap();
+        self.engine_with(&self.root.join(state), &self.root.join(cache))
+            .await
+    }
+
+    /// An engine with the default settings on `state` over `cache`.
+    async fn engine_with(&self, state: &Path, cache: &Path) -> Arc<Engine> {
+        let store = Store::open(state).await.unwrap();
+        let artifacts = ArtifactStore::open(cache).unwrap();
         Arc::new(Engine::new(
             store,
             artifacts,
@@ -440,18 +446,8 @@ impl World {
 
     /// An engine whose state directory and artifact store are both under `base`.
     async fn engine_in(&self, base: &Path) -> Arc<Engine> {
-        let store = Store::open(&base.join("state")).await.unwrap();
-        let artifacts = ArtifactStore::open(&base.join("cache")).unwrap();
-        Arc::new(Engine::new(
-            store,
-            artifacts,
-            Arc::new(Services_(Arc::clone(&self.fakes))),
-            Arc::new(crate::stages::Pipeline),
-            Arc::clone(&self.events) as Arc<dyn Sink>,
-            Budgets::default(),
-            Settings::default(),
-            self.stop.subscribe(),
-        ))
+        self.engine_with(&base.join("state"), &base.join("cache"))
+            .await
     }
 
     async fn run(&self) -> Summary {
