@@ -160,18 +160,8 @@ async fn completion(shared: &Shared<Scenario>, seen: &Seen) -> Response {
             status,
             metadata,
             retry_after,
-        }) => {
-            let response = error(status, "the fake says no", metadata);
-            match retry_after {
-                Some(value) => with_header(response, "retry-after", &value),
-                None => response,
-            }
-        }
-        Some(Scenario::ErrorIn200 { code }) => json(
-            200,
-            &json!({ "error": { "code": code, "message": "upstream failed mid-generation",
-                                "metadata": { "error_type": "provider_unavailable" } } }),
-        ),
+        }) => refusal(status, metadata, retry_after),
+        Some(Scenario::ErrorIn200 { code }) => error_in_200(code),
         Some(Scenario::EchoKey) => error(
             401,
             &format!(
@@ -285,18 +275,8 @@ fn image_completion(shared: &Shared<Scenario>, request: &Value) -> Response {
             status,
             metadata,
             retry_after,
-        }) => {
-            let response = error(status, "the fake says no", metadata);
-            match retry_after {
-                Some(value) => with_header(response, "retry-after", &value),
-                None => response,
-            }
-        }
-        Some(Scenario::ErrorIn200 { code }) => json(
-            200,
-            &json!({ "error": { "code": code, "message": "upstream failed mid-generation",
-                                "metadata": { "error_type": "provider_unavailable" } } }),
-        ),
+        }) => refusal(status, metadata, retry_after),
+        Some(Scenario::ErrorIn200 { code }) => error_in_200(code),
         _ => json(200, &normal),
     }
 }
@@ -456,6 +436,24 @@ fn completion_body(model: &str, content: Option<String>, finish_reason: &str) ->
         }],
         "usage": { "prompt_tokens": 120, "completion_tokens": 95, "total_tokens": 215, "cost": 0.00042 },
     })
+}
+
+/// A scripted refusal: an error body, with a `Retry-After` when one is given.
+fn refusal(status: u16, metadata: Value, retry_after: Option<String>) -> Response {
+    let response = error(status, "the fake says no", metadata);
+    match retry_after {
+        Some(value) => with_header(response, "retry-after", &value),
+        None => response,
+    }
+}
+
+/// An error after the model started: HTTP 200 with an `error` object.
+fn error_in_200(code: u16) -> Response {
+    json(
+        200,
+        &json!({ "error": { "code": code, "message": "upstream failed mid-generation",
+                            "metadata": { "error_type": "provider_unavailable" } } }),
+    )
 }
 
 fn error(status: u16, message: &str, metadata: Value) -> Response {
