@@ -415,9 +415,13 @@ pub fn did_you_mean<'a>(
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let len = word.chars().count();
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
+        // The distance is at least the difference in length: a name far longer or
+        // shorter than a candidate is no typo of it, and is not compared letter by letter.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (levenshtein(word, c), c))
         .filter(|(d, _)| *d <= limit)
         .min()
@@ -595,5 +599,17 @@ mod tests {
             Some("did you mean `warm`?")
         );
         assert_eq!(did_you_mean("zzzz", ["warm", "offline"]), None);
+    }
+
+    /// A fuzzed recipe with a 210 KB espeak voice name took 5.8 s to validate: the name
+    /// was compared letter by letter with every installed voice. A name this long is
+    /// now refused without a comparison (before the fix this test ran for minutes).
+    #[test]
+    fn a_voice_name_of_hundreds_of_kilobytes_is_no_typo_and_is_not_compared() {
+        let long = "en-un".repeat(2_000_000);
+        let voices: Vec<String> = (0..300).map(|i| format!("voice-{i}")).collect();
+        assert_eq!(closest(&long, voices.iter().map(String::as_str)), None);
+        // Close names of a different length are still found.
+        assert_eq!(closest("en-uss", ["en-us", "fr"]), Some("en-us"));
     }
 }

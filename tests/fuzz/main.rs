@@ -235,7 +235,7 @@ fn located(diags: &[Diagnostic]) -> Result<(), String> {
 }
 
 /// One input: load, validate and expand the folder; the properties above.
-fn check(dir: &Path, recipe: &Path) -> Result<(), String> {
+fn check(dir: &Path, recipe: &Path) -> Result<Duration, String> {
     let before = listing(dir);
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -259,7 +259,7 @@ fn check(dir: &Path, recipe: &Path) -> Result<(), String> {
     if listing(dir) != before {
         return Err("validation changed the folder".to_owned());
     }
-    Ok(())
+    Ok(took)
 }
 
 fn save_failure(name: &str, bytes: &[u8], why: &str) -> PathBuf {
@@ -314,6 +314,7 @@ fn recipe_front_half_survives_mutated_inputs() {
     };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut rounds = 0u64;
+    let mut slowest = Duration::ZERO;
     while Instant::now() < deadline {
         rounds += 1;
         let base = recipes[m.rng.usize(0..recipes.len())];
@@ -333,7 +334,11 @@ fn recipe_front_half_survives_mutated_inputs() {
                 let _ = std::fs::remove_file(&project);
             }
         }
-        if let Err(why) = check(dir, &recipe) {
+        let took = check(dir, &recipe);
+        if let Ok(took) = took {
+            slowest = slowest.max(took);
+        }
+        if let Err(why) = took {
             let saved = save_failure(&format!("{seed}-{rounds}.yaml"), &input, &why);
             if let Some(p) = project_input {
                 save_failure(&format!("{seed}-{rounds}.factory.yaml"), &p, &why);
@@ -344,6 +349,6 @@ fn recipe_front_half_survives_mutated_inputs() {
             );
         }
     }
-    eprintln!("fuzz: {rounds} mutated inputs, no failure");
+    eprintln!("fuzz: {rounds} mutated inputs, no failure; the slowest took {slowest:?}");
     assert!(rounds > 0 || seconds == 0);
 }
