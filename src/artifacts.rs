@@ -61,6 +61,12 @@ pub enum ArtifactError {
         "the side effect `{key}` was claimed by another runner sharing the artifact store; it is not sent twice"
     )]
     Claimed { key: String },
+    #[error(
+        "the S3 service ignores create-only writes (`If-None-Match: *`): `{location}` was written \
+         twice, so two runners sharing the bucket could both send one draft or notice; use a \
+         service that honours conditional writes (R2 and AWS S3 do)"
+    )]
+    NoCreateOnly { location: String },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
@@ -205,6 +211,15 @@ impl ArtifactStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// With an S3 store behind it, that the service honours create-only writes, which the
+    /// effect ledger's claims need (see [`s3::Remote::check_create_only`]).
+    pub async fn check_remote(&self) -> Result<(), ArtifactError> {
+        match &self.remote {
+            Some(remote) => remote.check_create_only().await,
+            None => Ok(()),
+        }
     }
 
     fn entry(&self, stage: &str, key: &str) -> PathBuf {

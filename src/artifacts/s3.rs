@@ -64,6 +64,8 @@ impl std::fmt::Display for S3Url {
 pub struct Remote {
     client: aws_sdk_s3::Client,
     url: S3Url,
+    /// Whether the service honours create-only writes, once probed.
+    create_only: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// The first variable of `names` that is set.
@@ -109,6 +111,7 @@ impl Remote {
         Self {
             client: crate::providers::r2::client(endpoint, access_key_id, secret),
             url,
+            create_only: std::sync::Arc::default(),
         }
     }
 
@@ -153,6 +156,44 @@ impl Remote {
     /// Writes an object; with `create_only`, only when there is none yet (`If-None-Match:
     /// *`). `false` when the service refused because one is there.
     pub async fn put(
+        &self,
+        relative: &str,
+        body: ByteStream,
+        create_only: bool,
+    ) -> Result<bool, ArtifactError> {
+        if create_only {
+            self.check_create_only().await?;
+        }
+        self.send_put(relative, body, create_only).await
+    }
+
+    /// Fails unless the service honours create-only writes. The effect ledger's first
+    /// intent is a claim that only one runner may win; a service that ignores
+    /// `If-None-Match` lets two runners both win it and both send. Probed once per
+    /// process: one object written create-only twice, where the second must be refused.
+    pub async fn check_create_only(&self) -> Result<(), ArtifactError> {
+        const PROBE: &str = ".factory/create-only-probe";
+        let honoured = self
+            .create_only
+            .get_or_try_init(|| async {
+                self.send_put(PROBE, ByteStream::from_static(b"probe"), true)
+                    .await?;
+                let again = self
+                    .send_put(PROBE, ByteStream::from_static(b"probe"), true)
+                    .await?;
+                Ok::<_, ArtifactError>(!again)
+            })
+            .await?;
+        if *honoured {
+            Ok(())
+        } else {
+            Err(ArtifactError::NoCreateOnly {
+                location: format!("s3://{}/{}", self.url.bucket, self.key(PROBE)),
+            })
+        }
+    }
+
+    async fn send_put(
         &self,
         relative: &str,
         body: ByteStream,

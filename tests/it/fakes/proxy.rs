@@ -20,14 +20,27 @@ pub struct Proxy {
 struct Target {
     base: String,
     http: reqwest::Client,
+    /// A request header the proxy does not pass on.
+    dropped: Option<header::HeaderName>,
 }
 
 impl Proxy {
     /// Forwards everything to `base` (e.g. `http://127.0.0.1:5000`).
     pub async fn start(base: &str) -> Self {
+        Self::with(base, None).await
+    }
+
+    /// Forwards everything to `base` but the request header `dropped`: a service that
+    /// ignores that header, as some S3 implementations ignore `If-None-Match`.
+    pub async fn dropping(base: &str, dropped: header::HeaderName) -> Self {
+        Self::with(base, Some(dropped)).await
+    }
+
+    async fn with(base: &str, dropped: Option<header::HeaderName>) -> Self {
         let target = Arc::new(Target {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            dropped,
         });
         let router = Router::new().fallback(forward).with_state(target);
         Self {
@@ -60,7 +73,8 @@ async fn forward(State(target): State<Arc<Target>>, request: Request) -> Respons
         if !matches!(
             *name,
             header::HOST | header::EXPECT | header::CONTENT_LENGTH
-        ) {
+        ) && target.dropped.as_ref() != Some(name)
+        {
             forwarded = forwarded.header(name, value);
         }
     }
