@@ -61,12 +61,6 @@ pub enum ArtifactError {
         "the side effect `{key}` was claimed by another runner sharing the artifact store; it is not sent twice"
     )]
     Claimed { key: String },
-    #[error(
-        "the S3 service ignores create-only writes (`If-None-Match: *`): `{location}` was written \
-         twice, so two runners sharing the bucket could both send one draft or notice; use a \
-         service that honours conditional writes (R2 and AWS S3 do)"
-    )]
-    NoCreateOnly { location: String },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
@@ -213,13 +207,23 @@ impl ArtifactStore {
         &self.root
     }
 
-    /// With an S3 store behind it, that the service honours create-only writes, which the
-    /// effect ledger's claims need (see [`s3::Remote::check_create_only`]).
-    pub async fn check_remote(&self) -> Result<(), ArtifactError> {
-        match &self.remote {
-            Some(remote) => remote.check_create_only().await,
-            None => Ok(()),
+    /// With an S3 store behind it whose service ignores create-only writes, the warning
+    /// to show: runners sharing that bucket cannot claim a side effect from each other.
+    pub async fn remote_warning(&self) -> Result<Option<String>, ArtifactError> {
+        let Some(remote) = &self.remote else {
+            return Ok(None);
+        };
+        if remote.honours_create_only().await? {
+            return Ok(None);
         }
+        Ok(Some(format!(
+            "the S3 service ignores create-only writes (`If-None-Match: *`): `{}` was written \
+             twice, so runners sharing the bucket cannot claim a draft or notice from each \
+             other, and two runs of one job at once could both send it\n  help: use a \
+             service that honours conditional writes (R2 and AWS S3 do); workers on a queue \
+             are kept apart by their leases",
+            remote.probe_location()
+        )))
     }
 
     fn entry(&self, stage: &str, key: &str) -> PathBuf {

@@ -59,6 +59,9 @@ impl std::fmt::Display for S3Url {
     }
 }
 
+/// The object [`Remote::honours_create_only`] writes.
+const PROBE: &str = ".factory/create-only-probe";
+
 /// A bucket and prefix, with a client.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -161,18 +164,14 @@ impl Remote {
         body: ByteStream,
         create_only: bool,
     ) -> Result<bool, ArtifactError> {
-        if create_only {
-            self.check_create_only().await?;
-        }
         self.send_put(relative, body, create_only).await
     }
 
-    /// Fails unless the service honours create-only writes. The effect ledger's first
-    /// intent is a claim that only one runner may win; a service that ignores
-    /// `If-None-Match` lets two runners both win it and both send. Probed once per
-    /// process: one object written create-only twice, where the second must be refused.
-    pub async fn check_create_only(&self) -> Result<(), ArtifactError> {
-        const PROBE: &str = ".factory/create-only-probe";
+    /// Whether the service honours create-only writes. The effect ledger's first intent
+    /// is a claim that only one runner may win; a service that ignores `If-None-Match`
+    /// lets two runners both win it. Probed once per process: one object written
+    /// create-only twice, where the second must be refused.
+    pub async fn honours_create_only(&self) -> Result<bool, ArtifactError> {
         let honoured = self
             .create_only
             .get_or_try_init(|| async {
@@ -184,13 +183,12 @@ impl Remote {
                 Ok::<_, ArtifactError>(!again)
             })
             .await?;
-        if *honoured {
-            Ok(())
-        } else {
-            Err(ArtifactError::NoCreateOnly {
-                location: format!("s3://{}/{}", self.url.bucket, self.key(PROBE)),
-            })
-        }
+        Ok(*honoured)
+    }
+
+    /// Where the create-only probe is written.
+    pub fn probe_location(&self) -> String {
+        format!("s3://{}/{}", self.url.bucket, self.key(PROBE))
     }
 
     async fn send_put(

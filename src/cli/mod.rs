@@ -851,6 +851,19 @@ pub fn warn_loose_permissions(state_dir: &std::path::Path) {
     }
 }
 
+/// Warns, before any job starts, when the S3 bucket behind the artifacts cannot keep a
+/// create-only claim. A bucket that cannot be written at all ends the command.
+pub async fn warn_lax_bucket(artifacts: &crate::artifacts::ArtifactStore) -> Result<(), Failure> {
+    let warning = artifacts
+        .remote_warning()
+        .await
+        .map_err(|e| Failure::environment(e.to_string()))?;
+    if let Some(warning) = warning {
+        let _ = writeln!(std::io::stderr().lock(), "warning: {warning}");
+    }
+    Ok(())
+}
+
 /// Writes to stdout; a closed pipe (`factory plan | head`) is not an error.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();

@@ -146,10 +146,7 @@ pub async fn run(args: &WorkerArgs, opts: &Options, queue: &QueueArgs) -> CmdRes
     let artifacts =
         ArtifactStore::open(&opts.cache_dir()).map_err(|e| Failure::environment(e.to_string()))?;
     let artifacts = super::run::with_remote(artifacts, opts.remote.as_ref())?;
-    artifacts
-        .check_remote()
-        .await
-        .map_err(|e| Failure::environment(e.to_string()))?;
+    super::warn_lax_bucket(&artifacts).await?;
     let name = args.name.clone().unwrap_or_else(default_name);
     let progress = Arc::new(Progress::with_history(
         if opts.json { Mode::Json } else { Mode::Plain },
