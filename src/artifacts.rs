@@ -152,6 +152,10 @@ pub struct EffectRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub updated_at: i64,
+    /// The runner that wrote it ([`ArtifactStore::owner`]): an unfinished record of
+    /// another runner may be in flight there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A finished job, kept beside its artifacts.
@@ -205,6 +209,19 @@ impl ArtifactStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Who writes through this store: the machine and the local folder. Two processes
+    /// with one owner cannot run at once (the state lock), so an unfinished record of
+    /// this owner is an attempt that ended; one of another owner may still be in flight.
+    pub fn owner(&self) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", self.root.display())
     }
 
     /// With an S3 store behind it whose service ignores create-only writes, the warning
@@ -1026,6 +1043,7 @@ mod tests {
             result: None,
             error: None,
             updated_at: 1,
+            owner: None,
         };
         store.put_effect(&record).await.unwrap();
         assert_eq!(store.effect("e1").await.unwrap(), Some(record));

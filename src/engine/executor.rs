@@ -326,6 +326,9 @@ impl<'a> JobRun<'a> {
                     self.end(stage, key, None, None).await?;
                     return Ok(Effected::Done(record.result.clone().unwrap_or_default()));
                 }
+                if let Some((until, reason)) = self.in_flight_elsewhere(stage, record) {
+                    return Err(self.defer(stage, key, until, reason).await);
+                }
                 if kind == EffectKind::AtMostOnce
                     && matches!(record.status, EffectStatus::Intent | EffectStatus::Unknown)
                 {
@@ -342,6 +345,7 @@ impl<'a> JobRun<'a> {
                 result: None,
                 error: None,
                 updated_at: crate::clock::now(),
+                owner: Some(e.artifacts.owner()),
             };
             self.write_effect(stage, &intent).await?;
             let log: Arc<dyn EffectLog> = Arc::new(Ledger {
@@ -459,6 +463,31 @@ impl<'a> JobRun<'a> {
         }))
     }
 
+    /// An unfinished attempt another runner sharing the bucket wrote recently: it may be
+    /// sending at this moment, so the job waits for its outcome (until the stage's time
+    /// would be up) instead of sending too. Under a lease no other holder can be live.
+    fn in_flight_elsewhere(&self, stage: Stage, record: &EffectRecord) -> Option<(i64, String)> {
+        if self.lease.is_some()
+            || !matches!(record.status, EffectStatus::Intent | EffectStatus::Unknown)
+        {
+            return None;
+        }
+        let mine = self.engine.artifacts.owner();
+        let other = record.owner.as_deref().filter(|o| *o != mine)?;
+        let until = record
+            .updated_at
+            .saturating_add(i64::try_from(stage.timeout().as_secs()).unwrap_or(i64::MAX));
+        (crate::clock::now() < until).then(|| {
+            (
+                until,
+                format!(
+                    "another runner (`{other}`) is sending it; its outcome decides, and it is \
+                     taken over if it has not ended by then"
+                ),
+            )
+        })
+    }
+
     /// The store's row of an effect this artifact store has no ledger entry for. A shared
     /// store (another machine, or a runner whose artifacts were lost) may know of an attempt
     /// that was sent and never confirmed: that attempt is adopted, so it is reconciled with
@@ -497,6 +526,7 @@ impl<'a> JobRun<'a> {
             result: None,
             error: None,
             updated_at: crate::clock::now(),
+            owner: None,
         }))
     }
 

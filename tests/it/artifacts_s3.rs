@@ -351,6 +351,7 @@ async fn of_two_runners_the_first_intent_claims_an_effect_and_the_other_is_refus
         result: None,
         error: None,
         updated_at: 1,
+        owner: None,
     };
     a.put_effect(&intent).await.unwrap();
     let refused = b.put_effect(&intent).await.unwrap_err();
@@ -451,4 +452,110 @@ async fn a_bucket_that_ignores_create_only_writes_is_named_in_a_warning_before_a
         "{}",
         straight.stderr
     );
+}
+
+/// A runner that found another runner's unfinished draft in the bucket took it for a
+/// crashed attempt and sent the draft again, though the other might be sending it at
+/// that moment. A recent attempt of another runner now defers the job, saying why; once
+/// the stage's time is up it is taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draft_another_runner_may_be_sending_is_waited_for_not_sent_again() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    recipe(dir.path());
+    let root = dir.path().to_owned();
+    let first =
+        tokio::task::block_in_place(|| runner(&root, &moto, "runner-1", &["run", "tiny.yaml"]));
+    assert_eq!(first.code, 0, "{first:?}");
+    // One draft's ledger entry as another machine leaves it mid-send, just now; the
+    // finished-job records gone, so the jobs are run again.
+    let client = s3(&moto);
+    let mut tampered = None;
+    for key in keys(&moto, &format!("{PREFIX}/effects/")).await {
+        let body = client
+            .get_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let mut record: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if record["kind"] == "draft" && tampered.is_none() {
+            record["status"] = "intent".into();
+            record["owner"] = "another-host:/ci/cache".into();
+            record["updated_at"] = tiktok_factory::clock::now().into();
+            record.as_object_mut().unwrap().remove("result");
+            client
+                .put_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .body(serde_json::to_vec(&record).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+            tampered = Some(record["job"].as_str().unwrap().to_owned());
+        }
+    }
+    let job = tampered.expect("a draft in the ledger");
+    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+        delete(&moto, &key).await;
+    }
+    let summary = |out: &Output| -> serde_json::Value {
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "summary")
+            .unwrap_or_else(|| panic!("no summary: {out:?}"))["summary"]
+            .clone()
+    };
+    let second = tokio::task::block_in_place(|| {
+        runner(&root, &moto, "runner-2", &["--json", "run", "tiny.yaml"])
+    });
+    assert_eq!(second.code, 0, "{second:?}");
+    let s = summary(&second);
+    assert_eq!(
+        (s["deferred"].as_u64(), s["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{second:?}"
+    );
+    assert!(
+        second
+            .stdout
+            .contains("another runner (`another-host:/ci/cache`) is sending it"),
+        "the wait says why: {}",
+        second.stdout
+    );
+    assert_eq!(
+        drafts(&root.join("runner-2")),
+        0,
+        "nothing sent while it may be in flight"
+    );
+    // Past the draft stage's time the attempt is over, and the job is taken over.
+    let later = (tiktok_factory::clock::now() + 1_801).to_string();
+    let third = tokio::task::block_in_place(|| {
+        Factory::new()
+            .args(["--state-dir", "runner-2", "--cache-dir", "runner-2-cache"])
+            .args(["--json", "run", "tiny.yaml"])
+            .current_dir(&root)
+            .env("FACTORY_ARTIFACTS", format!("s3://{BUCKET}/{PREFIX}"))
+            .env("R2_ENDPOINT", &moto.endpoint)
+            .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
+            .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
+            .env("FACTORY_NOW", &later)
+            .env("CI", "1")
+            .run()
+    });
+    assert_eq!(third.code, 0, "{third:?}");
+    let s = summary(&third);
+    assert_eq!(
+        (s["deferred"].as_u64(), s["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{third:?}"
+    );
+    assert!(third.stdout.contains(&job), "{third:?}");
 }

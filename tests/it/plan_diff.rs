@@ -138,6 +138,7 @@ impl Project {
                             result: Some(serde_json::json!({})),
                             error: None,
                             updated_at: at,
+                            owner: None,
                         })
                         .await
                         .expect("record the effect"),
