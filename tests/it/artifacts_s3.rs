@@ -20,18 +20,22 @@ fn recipe(dir: &Path) {
     );
 }
 
-/// A runner: its own state directory and cache, the shared bucket.
-fn runner(dir: &Path, moto: &Moto, name: &str, args: &[&str]) -> Output {
+/// `factory` as a runner named `name`: its own state directory and cache, the bucket at
+/// `endpoint`.
+fn on_bucket(dir: &Path, endpoint: &str, name: &str) -> Factory {
     Factory::new()
         .args(["--state-dir", name, "--cache-dir", &format!("{name}-cache")])
-        .args(args)
         .current_dir(dir)
         .env("FACTORY_ARTIFACTS", format!("s3://{BUCKET}/{PREFIX}"))
-        .env("R2_ENDPOINT", &moto.endpoint)
+        .env("R2_ENDPOINT", endpoint)
         .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
         .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
         .env("CI", "1")
-        .run()
+}
+
+/// A runner's command on the shared bucket.
+fn runner(dir: &Path, moto: &Moto, name: &str, args: &[&str]) -> Output {
+    on_bucket(dir, &moto.endpoint, name).args(args).run()
 }
 
 fn notices(state: &Path) -> usize {
@@ -425,15 +429,9 @@ async fn a_bucket_that_ignores_create_only_writes_is_named_in_a_warning_before_a
     let lax = Proxy::dropping(&moto.endpoint, axum::http::header::IF_NONE_MATCH).await;
     let dir = tempfile::tempdir().unwrap();
     recipe(dir.path());
-    let run = |endpoint: &str, state: &str| {
-        Factory::new()
-            .args(["--state-dir", state, "run", "tiny.yaml"])
-            .current_dir(dir.path())
-            .env("FACTORY_ARTIFACTS", format!("s3://{BUCKET}/{PREFIX}"))
-            .env("R2_ENDPOINT", endpoint)
-            .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
-            .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
-            .env("CI", "1")
+    let run = |endpoint: &str, name: &str| {
+        on_bucket(dir.path(), endpoint, name)
+            .args(["run", "tiny.yaml"])
             .run()
     };
     let out = run(&lax.url(), "lax");
@@ -538,16 +536,9 @@ async fn a_draft_another_runner_may_be_sending_is_waited_for_not_sent_again() {
     // Past the draft stage's time the attempt is over, and the job is taken over.
     let later = (tiktok_factory::clock::now() + 1_801).to_string();
     let third = tokio::task::block_in_place(|| {
-        Factory::new()
-            .args(["--state-dir", "runner-2", "--cache-dir", "runner-2-cache"])
-            .args(["--json", "run", "tiny.yaml"])
-            .current_dir(&root)
-            .env("FACTORY_ARTIFACTS", format!("s3://{BUCKET}/{PREFIX}"))
-            .env("R2_ENDPOINT", &moto.endpoint)
-            .env("R2_ACCESS_KEY_ID", "AKIAFAKE")
-            .env("R2_SECRET_ACCESS_KEY", "fake-secret-key")
+        on_bucket(&root, &moto.endpoint, "runner-2")
             .env("FACTORY_NOW", &later)
-            .env("CI", "1")
+            .args(["--json", "run", "tiny.yaml"])
             .run()
     });
     assert_eq!(third.code, 0, "{third:?}");

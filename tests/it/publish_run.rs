@@ -25,13 +25,7 @@ struct Services {
 impl Services {
     async fn start() -> Self {
         let tiktok = FakeTikTok::start().await;
-        let a = tiktok.connected_account();
-        let account = serde_json::json!({
-            "open_id": a.open_id,
-            "access_token": a.access_token.expose(),
-            "refresh_token": a.refresh_token.expose(),
-        })
-        .to_string();
+        let account = tiktok.account_json();
         Self {
             moto: Moto::start().await,
             tiktok,

@@ -560,6 +560,18 @@ const SECRET_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aa
 
 /// A recipe whose drafts go to the TikTok account `account`.
 fn publishing(dir: &Path, name: &str, account: &str, topics: &[String]) {
+    publishing_with(dir, name, account, topics, "local", "");
+}
+
+/// [`publishing`] with the drafts hosted on `host`, and `tail` (more top-level keys).
+fn publishing_with(
+    dir: &Path,
+    name: &str,
+    account: &str,
+    topics: &[String],
+    host: &str,
+    tail: &str,
+) {
     clip(dir);
     write(
         dir,
@@ -567,7 +579,7 @@ fn publishing(dir: &Path, name: &str, account: &str, topics: &[String]) {
         &format!(
             "version: 1\nname: {name}\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n\
              {TEMPLATE}batch:\n  template: t\n  matrix: {{ topic: [{}], voice: [a] }}\n\
-             publish: {{ host: local, tiktok: {{ account: {account} }} }}\n",
+             publish: {{ host: {host}, tiktok: {{ account: {account} }} }}\n{tail}",
             topics.join(", ")
         ),
     );
@@ -595,13 +607,7 @@ async fn three_workers_share_tiktoks_init_window_and_an_accounts_pending_cap_def
     // The fake's own cap is per token; the engine's is per account, which is what is
     // tested here: two accounts on one token (one init window) get 5 drafts each.
     fake.set(|b| b.pending_cap = 100);
-    let a = fake.connected_account();
-    let account = serde_json::json!({
-        "open_id": a.open_id,
-        "access_token": a.access_token.expose(),
-        "refresh_token": a.refresh_token.expose(),
-    })
-    .to_string();
+    let account = fake.account_json();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     // Six jobs for `main` (five drafts, then its cap) and two for `second`: seven inits,
@@ -712,35 +718,21 @@ async fn workers_killed_at_random_points_lose_no_job_and_send_no_draft_or_notice
         chat.faults()
             .inject("/sendMessage", Fault::Stall(Duration::from_millis(1500)));
     }
-    let a = fake.connected_account();
-    let account = serde_json::json!({
-        "open_id": a.open_id,
-        "access_token": a.access_token.expose(),
-        "refresh_token": a.refresh_token.expose(),
-    })
-    .to_string();
+    let account = fake.account_json();
     let store = pg::shared().url();
     let queue = store.clone();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    clip(dir);
     let names = topics(ACCOUNTS.len() * PER_ACCOUNT);
     let mut recipes = Vec::new();
+    let notify = format!(
+        "notify: {{ telegram: {{ chat: \"{}\" }} }}\n",
+        telegram::CHAT
+    );
     for (i, account) in ACCOUNTS.iter().enumerate() {
         let name = format!("chaos-{account}");
         let mine = &names[i * PER_ACCOUNT..(i + 1) * PER_ACCOUNT];
-        write(
-            dir,
-            &format!("{name}.yaml"),
-            &format!(
-                "version: 1\nname: {name}\nvoices:\n  a: {{ provider: espeak, voice: en-us, rate: 260 }}\n\
-                 {TEMPLATE}batch:\n  template: t\n  matrix: {{ topic: [{}], voice: [a] }}\n\
-                 publish: {{ host: r2, tiktok: {{ account: {account} }} }}\n\
-                 notify: {{ telegram: {{ chat: \"{}\" }} }}\n",
-                mine.join(", "),
-                telegram::CHAT
-            ),
-        );
+        publishing_with(dir, &name, account, mine, "r2", &notify);
         recipes.push(format!("{name}.yaml"));
     }
     let fleet = |f: Factory| {

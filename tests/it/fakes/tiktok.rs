@@ -225,6 +225,17 @@ impl FakeTikTok {
         }
     }
 
+    /// [`Self::connected_account`] as `TIKTOK_ACCOUNT_JSON` takes it.
+    pub fn account_json(&self) -> String {
+        let a = self.connected_account();
+        serde_json::json!({
+            "open_id": a.open_id,
+            "access_token": a.access_token.expose(),
+            "refresh_token": a.refresh_token.expose(),
+        })
+        .to_string()
+    }
+
     pub fn paths(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().paths.clone()
     }
