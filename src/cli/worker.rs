@@ -55,7 +55,7 @@ pub async fn enqueue(paths: &[PathBuf], opts: &Options, queue: &QueueArgs) -> Cm
         return Ok(Outcome::Invalid);
     }
     let queue = queue.connect(2).await?;
-    let store = Store::open_read_only(&opts.state_dir).await?;
+    let store = Store::open_read_only(&opts.store).await?;
     let mut tasks = Vec::new();
     let mut already_done = 0;
     for e in &ok {

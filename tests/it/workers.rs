@@ -400,6 +400,34 @@ async fn three_workers_do_every_job_once_and_a_render_killed_with_its_worker_is_
     }
 }
 
+/// `run --enqueue` planned against the SQLite file in the state directory, not the store
+/// `--store` names: a job done on a shared Postgres store went on the queue again.
+#[tokio::test(flavor = "multi_thread")]
+async fn enqueue_counts_a_job_done_on_the_configured_store_as_done() {
+    let store = pg::shared().url();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    recipe(dir, &["Stored".to_owned()]);
+    let on_store = |f: Factory| f.env("FACTORY_STORE", &store);
+    let ran = on_store(factory(dir, &store))
+        .args(["run", "tiny.yaml"])
+        .run();
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let out = on_store(factory(dir, &store))
+        .args(["--json", "run", "--enqueue", "tiny.yaml"])
+        .run();
+    assert_eq!(out.code, 0, "{out:?}");
+    let summary = out.json();
+    assert_eq!(
+        (
+            summary["enqueued"].as_u64(),
+            summary["already_done"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{summary}"
+    );
+}
+
 /// Each (job, stage)'s recorded status.
 async fn stage_statuses(dir: &Path) -> BTreeMap<(String, String), String> {
     let pool = sqlx::SqlitePool::connect(&format!(
