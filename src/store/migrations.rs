@@ -12,7 +12,8 @@ use sqlx::AnyPool;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
-type List = &'static [(i64, &'static str, &'static str)];
+/// Version, name and SQL of each migration.
+pub(super) type List = &'static [(i64, &'static str, &'static str)];
 
 const SQLITE: List = &[
     (
@@ -60,8 +61,10 @@ const POSTGRES: List = &[
     ),
 ];
 
+/// A list of migrations compiled in, as sqlx's migrator reads them (the queue's own
+/// schema has one too).
 #[derive(Debug)]
-struct Embedded(List);
+pub(super) struct Embedded(pub(super) List);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {

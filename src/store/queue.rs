@@ -3,16 +3,13 @@
 //! it does not give, in the schema `factory_queue`: a lease per job with a fencing token,
 //! the queue's view for `factory status`, and rate budgets shared by every worker.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use apalis_core::task::Task;
 use apalis_postgres::{CompactType, Config, PgContext, PgTask, PostgresStorage};
 use async_trait::async_trait;
-use futures_core::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
@@ -27,7 +24,7 @@ const SETUP_LOCK: i64 = 0x0066_6163_7175_6575;
 /// How many times a task is tried before the library gives it up (`Killed`).
 pub const MAX_ATTEMPTS: i32 = 25;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
+const MIGRATIONS: super::migrations::List = &[(
     900,
     "queue",
     include_str!("../../migrations/postgres/0900_queue.sql"),
@@ -185,28 +182,6 @@ pub struct QueueStore {
     pool: PgPool,
 }
 
-#[derive(Debug)]
-struct Embedded;
-
-impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
-                .iter()
-                .map(|(version, name, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*name),
-                        MigrationType::Simple,
-                        Cow::Borrowed(*sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
-    }
-}
-
 /// Now on the database's clock, in milliseconds: one clock for every worker's lease.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
@@ -238,7 +213,7 @@ impl QueueStore {
             let mut library = PostgresStorage::<(), (), ()>::migrations();
             library.set_ignore_missing(true);
             library.run(&mut *conn).await?;
-            let mut ours = Migrator::new(Embedded).await?;
+            let mut ours = Migrator::new(super::migrations::Embedded(MIGRATIONS)).await?;
             ours.set_ignore_missing(true);
             ours.run(&mut *conn).await?;
             Ok::<_, QueueError>(())
