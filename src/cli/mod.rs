@@ -448,7 +448,8 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             .map_err(|e| Failure::invalid(e.to_string()))?,
         None => StoreUrl::in_state_dir(&cli.state_dir),
     };
-    // What commands that change state lock (see [`run::lock_state`]).
+    // What commands that change state lock (see [`run::lock_state`]), and the options
+    // of those that run jobs.
     let locking = run::Options {
         state_dir: cli.state_dir.clone(),
         store: store.clone(),
@@ -512,18 +513,12 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             };
             let reports = ci::Reports::new(summary, junit, ci, &cli.state_dir);
             let opts = run::Options {
-                state_dir: cli.state_dir,
-                store,
-                remote,
-                cache_dir: cli.cache_dir,
-                json: cli.json,
-                ci,
-                wait: cli.wait,
                 picked: run::Picked {
                     selector: pick.selector()?,
                     shard,
                     limit: pick.limit,
                 },
+                ..locking
             };
             if enqueue {
                 return worker::enqueue(&paths, &opts, &queue).await;
@@ -536,22 +531,12 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             name,
             queue,
         } => {
-            let opts = run::Options {
-                state_dir: cli.state_dir,
-                store,
-                remote,
-                cache_dir: cli.cache_dir,
-                json: cli.json,
-                ci,
-                wait: cli.wait,
-                picked: run::Picked::default(),
-            };
             let args = worker::WorkerArgs {
                 renders,
                 network,
                 name,
             };
-            worker::run(&args, &opts, &queue).await
+            worker::run(&args, &locking, &queue).await
         }
         Command::Status { queue } => status::run(&queue, cli.json).await,
         Command::Watch {
@@ -560,15 +545,9 @@ pub async fn run(mut cli: Cli) -> CmdResult {
             every,
         } => {
             let opts = run::Options {
-                state_dir: cli.state_dir,
-                store,
-                remote,
-                cache_dir: cli.cache_dir,
-                json: cli.json,
-                ci,
                 // Runs of `watch` queue behind a manual `run` rather than stop.
                 wait: true,
-                picked: run::Picked::default(),
+                ..locking
             };
             watch::run(
                 &dir,
@@ -601,17 +580,7 @@ pub async fn run(mut cli: Cli) -> CmdResult {
                 }
                 return Ok(Outcome::Ok);
             }
-            let opts = run::Options {
-                state_dir: cli.state_dir,
-                store,
-                remote,
-                cache_dir: cli.cache_dir,
-                json: cli.json,
-                ci,
-                wait: cli.wait,
-                picked: run::Picked::default(),
-            };
-            run::retry(&id, &opts).await
+            run::retry(&id, &locking).await
         }
         Command::Why { job, stage, paths } => {
             let cache_dir = cli.cache_dir.unwrap_or_else(|| cli.state_dir.join("cache"));
