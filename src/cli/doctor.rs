@@ -34,10 +34,7 @@ pub async fn run(
     let mut recipes = Vec::with_capacity(ok.len());
     for e in &ok {
         recipes.push(e.recipe.name.clone());
-        let stored = match &store {
-            Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
-            None => Vec::new(),
-        };
+        let stored = super::plan::stored(store.as_ref(), &e.recipe.name).await?;
         let stored = super::plan::with_records(stored, &records, &e.recipe.name);
         let p = crate::plan::plan(
             &e.recipe.name,

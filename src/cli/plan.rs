@@ -75,10 +75,7 @@ pub async fn run(
     let forecaster = Forecaster::new(&artifacts).await;
     let mut plans = Vec::with_capacity(ok.len());
     for e in &ok {
-        let stored = match &store {
-            Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
-            None => Vec::new(),
-        };
+        let stored = stored(store.as_ref(), &e.recipe.name).await?;
         let mut specs = match &store {
             Some(s) => s.job_specs(&e.recipe.name).await?,
             None => HashMap::new(),
@@ -371,6 +368,17 @@ pub(super) async fn cached(artifacts: &ArtifactStore, jobs: &[&JobSpec]) -> Cach
         }
     }
     cached
+}
+
+/// The jobs `store` holds of `recipe`; none without a store.
+pub(super) async fn stored(
+    store: Option<&Store>,
+    recipe: &str,
+) -> Result<Vec<crate::store::StoredJob>, crate::store::StoreError> {
+    match store {
+        Some(s) => s.jobs_of_recipe(recipe).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]

@@ -182,10 +182,7 @@ impl Watcher {
         }
         let store = Store::open_read_only(&self.opts.store).await?;
         for e in &ok {
-            let stored = match &store {
-                Some(s) => s.jobs_of_recipe(&e.recipe.name).await?,
-                None => Vec::new(),
-            };
+            let stored = super::plan::stored(store.as_ref(), &e.recipe.name).await?;
             let p = plan::plan(
                 &e.recipe.name,
                 &e.recipe.path.display().to_string(),

@@ -59,10 +59,7 @@ pub async fn enqueue(paths: &[PathBuf], opts: &Options, queue: &QueueArgs) -> Cm
     let mut tasks = Vec::new();
     let mut already_done = 0;
     for e in &ok {
-        let stored = match &store {
-            Some(store) => store.jobs_of_recipe(&e.recipe.name).await?,
-            None => Vec::new(),
-        };
+        let stored = super::plan::stored(store.as_ref(), &e.recipe.name).await?;
         let p = plan::plan(
             &e.recipe.name,
             &e.recipe.path.display().to_string(),
