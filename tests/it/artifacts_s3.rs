@@ -72,24 +72,6 @@ async fn delete(moto: &Moto, key: &str) {
         .unwrap();
 }
 
-/// The bucket's keys under `prefix`, over plain HTTP (moto lists without auth).
-async fn keys(moto: &Moto, prefix: &str) -> Vec<String> {
-    let xml = reqwest::get(format!(
-        "{}/{BUCKET}?list-type=2&prefix={prefix}",
-        moto.endpoint
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    xml.split("<Key>")
-        .skip(1)
-        .filter_map(|part| part.split("</Key>").next())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect() {
     let moto = Moto::start().await;
@@ -103,7 +85,7 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
     assert_eq!(executed(&first), 16, "{first:?}");
     assert_eq!(drafts(&root.join("runner-1")), 2);
     assert_eq!(notices(&root.join("runner-1")), 2);
-    let uploaded = keys(&moto, &format!("{PREFIX}/")).await;
+    let uploaded = moto.keys(&format!("{PREFIX}/")).await;
     let manifests = uploaded
         .iter()
         .filter(|k| k.ends_with("/manifest.json"))
@@ -145,7 +127,7 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
 
     // Without the finished-job records, every stage is found by key in the bucket
     // (downloaded and verified) and every effect in its ledger.
-    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+    for key in moto.keys(&format!("{PREFIX}/jobs/")).await {
         delete(&moto, &key).await;
     }
     let third =
@@ -168,7 +150,7 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
             .filter(|k| k.starts_with(&format!("{PREFIX}/render/")) && k.ends_with("manifest.json"))
             .count()
     };
-    assert_eq!(renders(&keys(&moto, &format!("{PREFIX}/")).await), 2);
+    assert_eq!(renders(&moto.keys(&format!("{PREFIX}/")).await), 2);
     let later = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
         .unwrap()
         .as_secs()
@@ -191,7 +173,7 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
             .run()
     });
     assert_eq!(collected.code, 0, "{collected:?}");
-    let left = keys(&moto, &format!("{PREFIX}/")).await;
+    let left = moto.keys(&format!("{PREFIX}/")).await;
     assert_eq!(renders(&left), 0, "{left:?}");
     assert!(
         !left
@@ -206,7 +188,7 @@ async fn a_second_runner_on_the_same_bucket_repeats_no_stage_and_no_side_effect(
     });
     assert_eq!(purged.code, 0, "{purged:?}");
     for folder in ["jobs", "effects"] {
-        let left = keys(&moto, &format!("{PREFIX}/{folder}/")).await;
+        let left = moto.keys(&format!("{PREFIX}/{folder}/")).await;
         assert!(left.is_empty(), "{folder}: {left:?}");
     }
 }
@@ -221,7 +203,7 @@ async fn a_plan_on_a_runner_with_only_the_bucket_sees_the_stages_the_bucket_hold
         tokio::task::block_in_place(|| runner(&root, &moto, "runner-1", &["run", "tiny.yaml"]));
     assert_eq!(first.code, 0, "{first:?}");
     // Without the finished-job records, the plan must find each stage by its key.
-    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+    for key in moto.keys(&format!("{PREFIX}/jobs/")).await {
         delete(&moto, &key).await;
     }
     // The plan of a runner with nothing but the bucket sees what the bucket holds.
@@ -289,7 +271,7 @@ async fn a_corrupted_object_in_the_bucket_is_never_used() {
         tokio::task::block_in_place(|| runner(&root, &moto, "runner-1", &["run", "tiny.yaml"]));
     assert_eq!(first.code, 0, "{first:?}");
     // Every script blob changed under its manifest, and the job records gone.
-    let all = keys(&moto, &format!("{PREFIX}/")).await;
+    let all = moto.keys(&format!("{PREFIX}/")).await;
     for key in &all {
         if key.starts_with(&format!("{PREFIX}/script/")) && key.contains("/blobs/") {
             s3(&moto)
@@ -469,7 +451,7 @@ async fn a_draft_another_runner_may_be_sending_is_waited_for_not_sent_again() {
     // finished-job records gone, so the jobs are run again.
     let client = s3(&moto);
     let mut tampered = None;
-    for key in keys(&moto, &format!("{PREFIX}/effects/")).await {
+    for key in moto.keys(&format!("{PREFIX}/effects/")).await {
         let body = client
             .get_object()
             .bucket(BUCKET)
@@ -500,7 +482,7 @@ async fn a_draft_another_runner_may_be_sending_is_waited_for_not_sent_again() {
         }
     }
     let job = tampered.expect("a draft in the ledger");
-    for key in keys(&moto, &format!("{PREFIX}/jobs/")).await {
+    for key in moto.keys(&format!("{PREFIX}/jobs/")).await {
         delete(&moto, &key).await;
     }
     let summary = |out: &Output| -> serde_json::Value {

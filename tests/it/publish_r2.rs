@@ -60,6 +60,24 @@ impl Moto {
         moto
     }
 
+    /// The bucket's keys under `prefix`, over plain HTTP (moto lists without auth).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let xml = reqwest::get(format!(
+            "{}/{BUCKET}?list-type=2&prefix={prefix}",
+            self.endpoint
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|part| part.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn config(&self) -> R2Config {
         R2Config {
             endpoint: self.endpoint.clone(),

@@ -1330,20 +1330,7 @@ async fn a_worker_keeps_artifacts_and_its_effect_ledger_in_the_s3_bucket() {
         count(s, "done") == 1
     });
     stop(worker);
-    let listing = reqwest::get(format!(
-        "{}/{BUCKET}?list-type=2&prefix=workers/",
-        moto.endpoint
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    let keys: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|part| part.split("</Key>").next())
-        .collect();
+    let keys = moto.keys("workers/").await;
     for kind in ["workers/render/", "workers/effects/", "workers/jobs/"] {
         assert!(
             keys.iter().any(|k| k.starts_with(kind)),
