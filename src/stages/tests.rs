@@ -83,8 +83,12 @@ struct Fakes {
     drafts: Script_,
     notify: Script_,
     /// When set, footage fills the disk with this file before it writes its clip (a
-    /// download that runs out of space, leaving the disk full).
-    fill: Mutex<Option<PathBuf>>,
+    /// download that runs out of space, leaving the disk full), once this many jobs are
+    /// at footage, or after 5 s: jobs sharing one footage search wait for the first at its
+    /// flight, and the wait lets them finish their scripts first. Filled earlier, a job
+    /// still writing its script fails there (on a loaded machine, now and then).
+    fill: Mutex<Option<(PathBuf, usize)>>,
+    at_footage: std::sync::atomic::AtomicUsize,
     /// Drafts in the inbox, by job.
     inbox: Mutex<Vec<String>>,
     hosted: Mutex<Vec<String>>,
@@ -160,7 +164,15 @@ impl FootageSource for Footage {
     async fn fetch(&self, _: &FootageRequest, dir: &Path) -> Result<Vec<Clip>, ProviderError> {
         fail_or_ok(self.0.footage.next().await)?;
         let fill = self.0.fill.lock().unwrap().clone();
-        if let Some(filler) = fill {
+        if let Some((filler, jobs)) = fill {
+            use std::sync::atomic::Ordering;
+            self.0.at_footage.fetch_add(1, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while self.0.at_footage.load(Ordering::SeqCst) < jobs
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             fill_disk(&filler);
         }
         let path = dir.join("clip-0.mp4");
@@ -1118,7 +1130,7 @@ async fn a_full_disk_leaves_jobs_running() {
         "the store keeps a reserve when it has room"
     );
     let filler = disk.path().join("filler");
-    *w.fakes.fill.lock().unwrap() = Some(filler.clone());
+    *w.fakes.fill.lock().unwrap() = Some((filler.clone(), 2));
     let first = engine.run(w.inputs(), 0).await;
     assert_eq!((first.failed, first.no_space), (2, 2), "{first:?}");
     for i in 0..2 {
